@@ -1,0 +1,149 @@
+"""Fit every (model, layer) series of a long measurements table, in parallel."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+
+import numpy as np
+import pandas as pd
+
+from fitting.compare import compare
+from fitting.fit import FitConfig, FitResult, fit_curve
+
+MEASUREMENT_COLUMNS = ("model", "step", "layer", "seq", "top1", "top2", "top3", "median")
+METRICS = ("ratio", "top1", "median")
+KEYS = ("model", "layer")
+
+
+def check_measurements(df: pd.DataFrame) -> None:
+    """Raise ``ValueError`` naming any required column the table lacks."""
+    missing = [c for c in MEASUREMENT_COLUMNS if c not in df.columns]
+    if missing:
+        raise ValueError(
+            f"measurements table lacks column(s) {missing}; expected {list(MEASUREMENT_COLUMNS)}"
+        )
+
+
+def aggregate(measurements: pd.DataFrame, metric: str = "ratio") -> pd.DataFrame:
+    """Reduce per-sequence rows to one value per (model, layer, step).
+
+    ``ratio`` is mean top-1 over mean median across sequences (arXiv 2508.03616); ``top1``
+    and ``median`` are plain means. ``sem`` is the standard error over sequences (for the
+    ratio by the delta method, ignoring the top-1/median covariance); NaN with one sequence.
+
+    Args:
+        measurements: Long table with :data:`MEASUREMENT_COLUMNS`.
+        metric: One of :data:`METRICS`.
+
+    Returns:
+        Columns ``model, layer, step, value, sem, n_seqs`` sorted by key and step.
+    """
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; choose from {list(METRICS)}")
+    check_measurements(measurements)
+    g = measurements.groupby([*KEYS, "step"], sort=True)
+    stats = g[["top1", "median"]].agg(["mean", "sem", "count"])
+    out = pd.DataFrame(index=stats.index)
+    mt, mm = stats[("top1", "mean")], stats[("median", "mean")]
+    st, sm = stats[("top1", "sem")], stats[("median", "sem")]
+    if metric == "ratio":
+        out["value"] = mt / mm
+        out["sem"] = out["value"].abs() * np.sqrt((st / mt) ** 2 + (sm / mm) ** 2)
+    else:
+        out["value"], out["sem"] = stats[(metric, "mean")], stats[(metric, "sem")]
+    out["n_seqs"] = stats[("top1", "count")]
+    return out.reset_index()
+
+
+def _fit_series(job) -> dict[str, object]:
+    key, t, y, sigma, fit_model, config = job
+    try:
+        result = fit_curve(t, y, sigma, model=fit_model, config=config)
+    except Exception as exc:  # one bad series must never abort a batch
+        result = FitResult.failure(fit_model, f"{type(exc).__name__}: {exc}", len(t))
+    return {**key, **result.to_row()}
+
+
+def _compare_series(job) -> list[dict[str, object]]:
+    key, t, y, sigma, models, config = job
+    try:
+        table = compare(t, y, sigma, models=models, config=config)
+    except Exception as exc:
+        return [{**key, "curve_model": "", "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}]
+    return [{**key, **row} for row in table.to_dict("records")]
+
+
+def _run(fn, jobs, n_jobs):
+    n_jobs = n_jobs or os.cpu_count() or 1
+    if n_jobs == 1 or len(jobs) < 2:
+        return [fn(j) for j in jobs]
+    try:
+        with ProcessPoolExecutor(max_workers=min(n_jobs, len(jobs))) as pool:
+            return list(pool.map(fn, jobs, chunksize=max(1, len(jobs) // (4 * n_jobs))))
+    except BrokenProcessPool:
+        # A worker died (e.g. killed for memory): finish in-process rather than lose the batch.
+        return [fn(j) for j in jobs]
+
+
+def _jobs(measurements, metric, weighted, extra, config):
+    series = aggregate(measurements, metric)
+    jobs = []
+    for (model, layer), grp in series.groupby(list(KEYS), sort=True):
+        sigma = grp["sem"].to_numpy(float) if weighted else None
+        key = {"model": model, "layer": int(layer), "metric": metric}
+        jobs.append((key, grp["step"].to_numpy(float), grp["value"].to_numpy(float), sigma, extra, config))
+    return jobs
+
+
+def fit_measurements(
+    measurements: pd.DataFrame,
+    metric: str = "ratio",
+    fit_model: str = "emergence",
+    config: FitConfig | None = None,
+    n_jobs: int | None = None,
+    weighted: bool = False,
+) -> pd.DataFrame:
+    """Fit one curve model to every (model, layer) series of a measurements table.
+
+    Args:
+        measurements: Long table with :data:`MEASUREMENT_COLUMNS`.
+        metric: ``ratio``, ``top1`` or ``median``.
+        fit_model: Curve model name.
+        config: Fitter settings.
+        n_jobs: Worker processes; all cores by default, 1 runs in-process.
+        weighted: Weight points by the SEM over sequences (needs >= 2 sequences).
+
+    Returns:
+        One row per series: ``model, layer, metric``, the parameters, their ``se_*``,
+        ``r2, adj_r2, rmse, aic, aicc, bic, n, t_peak, peak_value, peak_in_window,
+        steady_state, status, reason`` and fitter diagnostics. Failed series are rows with
+        ``status == "failed"`` and the reason.
+    """
+    jobs = _jobs(measurements, metric, weighted, fit_model, config)
+    return pd.DataFrame(_run(_fit_series, jobs, n_jobs))
+
+
+def compare_measurements(
+    measurements: pd.DataFrame,
+    metric: str = "ratio",
+    models: tuple[str, ...] | None = None,
+    config: FitConfig | None = None,
+    n_jobs: int | None = None,
+    weighted: bool = False,
+) -> pd.DataFrame:
+    """Rank rival curve models on every (model, layer) series; see :func:`compare`."""
+    jobs = _jobs(measurements, metric, weighted, models, config)
+    rows = [row for rows in _run(_compare_series, jobs, n_jobs) for row in rows]
+    return pd.DataFrame(rows)
+
+
+__all__ = [
+    "MEASUREMENT_COLUMNS",
+    "METRICS",
+    "aggregate",
+    "check_measurements",
+    "compare_measurements",
+    "fit_measurements",
+]

@@ -1,0 +1,76 @@
+"""Rank rival curve models on one series by information criteria."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+
+from fitting.fit import FitConfig, FitResult, fit_curve
+from fitting.models import MODELS
+
+
+def compare(
+    t,
+    y,
+    sigma=None,
+    models: tuple[str, ...] | None = None,
+    config: FitConfig | None = None,
+    criterion: str = "aicc",
+) -> pd.DataFrame:
+    """Fit every model to one series and rank them.
+
+    Args:
+        t: Training steps.
+        y: Values.
+        sigma: Optional per-point standard deviations.
+        models: Model names; all of :data:`fitting.models.MODELS` by default.
+        config: Fitter settings.
+        criterion: ``"aicc"`` (default), ``"aic"`` or ``"bic"``.
+
+    Returns:
+        One row per model, best first: ``curve_model, n_params, r2, rmse, aic, aicc, bic,
+        delta, weight, rank, status, reason``. ``delta`` is the criterion minus the best one;
+        ``weight`` the Akaike/Schwarz weight ``exp(-delta/2)`` normalised over the models.
+        A model too large for the series, or whose fit failed, ranks last with its reason.
+
+    Raises:
+        SeriesError: when the series is unusable for every model.
+    """
+    if criterion not in ("aic", "aicc", "bic"):
+        raise ValueError(f"criterion must be 'aic', 'aicc' or 'bic', got {criterion!r}")
+    names = tuple(models) if models is not None else tuple(MODELS)
+    results: list[FitResult] = []
+    errors = []
+    for name in names:
+        try:
+            results.append(fit_curve(t, y, sigma, model=name, config=config))
+        except ValueError as exc:  # includes SeriesError, e.g. too few points for this model
+            errors.append(exc)
+            results.append(FitResult.failure(name, str(exc)))
+    if len(errors) == len(names):
+        raise errors[0]
+    table = pd.DataFrame(
+        {
+            "curve_model": r.model,
+            "n_params": r.n_params,
+            "r2": r.r2,
+            "rmse": r.rmse,
+            "aic": r.aic,
+            "aicc": r.aicc,
+            "bic": r.bic,
+            "status": r.status,
+            "reason": r.reason,
+        }
+        for r in results
+    )
+    score = table[criterion].to_numpy(dtype=float)
+    score = np.where(np.isfinite(score), score, math.inf)
+    delta = score - score.min()
+    weight = np.exp(-0.5 * delta)
+    table["delta"] = delta
+    table["weight"] = weight / weight.sum()
+    table = table.sort_values("delta", kind="stable").reset_index(drop=True)
+    table["rank"] = np.arange(1, len(table) + 1)
+    return table

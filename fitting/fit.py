@@ -1,0 +1,348 @@
+"""Robust multi-start fitting of one series.
+
+The recipe: normalise steps to [0, 1] and values by min/max; screen many seeded,
+space-filling starts of the nonlinear parameters by variable projection (the linear
+parameters solved exactly by SVD for each start); polish the best distinct starts with
+bounded TRF on all parameters and an analytic Jacobian; keep the lowest loss; map back to
+raw units; derive errors from the covariance only when it is well conditioned.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.optimize import least_squares
+from scipy.special import expit, logit
+from scipy.stats import qmc
+
+from fitting.emergence import EmergenceParams, Peak, peak, steady_state
+from fitting.models import CurveModel, get_model
+from fitting.validate import SeriesError, check_series
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """How hard the fitter tries.
+
+    Attributes:
+        n_starts: Space-filling (scrambled Sobol) starts screened by variable projection.
+        n_polish: Best distinct starts polished with TRF on all parameters.
+        seed: Seed of the starts; equal seeds give identical fits.
+        max_nfev: Function evaluations allowed per polish.
+        cond_threshold: Condition number of the column-scaled ``J^T J`` above which a fit is
+            flagged ill-conditioned and its standard errors are withheld (NaN).
+        bound_rtol: Relative distance to a bound below which a parameter counts as at it.
+    """
+
+    n_starts: int = 32
+    n_polish: int = 4
+    seed: int = 0
+    max_nfev: int = 200
+    cond_threshold: float = 1e12
+    bound_rtol: float = 1e-6
+
+
+@dataclass
+class FitResult:
+    """Outcome of fitting one model to one series.
+
+    ``status`` is ``"ok"``, ``"flagged"`` (a usable fit with a caveat named in ``reason``:
+    parameter at a bound, ill-conditioned, not converged) or ``"failed"`` (no fit; ``reason``
+    says why, and the numeric fields are NaN).
+    """
+
+    model: str
+    status: str
+    reason: str
+    n: int
+    n_params: int
+    params: dict[str, float] = field(default_factory=dict)
+    stderr: dict[str, float] = field(default_factory=dict)
+    r2: float = math.nan
+    adj_r2: float = math.nan
+    rmse: float = math.nan
+    aic: float = math.nan
+    aicc: float = math.nan
+    bic: float = math.nan
+    cond: float = math.nan
+    at_bound: tuple[str, ...] = ()
+    ill_conditioned: bool = False
+    converged: bool = False
+    n_starts: int = 0
+    n_reached_best: int = 0
+    t_last: float = math.nan
+    reparam: dict[str, float] | None = None
+    peak: Peak | None = None
+    steady_state: float | None = None
+    residuals: np.ndarray | None = field(default=None, repr=False)
+
+    @property
+    def ok(self) -> bool:
+        """True unless the fit failed outright."""
+        return self.status != "failed"
+
+    def predict(self, t) -> np.ndarray:
+        """Evaluate the fitted curve at raw steps ``t``."""
+        if not self.ok:
+            raise ValueError(f"cannot predict from a failed fit: {self.reason}")
+        return get_model(self.model).curve(np.asarray(t, dtype=float), **self.params)
+
+    @classmethod
+    def failure(cls, model: str, reason: str, n: int = 0) -> FitResult:
+        """A failed result that names its reason."""
+        return cls(model=model, status="failed", reason=reason, n=n, n_params=get_model(model).n_params)
+
+    def to_row(self) -> dict[str, object]:
+        """Flatten into one table row: parameters, ``se_*`` errors, scores, peak, status."""
+        row: dict[str, object] = {"curve_model": self.model}
+        names = get_model(self.model).param_names
+        row.update({n: self.params.get(n, math.nan) for n in names})
+        row.update({f"se_{n}": self.stderr.get(n, math.nan) for n in names})
+        pk = self.peak
+        row.update(
+            r2=self.r2,
+            adj_r2=self.adj_r2,
+            rmse=self.rmse,
+            aic=self.aic,
+            aicc=self.aicc,
+            bic=self.bic,
+            n=self.n,
+            t_peak=pk.t_peak if pk is not None and pk.exists else math.nan,
+            peak_value=pk.value if pk is not None and pk.exists else math.nan,
+            peak_in_window=bool(pk.in_window) if pk is not None else False,
+            peak_note=pk.reason if pk is not None else "",
+            steady_state=self.steady_state if self.steady_state is not None else math.nan,
+            n_starts=self.n_starts,
+            n_reached_best=self.n_reached_best,
+            cond=self.cond,
+            status=self.status,
+            reason=self.reason,
+        )
+        return row
+
+
+def _space_filling(model: CurveModel, n: int, seed: int) -> np.ndarray:
+    lo, hi = np.array(model.start_lower), np.array(model.start_upper)
+    log = np.array(model.start_log)
+    unit = qmc.Sobol(d=len(lo), scramble=True, rng=seed).random_base2(max(1, math.ceil(math.log2(n))))
+    unit = unit[:n]
+    lo_t = np.where(log, np.log(np.where(log, lo, 1.0)), lo)
+    hi_t = np.where(log, np.log(np.where(log, hi, 1.0)), hi)
+    pts = lo_t + unit * (hi_t - lo_t)
+    return np.where(log, np.exp(pts), pts)
+
+
+def _project(model, u, yn, w, thetas):
+    """Variable projection: best linear coefficients and loss for each start."""
+    B = np.stack([model.basis(u, th) for th in thetas]) * w[None, :, None]
+    U, s, Vt = np.linalg.svd(B, full_matrices=False)
+    wy = w * yn
+    s_inv = np.where(s > s[:, :1] * 1e-12, 1.0 / np.where(s == 0, 1, s), 0.0)
+    coefs = np.einsum("smk,sk,snk,n->sm", Vt.transpose(0, 2, 1), s_inv, U, wy)
+    resid = np.einsum("snm,sm->sn", B, coefs) - wy
+    loss = np.einsum("sn,sn->s", resid, resid)
+    return np.where(np.isfinite(loss), loss, np.inf), coefs
+
+
+def _distinct(model, thetas, losses, k):
+    """Indices of the ``k`` lowest-loss starts that are not near-copies of each other."""
+    log = np.array(model.start_log)
+    pos = np.where(log, np.log(np.maximum(thetas, 1e-300)), thetas)
+    lo, hi = np.array(model.start_lower), np.array(model.start_upper)
+    span = np.where(log, np.log(np.where(log, hi / lo, np.e)), hi - lo)
+    picked: list[int] = []
+    for i in np.argsort(losses, kind="stable"):
+        if not np.isfinite(losses[i]):
+            break
+        if all(np.max(np.abs(pos[i] - pos[j]) / span) > 0.05 for j in picked):
+            picked.append(int(i))
+        if len(picked) == k:
+            break
+    return picked
+
+
+def _residual_and_jacobian(model, u, yn, w):
+    k = len(model.theta_names)
+
+    def resid(p):
+        return w * (model.basis(u, p[:k]) @ p[k:] - yn)
+
+    def jac(p):
+        B = model.basis(u, p[:k])
+        return w[:, None] * np.hstack([model.basis_grad(u, p[:k], p[k:]), B])
+
+    return resid, jac
+
+
+def _polish(model, u, yn, w, theta0, coef0, max_nfev):
+    """Levenberg-Marquardt (MINPACK) on box-transformed ``theta``: fast and unbounded.
+
+    ``theta = lo + (hi - lo) * sigmoid(z)`` keeps every iterate inside the bounds.
+    """
+    k = len(theta0)
+    lo, hi = np.array(model.theta_lower), np.array(model.theta_upper)
+    resid, jac = _residual_and_jacobian(model, u, yn, w)
+
+    def to_theta(z):
+        return lo + (hi - lo) * expit(z[:k])
+
+    def resid_z(z):
+        return resid(np.concatenate([to_theta(z), z[k:]]))
+
+    def jac_z(z):
+        th = to_theta(z)
+        J = jac(np.concatenate([th, z[k:]]))
+        J[:, :k] *= (th - lo) * (hi - th) / (hi - lo)
+        return J
+
+    frac = np.clip((theta0 - lo) / (hi - lo), 1e-12, 1 - 1e-12)
+    z0 = np.concatenate([logit(frac), coef0])
+    res = least_squares(resid_z, z0, jac=jac_z, method="lm", x_scale="jac", max_nfev=max_nfev)
+    return np.concatenate([to_theta(res.x), res.x[k:]]), float(res.cost)
+
+
+def _refine(model, u, yn, w, p0, max_nfev):
+    """Bounded TRF from the best polished point: lands exactly on active bounds."""
+    k = len(model.theta_names)
+    resid, jac = _residual_and_jacobian(model, u, yn, w)
+    m = len(p0) - k
+    lower = np.concatenate([model.theta_lower, np.full(m, -np.inf)])
+    upper = np.concatenate([model.theta_upper, np.full(m, np.inf)])
+    x0 = np.clip(p0, lower, upper)
+    return least_squares(
+        resid, x0, jac=jac, bounds=(lower, upper), method="trf", x_scale="jac", max_nfev=max_nfev
+    )
+
+
+def _covariance_errors(model, t, params, sigma, wrss, n, cfg):
+    """Standard errors from the scaled covariance, withheld when ill-conditioned."""
+    J = model.jacobian(t, params)
+    if sigma is not None:
+        J = J / sigma[:, None]
+    norms = np.linalg.norm(J, axis=0)
+    if not np.all(np.isfinite(J)) or np.any(norms == 0):
+        return math.inf, {n_: math.nan for n_ in model.param_names}
+    Js = J / norms
+    JtJ = Js.T @ Js
+    cond = float(np.linalg.cond(JtJ))
+    if not math.isfinite(cond) or cond > cfg.cond_threshold:
+        return cond, {n_: math.nan for n_ in model.param_names}
+    s2 = wrss / (n - model.n_params)
+    cov = np.linalg.inv(JtJ) * s2 / np.outer(norms, norms)
+    se = np.sqrt(np.clip(np.diag(cov), 0, None))
+    return cond, dict(zip(model.param_names, se.tolist(), strict=True))
+
+
+def fit_curve(t, y, sigma=None, model: str | CurveModel = "emergence", config: FitConfig | None = None) -> FitResult:
+    """Fit one model to one series.
+
+    Args:
+        t: Training steps (>= 0, distinct; any order).
+        y: Observed values.
+        sigma: Optional per-point standard deviations; residuals are divided by them.
+        model: A name from :data:`fitting.models.MODELS` or a model instance.
+        config: Fitter settings; defaults to :class:`FitConfig`.
+
+    Returns:
+        The best fit over all polished starts. Optimisation failures are returned as a
+        result with ``status == "failed"``.
+
+    Raises:
+        SeriesError: for unusable input (see :func:`fitting.validate.check_series`).
+    """
+    cfg = config or FitConfig()
+    mdl = get_model(model)
+    t, y, sigma = check_series(t, y, sigma, min_points=mdl.n_params + 1)
+    n = t.size
+    t_scale = float(t[-1])
+    u = t / t_scale
+    y0, ys = float(y.min()), float(np.ptp(y))
+    yn = (y - y0) / ys
+    w = ys / sigma if sigma is not None else np.ones(n)
+
+    with np.errstate(all="ignore"):
+        thetas = np.vstack(mdl.extra_starts(u, yn) + [_space_filling(mdl, cfg.n_starts, cfg.seed)])
+        losses, coefs = _project(mdl, u, yn, w, thetas)
+        chosen = _distinct(mdl, thetas, losses, cfg.n_polish)
+        runs = []
+        for i in chosen:
+            try:
+                runs.append(_polish(mdl, u, yn, w, thetas[i], coefs[i], cfg.max_nfev))
+            except (ValueError, np.linalg.LinAlgError):
+                continue
+        runs = [r for r in runs if np.isfinite(r[1])]
+        if not runs:
+            return FitResult.failure(mdl.name, "optimisation failed from every start", n)
+        best_cost = min(c for _, c in runs)
+        p_best = min(runs, key=lambda r: r[1])[0]
+        final = _refine(mdl, u, yn, w, p_best, cfg.max_nfev)
+    # Counted on the polished starts alone; the refinement only moves the best one.
+    n_reached = sum(c <= best_cost * (1 + 1e-4) + 1e-12 for _, c in runs)
+    k = len(mdl.theta_names)
+    theta, coef = final.x[:k], final.x[k:] * ys
+    coef[-1] += y0
+    try:
+        params = mdl.to_params(theta, coef, t_scale)
+    except ValueError as exc:
+        return FitResult.failure(mdl.name, f"degenerate fit: {exc}", n)
+
+    yhat = mdl.curve(t, **params)
+    resid = y - yhat
+    rss = float(resid @ resid)
+    wrss = float(np.sum((resid / sigma) ** 2)) if sigma is not None else rss
+    if not math.isfinite(rss):
+        return FitResult.failure(mdl.name, "fitted curve is not finite at the observed steps", n)
+    p = mdl.n_params
+    tss = float(np.sum((y - y.mean()) ** 2))
+    r2 = 1.0 - rss / tss
+    log_lik_term = n * math.log(max(wrss, 1e-300) / n)
+    cond, stderr = _covariance_errors(mdl, t, params, sigma, wrss, n, cfg)
+
+    lo, hi = np.array(mdl.theta_lower), np.array(mdl.theta_upper)
+    near = np.abs(theta - lo) <= cfg.bound_rtol * np.maximum(np.abs(lo), 1e-12)
+    near |= np.abs(theta - hi) <= cfg.bound_rtol * np.maximum(np.abs(hi), 1e-12)
+    at_bound = tuple(lbl for lbl, b in zip(mdl.bound_labels(), near, strict=True) if b)
+    ill = not (math.isfinite(cond) and cond <= cfg.cond_threshold)
+    converged = bool(final.status > 0)
+    issues = []
+    if at_bound:
+        issues.append(f"at bound: {', '.join(at_bound)}")
+    if ill:
+        issues.append(f"ill-conditioned (cond {cond:.2g}): standard errors withheld")
+    if not converged:
+        issues.append("not converged: evaluation budget exhausted")
+
+    result = FitResult(
+        model=mdl.name,
+        status="flagged" if issues else "ok",
+        reason="; ".join(issues) if issues else "converged",
+        n=n,
+        n_params=p,
+        params=params,
+        stderr=stderr,
+        r2=r2,
+        adj_r2=1.0 - (1.0 - r2) * (n - 1) / (n - p - 1) if n - p - 1 > 0 else math.nan,
+        rmse=math.sqrt(rss / n),
+        aic=log_lik_term + 2 * p,
+        aicc=log_lik_term + 2 * p + (2 * p * (p + 1) / (n - p - 1) if n - p - 1 > 0 else math.inf),
+        bic=log_lik_term + p * math.log(n),
+        cond=cond,
+        at_bound=at_bound,
+        ill_conditioned=ill,
+        converged=converged,
+        n_starts=len(runs),
+        n_reached_best=int(n_reached),
+        t_last=float(t[-1]),
+        residuals=resid,
+    )
+    if mdl.name == "emergence":
+        ep = EmergenceParams(params["A"], params["lambda"], params["gamma"], params["t0"], params["K"])
+        result.reparam = ep.to_reparam().as_dict()
+        result.peak = peak(ep, t_last=float(t[-1]))
+        result.steady_state = steady_state(ep)
+    return result
+
+
+__all__ = ["FitConfig", "FitResult", "SeriesError", "fit_curve"]

@@ -1,0 +1,5 @@
+"""Subcommands of the ``massdyn`` CLI, one module each."""
+
+from massdyn.commands.fit import FitCommand
+
+COMMANDS = {"fit": FitCommand}

@@ -1,0 +1,23 @@
+"""Synthetic emergence series shared by the fitting tests."""
+
+import numpy as np
+
+# The Pythia revision grid: step0, 1, 2, 4, ..., 512, then every 1000 to 143000.
+PYTHIA_STEPS = np.array([0] + [2**k for k in range(10)] + list(range(1000, 143001, 1000)), float)
+# A 37-point subset spread over training, as the paper used.
+SUBSET_37 = np.concatenate([PYTHIA_STEPS[:11], np.linspace(1000, 143000, 26).round(-3)])
+
+# (A, lambda, gamma, t0, K) covering the shapes of the paper's curves.
+SHAPES = {
+    "log_rise": (10.0, 0.0, 1e-3, 1.0, 1.0),
+    "rise_then_decay": (40.0, 0.15, 2e-4, 1.0, 2.0),
+    "early_peak": (60.0, 0.6, 1e-3, 1.0, 1.0),
+    "late_peak": (30.0, 0.03, 1e-4, 1.0, 1.0),
+}
+# Shapes whose decay towards K is observed, so K and t_peak are identifiable.
+DECAY_OBSERVED = ("rise_then_decay", "early_peak")
+
+
+def noisy(y, rng, level=0.05):
+    """Multiplicative Gaussian noise."""
+    return y * (1.0 + level * rng.standard_normal(y.shape))
