@@ -1,0 +1,1 @@
+"""Data shipped with massdyn (tables, configs); read with importlib.resources."""

@@ -11,7 +11,7 @@ from fitting.emergence import ORIGINAL_NAMES, emergence, emergence_jacobian
 from fitting.validate import check_series
 
 
-def fit_paper_baseline(t, y, max_nfev: int = 2000) -> dict[str, float]:
+def fit_paper_baseline(t, y, max_nfev: int | None = None) -> dict[str, float]:
     """Fit the original form the way arXiv 2508.03616 did: one start, TRF, lambda >= 0.
 
     Data are min-max normalised first; the initial guess is ``A = max - min``,
@@ -20,7 +20,7 @@ def fit_paper_baseline(t, y, max_nfev: int = 2000) -> dict[str, float]:
     Args:
         t: Training steps.
         y: Observed values.
-        max_nfev: Evaluation budget for ``curve_fit``.
+        max_nfev: Evaluation budget for ``curve_fit`` (scipy's default when None).
 
     Returns:
         Raw-unit parameters keyed by name plus ``r2``; all NaN when ``curve_fit`` fails.

@@ -71,7 +71,9 @@ def _compare_series(job) -> list[dict[str, object]]:
     try:
         table = compare(t, y, sigma, models=models, config=config)
     except Exception as exc:
-        return [{**key, "curve_model": "", "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}]
+        return [
+            {**key, "curve_model": "", "status": "failed", "reason": f"{type(exc).__name__}: {exc}"}
+        ]
     return [{**key, **row} for row in table.to_dict("records")]
 
 
@@ -93,7 +95,9 @@ def _jobs(measurements, metric, weighted, extra, config):
     for (model, layer), grp in series.groupby(list(KEYS), sort=True):
         sigma = grp["sem"].to_numpy(float) if weighted else None
         key = {"model": model, "layer": int(layer), "metric": metric}
-        jobs.append((key, grp["step"].to_numpy(float), grp["value"].to_numpy(float), sigma, extra, config))
+        jobs.append(
+            (key, grp["step"].to_numpy(float), grp["value"].to_numpy(float), sigma, extra, config)
+        )
     return jobs
 
 

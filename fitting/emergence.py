@@ -76,8 +76,8 @@ class ReparamParams:
         """Convert to the original form (exact inverse of ``to_reparam``).
 
         Raises:
-            ValueError: if ``A1`` is zero (the curve is flat and gamma is undefined) or
-                ``A2 / A1`` is so large that gamma overflows a float.
+            ValueError: if ``A1`` is zero (the curve is flat and gamma is undefined), or
+                gamma or A would overflow a float.
         """
         if self.A1 == 0.0:
             raise ValueError("A1 = 0: the curve is constant, the original form is undefined")
@@ -87,7 +87,11 @@ class ReparamParams:
         gamma = math.exp(log_gamma)
         lam = self.beta / gamma
         t0 = self.tau0 * gamma
-        return EmergenceParams(A=self.A1 * math.exp(lam * t0), lam=lam, gamma=gamma, t0=t0, K=self.K)
+        if lam * t0 > 700.0:
+            raise ValueError(f"A = A1 * exp(lambda * t0) overflows (lambda * t0 = {lam * t0:.4g})")
+        return EmergenceParams(
+            A=self.A1 * math.exp(lam * t0), lam=lam, gamma=gamma, t0=t0, K=self.K
+        )
 
 
 def emergence(t, A, lam, gamma, t0, K):
@@ -163,7 +167,9 @@ def peak(params: EmergenceParams, t_last: float | None = None) -> Peak:
     # W(z) ~ log z - log log z for large z; lambertw handles the whole positive range.
     x_star = float(np.exp(lambertw(1.0 / params.lam).real))
     if x_star <= params.t0:
-        return Peak(False, None, None, kind, False, "x* <= t0: the stationary point is before step 0")
+        return Peak(
+            False, None, None, kind, False, "x* <= t0: the stationary point is before step 0"
+        )
     t_peak = (x_star - params.t0) / params.gamma
     value = float(params.A * math.exp(-params.lam * x_star) * math.log(x_star) + params.K)
     in_window = t_last is not None and t_peak <= t_last

@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import least_squares
 from scipy.special import expit, logit
-from scipy.stats import qmc
 
 from fitting.emergence import EmergenceParams, Peak, peak, steady_state
 from fitting.models import CurveModel, get_model
@@ -33,7 +32,8 @@ class FitConfig:
         max_nfev: Function evaluations allowed per polish.
         cond_threshold: Condition number of the column-scaled ``J^T J`` above which a fit is
             flagged ill-conditioned and its standard errors are withheld (NaN).
-        bound_rtol: Relative distance to a bound below which a parameter counts as at it.
+        bound_rtol: Distance to a bound, as a share of the parameter's range (in log space
+            for positive scale parameters), below which a parameter counts as at the bound.
     """
 
     n_starts: int = 32
@@ -92,7 +92,9 @@ class FitResult:
     @classmethod
     def failure(cls, model: str, reason: str, n: int = 0) -> FitResult:
         """A failed result that names its reason."""
-        return cls(model=model, status="failed", reason=reason, n=n, n_params=get_model(model).n_params)
+        return cls(
+            model=model, status="failed", reason=reason, n=n, n_params=get_model(model).n_params
+        )
 
     def to_row(self) -> dict[str, object]:
         """Flatten into one table row: parameters, ``se_*`` errors, scores, peak, status."""
@@ -121,29 +123,6 @@ class FitResult:
             reason=self.reason,
         )
         return row
-
-
-def _space_filling(model: CurveModel, n: int, seed: int) -> np.ndarray:
-    lo, hi = np.array(model.start_lower), np.array(model.start_upper)
-    log = np.array(model.start_log)
-    unit = qmc.Sobol(d=len(lo), scramble=True, rng=seed).random_base2(max(1, math.ceil(math.log2(n))))
-    unit = unit[:n]
-    lo_t = np.where(log, np.log(np.where(log, lo, 1.0)), lo)
-    hi_t = np.where(log, np.log(np.where(log, hi, 1.0)), hi)
-    pts = lo_t + unit * (hi_t - lo_t)
-    return np.where(log, np.exp(pts), pts)
-
-
-def _project(model, u, yn, w, thetas):
-    """Variable projection: best linear coefficients and loss for each start."""
-    B = np.stack([model.basis(u, th) for th in thetas]) * w[None, :, None]
-    U, s, Vt = np.linalg.svd(B, full_matrices=False)
-    wy = w * yn
-    s_inv = np.where(s > s[:, :1] * 1e-12, 1.0 / np.where(s == 0, 1, s), 0.0)
-    coefs = np.einsum("smk,sk,snk,n->sm", Vt.transpose(0, 2, 1), s_inv, U, wy)
-    resid = np.einsum("snm,sm->sn", B, coefs) - wy
-    loss = np.einsum("sn,sn->s", resid, resid)
-    return np.where(np.isfinite(loss), loss, np.inf), coefs
 
 
 def _distinct(model, thetas, losses, k):
@@ -216,6 +195,16 @@ def _refine(model, u, yn, w, p0, max_nfev):
     )
 
 
+def _at_bound(model, theta, rtol):
+    """Which nonlinear parameters sit on a bound: in log space for positive log-scaled ones."""
+    lo, hi = np.array(model.theta_lower), np.array(model.theta_upper)
+    logscale = np.array(model.start_log) & (lo > 0)
+    safe_lo = np.where(logscale, lo, 1.0)
+    pos = np.where(logscale, np.log(np.maximum(theta, 1e-300) / safe_lo), theta - lo)
+    span = np.where(logscale, np.log(hi / safe_lo), hi - lo)
+    return (pos <= rtol * span) | (pos >= (1 - rtol) * span)
+
+
 def _covariance_errors(model, t, params, sigma, wrss, n, cfg):
     """Standard errors from the scaled covariance, withheld when ill-conditioned."""
     J = model.jacobian(t, params)
@@ -235,7 +224,9 @@ def _covariance_errors(model, t, params, sigma, wrss, n, cfg):
     return cond, dict(zip(model.param_names, se.tolist(), strict=True))
 
 
-def fit_curve(t, y, sigma=None, model: str | CurveModel = "emergence", config: FitConfig | None = None) -> FitResult:
+def fit_curve(
+    t, y, sigma=None, model: str | CurveModel = "emergence", config: FitConfig | None = None
+) -> FitResult:
     """Fit one model to one series.
 
     Args:
@@ -263,9 +254,9 @@ def fit_curve(t, y, sigma=None, model: str | CurveModel = "emergence", config: F
     w = ys / sigma if sigma is not None else np.ones(n)
 
     with np.errstate(all="ignore"):
-        thetas = np.vstack(mdl.extra_starts(u, yn) + [_space_filling(mdl, cfg.n_starts, cfg.seed)])
-        losses, coefs = _project(mdl, u, yn, w, thetas)
+        thetas, losses, coefs = mdl.screen(u, yn, w, cfg.n_starts, cfg.seed)
         chosen = _distinct(mdl, thetas, losses, cfg.n_polish)
+        k = len(mdl.theta_names)
         runs = []
         for i in chosen:
             try:
@@ -275,18 +266,24 @@ def fit_curve(t, y, sigma=None, model: str | CurveModel = "emergence", config: F
         runs = [r for r in runs if np.isfinite(r[1])]
         if not runs:
             return FitResult.failure(mdl.name, "optimisation failed from every start", n)
-        best_cost = min(c for _, c in runs)
-        p_best = min(runs, key=lambda r: r[1])[0]
-        final = _refine(mdl, u, yn, w, p_best, cfg.max_nfev)
+        runs.sort(key=lambda r: r[1])
+        best_cost = runs[0][1]
+        # Refine the best start; should its parameters not map back to finite raw values
+        # (a degenerate corner of the original form), fall back to the next best start.
+        params, failure = None, ""
+        for p_run, _ in runs:
+            final = _refine(mdl, u, yn, w, p_run, cfg.max_nfev)
+            theta, coef = final.x[:k], final.x[k:] * ys
+            coef[-1] += y0
+            try:
+                params = mdl.to_params(theta, coef, t_scale)
+                break
+            except ValueError as exc:
+                failure = str(exc)
+    if params is None:
+        return FitResult.failure(mdl.name, f"degenerate fit: {failure}", n)
     # Counted on the polished starts alone; the refinement only moves the best one.
     n_reached = sum(c <= best_cost * (1 + 1e-4) + 1e-12 for _, c in runs)
-    k = len(mdl.theta_names)
-    theta, coef = final.x[:k], final.x[k:] * ys
-    coef[-1] += y0
-    try:
-        params = mdl.to_params(theta, coef, t_scale)
-    except ValueError as exc:
-        return FitResult.failure(mdl.name, f"degenerate fit: {exc}", n)
 
     yhat = mdl.curve(t, **params)
     resid = y - yhat
@@ -300,9 +297,7 @@ def fit_curve(t, y, sigma=None, model: str | CurveModel = "emergence", config: F
     log_lik_term = n * math.log(max(wrss, 1e-300) / n)
     cond, stderr = _covariance_errors(mdl, t, params, sigma, wrss, n, cfg)
 
-    lo, hi = np.array(mdl.theta_lower), np.array(mdl.theta_upper)
-    near = np.abs(theta - lo) <= cfg.bound_rtol * np.maximum(np.abs(lo), 1e-12)
-    near |= np.abs(theta - hi) <= cfg.bound_rtol * np.maximum(np.abs(hi), 1e-12)
+    near = _at_bound(mdl, theta, cfg.bound_rtol)
     at_bound = tuple(lbl for lbl, b in zip(mdl.bound_labels(), near, strict=True) if b)
     ill = not (math.isfinite(cond) and cond <= cfg.cond_threshold)
     converged = bool(final.status > 0)
@@ -338,7 +333,9 @@ def fit_curve(t, y, sigma=None, model: str | CurveModel = "emergence", config: F
         residuals=resid,
     )
     if mdl.name == "emergence":
-        ep = EmergenceParams(params["A"], params["lambda"], params["gamma"], params["t0"], params["K"])
+        ep = EmergenceParams(
+            params["A"], params["lambda"], params["gamma"], params["t0"], params["K"]
+        )
         result.reparam = ep.to_reparam().as_dict()
         result.peak = peak(ep, t_last=float(t[-1]))
         result.steady_state = steady_state(ep)

@@ -22,6 +22,7 @@ from fitting.emergence import (
     emergence,
     emergence_jacobian,
 )
+from fitting.projection import project, space_filling
 
 
 class CurveModel(ABC):
@@ -84,6 +85,17 @@ class CurveModel(ABC):
         """Model-specific starts (normalised ``theta``) tried besides the space-filling ones."""
         return []
 
+    def screen(self, u, yn, w, n: int, seed: int):
+        """Candidate starts with their exactly solved linear coefficients and losses.
+
+        Returns:
+            ``(thetas, losses, coefs)`` for the extra starts plus ``n`` space-filling ones.
+        """
+        sobol = space_filling(self.start_lower, self.start_upper, self.start_log, n, seed)
+        thetas = np.vstack([*self.extra_starts(u, yn), sobol])
+        losses, coefs = project(np.stack([self.basis(u, th) for th in thetas]), yn, w)
+        return thetas, losses, coefs
+
     def bound_labels(self) -> tuple[str, ...]:
         """Reported name to blame when each nonlinear parameter sits at a bound."""
         return self.theta_names
@@ -105,7 +117,7 @@ class Emergence(CurveModel):
     theta_lower = (0.0, 1e-9, -20.0)
     theta_upper = (1e3, 1e3, 20.0)
     start_lower = (1e-2, 1e-6, -3.0)
-    start_upper = (1e2, 1e1, 8.0)
+    start_upper = (1e3, 1e1, 8.0)
     start_log = (True, True, False)
 
     def basis(self, u, theta):
@@ -134,7 +146,9 @@ class Emergence(CurveModel):
         return self.reparam(theta, coef, t_scale).to_original().as_dict()
 
     def curve(self, t, **params):
-        return emergence(t, params["A"], params["lambda"], params["gamma"], params["t0"], params["K"])
+        return emergence(
+            t, params["A"], params["lambda"], params["gamma"], params["t0"], params["K"]
+        )
 
     def jacobian(self, t, params):
         return emergence_jacobian(t, *(params[n] for n in ORIGINAL_NAMES))
@@ -149,6 +163,26 @@ class Emergence(CurveModel):
 
     def bound_labels(self):
         return ("lambda", "t0", "gamma")
+
+    def screen(self, u, yn, w, n, seed):
+        # For fixed (beta, tau0) the curve is linear in (A1, A2 = A1 g, K): screen that 2-D
+        # space densely and read g off the solution, instead of sampling g as well.
+        lo, hi = np.array(self.theta_lower), np.array(self.theta_upper)
+        bt = np.vstack(
+            [
+                *(th[:2] for th in self.extra_starts(u, yn)),
+                space_filling(
+                    self.start_lower[:2], self.start_upper[:2], self.start_log[:2], n, seed
+                ),
+            ]
+        )
+        e = np.exp(-bt[:, :1] * u[None, :])
+        bases = np.stack([e * np.log(u[None, :] + bt[:, 1:2]), e, np.ones_like(e)], axis=-1)
+        losses, c3 = project(bases, yn, w)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            g = np.clip(np.nan_to_num(c3[:, 1] / c3[:, 0]), lo[2], hi[2])
+        thetas = np.column_stack([bt, g])
+        return thetas, losses, np.column_stack([c3[:, 0], c3[:, 2]])
 
 
 class PureLog(CurveModel):
@@ -285,7 +319,12 @@ class SecondOrderOver(CurveModel):
 
     def to_params(self, theta, coef, t_scale):
         tau1 = float(theta[0] * t_scale)
-        return {"A": float(coef[0]), "tau1": tau1, "tau2": tau1 * float(theta[1]), "K": float(coef[1])}
+        return {
+            "A": float(coef[0]),
+            "tau1": tau1,
+            "tau2": tau1 * float(theta[1]),
+            "K": float(coef[1]),
+        }
 
     def curve(self, t, **p):
         return p["K"] + p["A"] * self._s(np.asarray(t, dtype=float), p["tau1"], p["tau2"])

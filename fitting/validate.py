@@ -66,7 +66,9 @@ def check_series(t, y, sigma=None, *, min_points: int = 2):
     t, y = t[order], y[order]
     dup = np.unique(t[1:][np.diff(t) == 0])
     if dup.size:
-        raise SeriesError(f"duplicate steps {dup[:5].tolist()}: aggregate repeated measurements first")
+        raise SeriesError(
+            f"duplicate steps {dup[:5].tolist()}: aggregate repeated measurements first"
+        )
     if np.ptp(y) == 0:
         raise SeriesError(f"values are constant ({y[0]!r}): no curve to fit")
     if sigma is not None:

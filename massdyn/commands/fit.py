@@ -48,7 +48,9 @@ class FitCommand:
             help="also rank all rival models per series (default path: OUT with _compare)",
         )
         p.add_argument("--weighted", action="store_true", help="weight points by SEM over seqs")
-        p.add_argument("--jobs", type=int, default=None, help="worker processes (default: all cores)")
+        p.add_argument(
+            "--jobs", type=int, default=None, help="worker processes (default: all cores)"
+        )
         p.add_argument("--starts", type=int, default=32, help="space-filling starts per fit")
         p.add_argument("--seed", type=int, default=0, help="seed of the starts")
 
@@ -72,8 +74,14 @@ class FitCommand:
         for row in params[params["status"] == "failed"].itertuples():
             print(f"  failed: model={row.model} layer={row.layer}: {row.reason}")
         if self.compare is not None:
-            path = Path(self.compare) if self.compare else out.with_name(f"{out.stem}_compare{out.suffix}")
-            table = compare_measurements(df, self.metric, config=config, n_jobs=self.jobs, weighted=self.weighted)
+            path = (
+                Path(self.compare)
+                if self.compare
+                else out.with_name(f"{out.stem}_compare{out.suffix}")
+            )
+            table = compare_measurements(
+                df, self.metric, config=config, n_jobs=self.jobs, weighted=self.weighted
+            )
             write_table(table, path)
             best = table[table["rank"] == 1]["curve_model"].value_counts()
             print("best model by AICc: " + ", ".join(f"{m} {n}" for m, n in best.items()))

@@ -1,6 +1,9 @@
 """Synthetic emergence series shared by the fitting tests."""
 
 import numpy as np
+import pandas as pd
+
+from fitting import emergence
 
 # The Pythia revision grid: step0, 1, 2, 4, ..., 512, then every 1000 to 143000.
 PYTHIA_STEPS = np.array([0] + [2**k for k in range(10)] + list(range(1000, 143001, 1000)), float)
@@ -21,3 +24,23 @@ DECAY_OBSERVED = ("rise_then_decay", "early_peak")
 def noisy(y, rng, level=0.05):
     """Multiplicative Gaussian noise."""
     return y * (1.0 + level * rng.standard_normal(y.shape))
+
+
+def measurements_table(models=("tiny-a", "tiny-b"), layers=3, seqs=4, steps=SUBSET_37, seed=0):
+    """A long measurements table whose top1/median ratio follows known emergence curves."""
+
+    rng = np.random.default_rng(seed)
+    shapes = list(SHAPES.values())
+    rows = []
+    for mi, model in enumerate(models):
+        for layer in range(layers):
+            p = shapes[(mi + layer) % len(shapes)]
+            ratio = emergence(steps, *p)
+            for seq in range(seqs):
+                median = 0.5 * (1 + 0.02 * rng.standard_normal(steps.size))
+                top1 = noisy(ratio, rng, 0.02) * median
+                for s, t1, md in zip(steps, top1, median, strict=True):
+                    rows.append((model, int(s), layer, seq, t1, 0.8 * t1, 0.6 * t1, md))
+    return pd.DataFrame(
+        rows, columns=["model", "step", "layer", "seq", "top1", "top2", "top3", "median"]
+    )

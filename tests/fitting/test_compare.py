@@ -6,7 +6,9 @@ from fitting import MODELS, compare, fit_curve, get_model
 from .synth import SHAPES, SUBSET_37
 
 GENERATORS = {
-    "emergence": dict(zip(("A", "lambda", "gamma", "t0", "K"), SHAPES["rise_then_decay"], strict=True)),
+    "emergence": dict(
+        zip(("A", "lambda", "gamma", "t0", "K"), SHAPES["rise_then_decay"], strict=True)
+    ),
     "log": {"A": 5.0, "tau": 2000.0, "K": 1.0},
     "first_order": {"A": 10.0, "tau": 20000.0, "K": 2.0},
     "second_order_under": {"A": 10.0, "omega": 2e-4, "zeta": 0.3, "K": 2.0},
@@ -45,7 +47,9 @@ def test_each_model_recovers_its_own_parameters_on_clean_data(name):
     model = get_model(name)
     r = fit_curve(SUBSET_37, model.curve(SUBSET_37, **truth), model=name)
     assert r.r2 > 1 - 1e-6
-    np.testing.assert_allclose(r.predict(SUBSET_37), model.curve(SUBSET_37, **truth), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        r.predict(SUBSET_37), model.curve(SUBSET_37, **truth), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_too_short_for_some_models_ranks_them_last_with_reason():

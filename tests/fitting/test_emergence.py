@@ -62,7 +62,9 @@ def test_reparametrisation_round_trip_and_same_curve(seed):
     back = r.to_original()
     np.testing.assert_allclose(back.as_tuple(), p.as_tuple(), rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(
-        reparam_curve(PYTHIA_STEPS, *r.as_tuple()), emergence(PYTHIA_STEPS, *p.as_tuple()), rtol=1e-9
+        reparam_curve(PYTHIA_STEPS, *r.as_tuple()),
+        emergence(PYTHIA_STEPS, *p.as_tuple()),
+        rtol=1e-9,
     )
 
 
@@ -71,8 +73,8 @@ def test_conversion_formulas_are_the_documented_ones():
     r = p.to_reparam()
     assert r.beta == pytest.approx(p.lam * p.gamma)
     assert r.tau0 == pytest.approx(p.t0 / p.gamma)
-    assert r.A1 == pytest.approx(p.A * math.exp(-p.lam * p.t0))
-    assert r.A2 == pytest.approx(r.A1 * math.log(p.gamma))
+    assert pytest.approx(p.A * math.exp(-p.lam * p.t0)) == r.A1
+    assert pytest.approx(r.A1 * math.log(p.gamma)) == r.A2
 
 
 def test_flat_reparam_has_no_original_form():

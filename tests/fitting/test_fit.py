@@ -73,7 +73,7 @@ def test_result_statistics_are_consistent():
     assert 1 <= r.n_reached_best <= r.n_starts
 
 
-def test_standard_error_of_K_matches_spread_over_noise():
+def test_standard_error_of_k_matches_spread_over_noise():
     # Additive (homoscedastic) noise, which the covariance estimate assumes.
     p = SHAPES["early_peak"]
     y_true = emergence(SUBSET_37, *p)

@@ -1,0 +1,105 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from fitting import aggregate, compare_measurements, fit_measurements
+
+from .synth import measurements_table
+
+REQUIRED = [
+    "model",
+    "layer",
+    "metric",
+    "A",
+    "lambda",
+    "gamma",
+    "t0",
+    "K",
+    "r2",
+    "aic",
+    "bic",
+    "t_peak",
+    "peak_value",
+    "status",
+]
+
+
+def test_ratio_is_mean_top1_over_mean_median():
+    df = measurements_table(models=("m",), layers=1, seqs=3)
+    agg = aggregate(df, "ratio")
+    step = int(df["step"].iloc[5])
+    sel = df[df["step"] == step]
+    expected = sel["top1"].to_numpy().mean() / sel["median"].to_numpy().mean()
+    assert agg.loc[agg["step"] == step, "value"].item() == pytest.approx(expected)
+    assert agg.loc[agg["step"] == step, "n_seqs"].item() == 3
+    top1 = aggregate(df, "top1")
+    assert top1.loc[top1["step"] == step, "value"].item() == pytest.approx(sel["top1"].mean())
+    assert top1.loc[top1["step"] == step, "sem"].item() == pytest.approx(
+        sel["top1"].std() / np.sqrt(3)
+    )
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_batch_fits_every_series_in_parallel(n_jobs):
+    df = measurements_table()
+    out = fit_measurements(df, "ratio", n_jobs=n_jobs)
+    assert set(REQUIRED) <= set(out.columns)
+    assert len(out) == 2 * 3
+    assert sorted(zip(out["model"], out["layer"], strict=True)) == [
+        (m, layer) for m in ("tiny-a", "tiny-b") for layer in range(3)
+    ]
+    assert (out["status"] != "failed").all()
+    assert (out["r2"] > 0.98).all()
+    assert (out["metric"] == "ratio").all()
+
+
+def test_parallel_and_serial_agree():
+    df = measurements_table(layers=2)
+    a = fit_measurements(df, n_jobs=1)
+    b = fit_measurements(df, n_jobs=2)
+    pd.testing.assert_frame_equal(a, b)
+
+
+def test_one_bad_series_never_aborts_the_batch():
+    df = measurements_table()
+    bad = (df["model"] == "tiny-a") & (df["layer"] == 1) & (df["step"] == df["step"].max())
+    df.loc[bad, "top1"] = np.nan
+    flat = (df["model"] == "tiny-b") & (df["layer"] == 2)
+    df.loc[flat, "top1"] = 1.0
+    df.loc[flat, "median"] = 1.0
+    out = fit_measurements(df, n_jobs=2).set_index(["model", "layer"])
+    assert out.loc[("tiny-a", 1), "status"] == "failed"
+    assert "non-finite" in out.loc[("tiny-a", 1), "reason"]
+    assert out.loc[("tiny-b", 2), "status"] == "failed"
+    assert "constant" in out.loc[("tiny-b", 2), "reason"]
+    assert (out.drop([("tiny-a", 1), ("tiny-b", 2)])["status"] != "failed").all()
+
+
+def test_too_few_steps_is_a_failed_row():
+    df = measurements_table(models=("m",), layers=1, steps=np.array([0.0, 10, 100, 1000]))
+    out = fit_measurements(df, n_jobs=1)
+    assert out["status"].item() == "failed" and "at least 6 points" in out["reason"].item()
+
+
+def test_weighted_uses_sem():
+    df = measurements_table(models=("m",), layers=1)
+    a = fit_measurements(df, n_jobs=1)
+    b = fit_measurements(df, n_jobs=1, weighted=True)
+    assert a["A"].item() != b["A"].item()
+    assert b["status"].item() != "failed"
+
+
+def test_missing_column_and_unknown_metric():
+    df = measurements_table(models=("m",), layers=1).drop(columns=["median"])
+    with pytest.raises(ValueError, match=r"lacks column\(s\) \['median'\]"):
+        fit_measurements(df)
+    with pytest.raises(ValueError, match="unknown metric 'top4'"):
+        aggregate(measurements_table(models=("m",), layers=1), "top4")
+
+
+def test_compare_measurements_ranks_per_series():
+    df = measurements_table(models=("m",), layers=2)
+    table = compare_measurements(df, n_jobs=1, models=("emergence", "log", "first_order"))
+    assert len(table) == 2 * 3
+    for _, grp in table.groupby("layer"):
+        assert sorted(grp["rank"]) == [1, 2, 3]
