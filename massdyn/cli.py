@@ -12,6 +12,7 @@ from collections.abc import Sequence
 
 from massdyn import __version__
 from massdyn.commands import COMMANDS
+from tracker.sources import CheckpointError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -40,7 +41,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     options = {k: v for k, v in vars(args).items() if k not in ("command", "_cls")}
     try:
         return cls(**options).run()
-    except (FileNotFoundError, ValueError) as exc:
+    except (FileNotFoundError, ValueError, CheckpointError) as exc:
         print(f"massdyn {args.command}: error: {exc}", file=sys.stderr)
         return 2
 

@@ -1,5 +1,6 @@
 """Subcommands of the ``massdyn`` CLI, one module each."""
 
 from massdyn.commands.fit import FitCommand
+from massdyn.commands.walk import WalkCommand
 
-COMMANDS = {"fit": FitCommand}
+COMMANDS = {"walk": WalkCommand, "fit": FitCommand}

@@ -1,0 +1,80 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tracker.synthetic import SAMPLE_TEXT, tiny_config, tiny_tokenizer, write_series
+
+from .localhub import LocalHub
+
+STEPS = (0, 10, 100, 1000)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    return tiny_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def text_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("text") / "corpus.txt"
+    path.write_text(SAMPLE_TEXT * 40)
+    return path
+
+
+@pytest.fixture(scope="session")
+def series(tmp_path_factory, tokenizer):
+    """A local series of four tiny GPT-NeoX checkpoints with a tokenizer."""
+    return write_series(tmp_path_factory.mktemp("series") / "tiny-neox", STEPS, tokenizer=tokenizer)
+
+
+@pytest.fixture(scope="session")
+def hub(tmp_path_factory, series, tokenizer):
+    """olah on a free loopback port serving:
+
+    - tiny/neox: branches step0..step1000 (+ main) of the local series, plain git;
+    - tiny/neox-lfs: the same with weights as LFS objects; step100 also served by
+      step101 (identical weights);
+    - tiny/neox-corrupt: LFS, and step10's object does not match its sha256;
+    - datasets tiny/text: a jsonl file of documents.
+    """
+    root = tmp_path_factory.mktemp("hub")
+    server = LocalHub(root)
+    branches = {f"step{s}": _with_tokenizer(series / f"step{s}", series) for s in STEPS}
+    server.add_model_repo("tiny/neox", branches)
+    server.add_model_repo("tiny/neox-lfs", {**branches, "step101": branches["step100"]}, lfs=True)
+    server.add_model_repo("tiny/neox-corrupt", branches, lfs=True, corrupt={"step10"})
+    lines = [p for p in SAMPLE_TEXT.split("\n") * 30 if p]
+    docs = "\n".join(json.dumps({"text": p}) for p in lines)
+    server.add_dataset_repo("tiny/text", {"data/part-0.jsonl": docs})
+    server.start("tiny/neox")
+    yield server
+    server.stop()
+
+
+def _with_tokenizer(folder: Path, series: Path) -> Path:
+    # Hub repos carry the tokenizer in every revision, as Pythia's do.
+    merged = folder.parent.parent / "with-tok" / folder.name
+    if not merged.exists():
+        merged.mkdir(parents=True)
+        for src in [*folder.iterdir(), *(p for p in series.iterdir() if p.is_file())]:
+            (merged / src.name).write_bytes(src.read_bytes())
+    return merged
+
+
+def run_cli(*args, env=None, timeout=300, check=False):
+    """Run the massdyn CLI in a subprocess (its own Hub client state and environment)."""
+    full_env = {**os.environ, **(env or {})}
+    cmd = [sys.executable, "-m", "massdyn.cli", *map(str, args)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=timeout)
+    if check and out.returncode != 0:
+        raise AssertionError(f"{cmd} exited {out.returncode}\n{out.stdout}\n{out.stderr}")
+    return out
+
+
+@pytest.fixture
+def small_config():
+    return tiny_config()

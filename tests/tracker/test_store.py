@@ -1,0 +1,63 @@
+import os
+
+import pandas as pd
+import pytest
+
+from tracker.store import ResultStore, StoreError, atomic_csv
+
+
+def rows(step):
+    return pd.DataFrame(
+        {
+            "model": "m",
+            "step": step,
+            "layer": [0, 1],
+            "seq": 0,
+            "top1": [1.5, 2.5],
+            "top2": 1.0,
+            "top3": 0.5,
+            "median": 0.1,
+        }
+    )
+
+
+def test_record_and_assemble(tmp_path):
+    store = ResultStore(tmp_path, {"model": "m"}).open()
+    store.record(rows(10), {"model": "m", "step": 10, "status": "ok", "weights_sha256": "a"})
+    store.record(None, {"model": "m", "step": 20, "status": "failed", "reason": "boom"})
+    store.record(rows(30), {"model": "m", "step": 30, "status": "ok", "weights_sha256": "a"})
+    table = store.assemble()
+    assert sorted(table["step"].unique()) == [10, 30]
+    ck = pd.read_csv(tmp_path / "checkpoints.csv")
+    assert ck.set_index("step").loc[30, "duplicate_of"] == 10
+    assert ck.set_index("step").loc[20, "reason"] == "boom"
+    again = ResultStore(tmp_path, {"model": "m"}).open()
+    assert again.done_steps() == {10, 30}
+
+
+def test_other_walk_is_refused(tmp_path):
+    ResultStore(tmp_path, {"model": "m", "inputs": 1}).open()
+    with pytest.raises(StoreError, match="differs in: inputs"):
+        ResultStore(tmp_path, {"model": "m", "inputs": 2}).open()
+
+
+def test_crash_during_write_leaves_old_file_whole(tmp_path, monkeypatch):
+    path = tmp_path / "t.csv"
+    atomic_csv(rows(1), path)
+    before = path.read_bytes()
+
+    def crash(*a, **k):
+        raise KeyboardInterrupt  # as if killed between write and rename
+
+    monkeypatch.setattr(os, "replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        atomic_csv(rows(2), path)
+    assert path.read_bytes() == before
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_temporaries_of_a_killed_walk_are_dropped(tmp_path):
+    store = ResultStore(tmp_path, {"model": "m"}).open()
+    (store.parts / ".step000000010.csv.abc.tmp").write_text("half")
+    ResultStore(tmp_path, {"model": "m"}).open()
+    assert not list(store.parts.glob(".*.tmp"))

@@ -1,0 +1,190 @@
+"""The Hub code path for real, against olah serving git repos on loopback."""
+
+import os
+
+import pandas as pd
+import pytest
+
+from tracker.inputs import InputSpec, build_inputs
+from tracker.schedule import StepSelection
+from tracker.sources import CheckpointError, HubSource
+from tracker.walker import WalkConfig, walk
+
+from .conftest import run_cli
+
+
+def hub_env(hub, cache, **extra):
+    return {"HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(cache), "HF_HUB_DISABLE_XET": "1", **extra}
+
+
+def walk_args(text_file, out):
+    return ["--text", text_file, "--seqs", 2, "--seq-len", 16, "--bos", "--out", out]
+
+
+def test_lists_step_branches_and_ignores_others(hub, tmp_path):
+    src = HubSource("tiny/neox", cache_dir=str(tmp_path), endpoint=hub.url)
+    assert src.list_steps() == {0: "step0", 10: "step10", 100: "step100", 1000: "step1000"}
+
+
+def test_cli_walk_through_the_hub_verifies_and_deletes_what_it_downloaded(hub, text_file, tmp_path):
+    cache = tmp_path / "cache"
+    out = run_cli(
+        "walk", "tiny/neox-lfs", *walk_args(text_file, tmp_path / "o"), env=hub_env(hub, cache)
+    )
+    assert out.returncode == 0, out.stderr
+    ck = pd.read_csv(tmp_path / "o" / "checkpoints.csv").set_index("step")
+    assert list(ck.index) == [0, 10, 100, 101, 1000]
+    assert (ck["verified"] == "lfs-sha256").all()
+    assert ck.loc[101, "duplicate_of"] == 100
+    assert pd.isna(ck.loc[10, "duplicate_of"])
+    snapshots = cache / "models--tiny--neox-lfs" / "snapshots"
+    assert not snapshots.exists() or not any(snapshots.iterdir())
+    m = pd.read_csv(tmp_path / "o" / "measurements.csv")
+    assert (m["model"] == "tiny/neox-lfs").all() and len(m) == 5 * 2 * 2
+
+
+def test_hub_and_local_walks_agree(hub, series, text_file, tmp_path):
+    env = hub_env(hub, tmp_path / "cache")
+    assert (
+        run_cli("walk", "tiny/neox", *walk_args(text_file, tmp_path / "h"), env=env).returncode == 0
+    )
+    tok = series  # the local series carries the same tokenizer files
+    local = run_cli(
+        "walk",
+        series,
+        *walk_args(text_file, tmp_path / "l"),
+        "--tokenizer",
+        tok,
+        "--name",
+        "tiny/neox",
+    )
+    assert local.returncode == 0, local.stderr
+    cols = ["step", "layer", "seq", "top1", "top2", "top3", "median"]
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "h" / "measurements.csv")[cols],
+        pd.read_csv(tmp_path / "l" / "measurements.csv")[cols],
+    )
+
+
+def test_keep_cache_and_never_delete_what_was_cached_before(hub, text_file, tmp_path):
+    cache = tmp_path / "cache"
+    env = hub_env(hub, cache)
+    run_cli(
+        "walk",
+        "tiny/neox",
+        "--steps",
+        "0",
+        "--keep-cache",
+        *walk_args(text_file, tmp_path / "a"),
+        env=env,
+        check=True,
+    )
+    snapshots = cache / "models--tiny--neox" / "snapshots"
+    assert len(list(snapshots.iterdir())) == 1
+    run_cli(
+        "walk",
+        "tiny/neox",
+        "--steps",
+        "0,10",
+        *walk_args(text_file, tmp_path / "b"),
+        env=env,
+        check=True,
+    )
+    # step0 was in the cache before this walk and stays; step10 was downloaded and deleted.
+    assert len(list(snapshots.iterdir())) == 1
+    assert (cache / "models--tiny--neox" / "refs" / "step0").exists()
+
+
+def test_corrupt_download_is_recorded_and_the_walk_goes_on(hub, text_file, tmp_path):
+    out = run_cli(
+        "walk",
+        "tiny/neox-corrupt",
+        *walk_args(text_file, tmp_path / "o"),
+        env=hub_env(hub, tmp_path / "c"),
+    )
+    assert out.returncode == 1
+    ck = pd.read_csv(tmp_path / "o" / "checkpoints.csv").set_index("step")
+    assert "integrity check failed for model.safetensors" in ck.loc[10, "reason"]
+    assert (ck.drop(10)["status"] == "ok").all()
+
+
+def test_missing_revision(hub, text_file, tmp_path):
+    src = HubSource("tiny/neox", cache_dir=str(tmp_path / "c"), endpoint=hub.url)
+    with pytest.raises(CheckpointError, match="not available"):
+        src.fetch(5, "step5")
+    cfg = WalkConfig(
+        out=str(tmp_path / "o"),
+        steps=StepSelection.parse("0,5"),
+        inputs=InputSpec(n_seqs=2, seq_len=16, text=str(text_file)),
+        progress=False,
+    )
+    summary = walk(src, cfg)
+    assert summary.ok == [0] and "not in the series" in summary.failed[5]
+
+
+def test_pre_populated_cache_with_hub_offline(hub, text_file, tmp_path):
+    cache = tmp_path / "cache"
+    run_cli(
+        "walk",
+        "tiny/neox",
+        "--keep-cache",
+        "--steps",
+        "0,100",
+        *walk_args(text_file, tmp_path / "online"),
+        env=hub_env(hub, cache),
+        check=True,
+    )
+    # No server at all now: a closed port, and offline mode.
+    env = {"HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_CACHE": str(cache), "HF_HUB_OFFLINE": "1"}
+    out = run_cli("walk", "tiny/neox", *walk_args(text_file, tmp_path / "offline"), env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    ck = pd.read_csv(tmp_path / "offline" / "checkpoints.csv")
+    assert list(ck["step"]) == [0, 100] and (ck["verified"] == "unverified").all()
+    assert len(list((cache / "models--tiny--neox" / "snapshots").iterdir())) == 2  # nothing deleted
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "online" / "measurements.csv"),
+        pd.read_csv(tmp_path / "offline" / "measurements.csv"),
+    )
+
+
+def test_disk_budget(hub, text_file, tmp_path):
+    src = HubSource("tiny/neox", cache_dir=str(tmp_path / "c"), endpoint=hub.url)
+    size_gb = src.size_of("step0") / 1e9
+    base = {"inputs": InputSpec(n_seqs=2, seq_len=16, text=str(text_file)), "progress": False}
+    tight = walk(src, WalkConfig(out=str(tmp_path / "a"), disk_budget_gb=size_gb / 2, **base))
+    assert not tight.ok and all("disk budget" in r for r in tight.failed.values())
+    one = walk(src, WalkConfig(out=str(tmp_path / "b"), disk_budget_gb=size_gb * 1.5, **base))
+    assert one.ok == [0, 10, 100, 1000]
+
+
+def test_dataset_inputs_from_the_hub(hub, tokenizer, tmp_path, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "ENDPOINT", hub.url)
+    monkeypatch.setattr(
+        constants,
+        "HUGGINGFACE_CO_URL_TEMPLATE",
+        hub.url + "/{repo_id}/resolve/{revision}/{filename}",
+    )
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    got = build_inputs(InputSpec(n_seqs=3, seq_len=16, dataset="tiny/text"), tokenizer)
+    assert got.ids.shape == (3, 16) and "dataset tiny/text" in got.source
+
+
+def test_environment_is_honoured(hub, text_file, tmp_path):
+    # HF_HOME alone decides the cache location when HF_HUB_CACHE is unset.
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_CACHE"}
+    env.update(
+        {"HF_ENDPOINT": hub.url, "HF_HOME": str(tmp_path / "home"), "HF_HUB_DISABLE_XET": "1"}
+    )
+    out = run_cli(
+        "walk",
+        "tiny/neox",
+        "--steps",
+        "0",
+        "--keep-cache",
+        *walk_args(text_file, tmp_path / "o"),
+        env=env,
+    )
+    assert out.returncode == 0, out.stderr
+    assert (tmp_path / "home" / "hub" / "models--tiny--neox" / "refs" / "step0").exists()

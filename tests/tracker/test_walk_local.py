@@ -1,0 +1,218 @@
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tracker.inputs import InputSpec
+from tracker.schedule import StepSelection
+from tracker.sources import LocalSource, step_of
+from tracker.synthetic import planted_model, tiny_config, write_series
+from tracker.walker import WalkConfig, walk
+
+from .conftest import run_cli
+
+
+def config(out, text_file, **kw):
+    inputs = InputSpec(n_seqs=3, seq_len=24, text=str(text_file), prepend_bos=True)
+    return WalkConfig(out=str(out), inputs=inputs, progress=False, **kw)
+
+
+def test_local_walk_records_every_layer_seq_and_checkpoint(series, text_file, tmp_path):
+    summary = walk(LocalSource(series), config(tmp_path, text_file))
+    assert summary.ok == [0, 10, 100, 1000] and not summary.failed
+    m = pd.read_csv(tmp_path / "measurements.csv")
+    assert {
+        "model",
+        "step",
+        "layer",
+        "seq",
+        "top1",
+        "top2",
+        "top3",
+        "median",
+        "mean",
+        "n_massive",
+        "top1_token",
+        "top1_dim",
+    } <= set(m.columns)
+    assert len(m) == 4 * 2 * 3
+    assert (m["model"] == "tiny-neox").all()
+    ck = pd.read_csv(tmp_path / "checkpoints.csv")
+    assert list(ck["status"]) == ["ok"] * 4
+    assert {"seconds", "dtype", "device", "weights_sha256"} <= set(ck.columns)
+    assert (ck["dtype"] == "float32").all() and (ck["device"] == "cpu").all()
+    # The planted activation grows over the steps in the last layer.
+    last = m[m["layer"] == 1].groupby("step")["top1"].mean()
+    assert last.is_monotonic_increasing and last.iloc[-1] > 10 * last.iloc[0]
+    assert (tmp_path / "inputs.npy").exists()
+
+
+def test_checkpoint_folder_names(tmp_path, tokenizer, text_file):
+    root = write_series(
+        tmp_path / "trainer", (500, 1000), tokenizer=tokenizer, naming="checkpoint-{}"
+    )
+    (root / "global_step1500").mkdir()
+    shutil.copytree(root / "checkpoint-1000", root / "global_step1500", dirs_exist_ok=True)
+    (root / "runs").mkdir()  # trainer logs: not a checkpoint
+    assert LocalSource(root).list_steps() == {
+        500: "checkpoint-500",
+        1000: "checkpoint-1000",
+        1500: "global_step1500",
+    }
+    summary = walk(LocalSource(root), config(tmp_path / "out", text_file))
+    assert summary.ok == [500, 1000, 1500]
+    ck = pd.read_csv(tmp_path / "out" / "checkpoints.csv").set_index("step")
+    assert ck.loc[1500, "duplicate_of"] == 1000  # byte-identical weights are flagged
+
+
+def test_step_names():
+    assert [step_of(n) for n in ["step64", "step_7", "checkpoint-500", "global_step9", "runs"]] == [
+        64,
+        7,
+        500,
+        9,
+        None,
+    ]
+
+
+def test_sharded_bin_checkpoints_load_safely(tmp_path, tokenizer, text_file):
+    root = write_series(tmp_path / "bins", (0, 10), tokenizer=tokenizer, bin_shards=2)
+    assert (root / "step0" / "pytorch_model-00002-of-00002.bin").exists()
+    safe = walk(LocalSource(root), config(tmp_path / "a", text_file))
+    assert safe.ok == [0, 10]
+
+
+def test_bad_checkpoints_are_recorded_and_the_walk_goes_on(tmp_path, tokenizer, text_file):
+    root = write_series(tmp_path / "bad", (0, 10, 20, 30), tokenizer=tokenizer)
+    weights = root / "step10" / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # truncated
+    shutil.rmtree(root / "step20")
+    (root / "step20").mkdir()
+    (root / "step20" / "notes.txt").write_text("not a model")
+    nan_model = planted_model(tiny_config(), 30)
+    with torch.no_grad():
+        nan_model.base_model.layers[0].mlp.dense_4h_to_h.bias[1] = float("nan")
+    nan_model.save_pretrained(root / "step30")
+    cfg = config(tmp_path / "out", text_file, steps=StepSelection.parse("0,10,20,30,40"))
+    summary = walk(LocalSource(root), cfg)
+    assert summary.ok == [0]
+    assert set(summary.failed) == {10, 20, 30, 40}
+    ck = pd.read_csv(tmp_path / "out" / "checkpoints.csv").set_index("step")
+    assert "not a model folder" in ck.loc[20, "reason"]
+    assert "non-finite activations" in ck.loc[30, "reason"]
+    assert "not in the series" in ck.loc[40, "reason"]
+    assert ck.loc[10, "reason"]  # the loader's own message about the truncated file
+    assert set(pd.read_csv(tmp_path / "out" / "measurements.csv")["step"]) == {0}
+
+
+def test_non_neox_family_through_the_walker(tmp_path, tokenizer, text_file):
+    root = write_series(
+        tmp_path / "llama", (0, 100), config=tiny_config(family="llama"), tokenizer=tokenizer
+    )
+    summary = walk(LocalSource(root), config(tmp_path / "out", text_file))
+    assert summary.ok == [0, 100]
+    m = pd.read_csv(tmp_path / "out" / "measurements.csv")
+    assert sorted(m["layer"].unique()) == [0, 1]
+
+
+def test_prefetch_does_not_change_results(series, text_file, tmp_path):
+    walk(LocalSource(series), config(tmp_path / "a", text_file, prefetch=True))
+    walk(LocalSource(series), config(tmp_path / "b", text_file, prefetch=False))
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "a/measurements.csv"), pd.read_csv(tmp_path / "b/measurements.csv")
+    )
+
+
+def test_resume_skips_done_and_retries_failed(series, text_file, tmp_path):
+    walk(LocalSource(series), config(tmp_path, text_file, steps=StepSelection.parse("0,10")))
+    summary = walk(
+        LocalSource(series), config(tmp_path, text_file, steps=StepSelection.parse("all"))
+    )
+    assert summary.already_done == [0, 10] and summary.ok == [100, 1000]
+    full = pd.read_csv(tmp_path / "measurements.csv")
+    assert sorted(full["step"].unique()) == [0, 10, 100, 1000]
+    assert not full.duplicated(["step", "layer", "seq"]).any()
+
+
+def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_table(
+    tmp_path, tokenizer, text_file
+):
+    root = write_series(tmp_path / "long", tuple(range(0, 160, 10)), tokenizer=tokenizer)
+    args = [root, "--text", text_file, "--seqs", 3, "--seq-len", 24, "--bos", "--device", "cpu"]
+    run_cli("walk", *args, "--out", tmp_path / "reference", check=True)
+    reference = (tmp_path / "reference" / "measurements.csv").read_bytes()
+    rng = random.Random(1234)
+    out = tmp_path / "killed"
+    cmd = [sys.executable, "-m", "massdyn.cli", "walk", *map(str, args), "--out", str(out)]
+    kills = 0
+    for _ in range(3):
+        proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(rng.uniform(3.0, 7.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+    assert kills >= 1
+    run_cli("walk", *args, "--out", out, check=True)
+    assert (out / "measurements.csv").read_bytes() == reference
+    ck = pd.read_csv(out / "checkpoints.csv")
+    assert list(ck["step"]) == list(range(0, 160, 10)) and (ck["status"] == "ok").all()
+
+
+def test_cli_walk_exit_status_and_summary(tmp_path, tokenizer, text_file):
+    root = write_series(tmp_path / "s", (0, 10), tokenizer=tokenizer)
+    ok = run_cli(
+        "walk", root, "--text", text_file, "--seqs", 2, "--seq-len", 16, "--out", tmp_path / "o1"
+    )
+    assert ok.returncode == 0, ok.stderr
+    assert "2 measured now, 0 failed" in ok.stdout
+    bad = run_cli(
+        "walk",
+        root,
+        "--text",
+        text_file,
+        "--seqs",
+        2,
+        "--seq-len",
+        16,
+        "--steps",
+        "0,5",
+        "--out",
+        tmp_path / "o2",
+    )
+    assert bad.returncode == 1 and "failed step 5" in bad.stdout
+    nothing = run_cli("walk", tmp_path / "no-such-dir", "--out", tmp_path / "o3")
+    assert (
+        nothing.returncode == 2
+        and "neither a checkpoint folder nor a Hub repo id" in nothing.stderr
+    )
+
+
+def test_token_ids_input_through_the_walker(series, tmp_path):
+    ids = np.random.default_rng(0).integers(0, 300, size=(2, 12))
+    np.save(tmp_path / "ids.npy", ids)
+    cfg = WalkConfig(
+        out=str(tmp_path / "o"),
+        inputs=InputSpec(token_ids=str(tmp_path / "ids.npy")),
+        progress=False,
+    )
+    walk(LocalSource(series), cfg)
+    np.testing.assert_array_equal(np.load(tmp_path / "o" / "inputs.npy"), ids)
+    assert pd.read_csv(tmp_path / "o" / "measurements.csv")["seq"].max() == 1
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
+def test_half_precision_on_cpu(series, text_file, tmp_path, dtype):
+    summary = walk(
+        LocalSource(series),
+        config(tmp_path, text_file, dtype=dtype, steps=StepSelection.parse("1000")),
+    )
+    assert summary.ok == [1000]
+    assert pd.read_csv(tmp_path / "checkpoints.csv")["dtype"].item() == dtype

@@ -1,0 +1,108 @@
+"""Checkpoint schedules and step selection."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib.resources import files
+
+import numpy as np
+
+
+@cache
+def pythia_facts() -> dict:
+    """The Pythia suite description shipped in ``data/pythia.json``."""
+    return json.loads(files("massdyn.data").joinpath("pythia.json").read_text())
+
+
+def pythia_steps() -> list[int]:
+    """The 154 public Pythia revisions: step0, 1, 2, 4, ..., 512, then every 1000 to 143000."""
+    s = pythia_facts()["schedule"]
+    linear = range(s["linear_start"], s["linear_stop"] + 1, s["linear_every"])
+    return sorted(set(s["log_steps"]) | set(linear))
+
+
+def is_pythia(repo_id: str) -> bool:
+    """True for ``EleutherAI/pythia-*`` repos, whose schedule is known without listing."""
+    org, _, name = repo_id.partition("/")
+    return org == pythia_facts()["organisation"] and name.startswith("pythia-")
+
+
+def paper_subset(steps: list[int], n: int | None = None) -> list[int]:
+    """About ``n`` steps spread over training as the paper used (default 37).
+
+    Keeps every log-spaced early step (< 1000) and the last step, and fills the rest with
+    steps evenly spaced over the remainder of training.
+    """
+    n = n or pythia_facts()["paper_subset_size"]
+    steps = sorted(steps)
+    if len(steps) <= n:
+        return steps
+    early = [s for s in steps if s < 1000]
+    late = [s for s in steps if s >= 1000]
+    k = max(n - len(early), 2)
+    if not late:
+        return early[:: max(1, len(early) // n)]
+    idx = np.unique(np.round(np.linspace(0, len(late) - 1, k)).astype(int))
+    return early + [late[i] for i in idx]
+
+
+@dataclass(frozen=True)
+class StepSelection:
+    """Which checkpoints of a series to measure.
+
+    Attributes:
+        mode: ``"all"``, ``"paper"`` (about 37 spread over training), ``"every"`` (every
+            ``every``-th available step) or ``"list"`` (exactly ``steps``).
+        every: Stride for ``mode="every"``.
+        steps: Explicit steps for ``mode="list"``.
+        min_step: Drop steps below this.
+        max_step: Drop steps above this.
+    """
+
+    mode: str = "all"
+    every: int = 1
+    steps: tuple[int, ...] = ()
+    min_step: int | None = None
+    max_step: int | None = None
+
+    @classmethod
+    def parse(cls, spec: str, min_step: int | None = None, max_step: int | None = None):
+        """Parse a CLI spec: ``all``, ``paper``, ``every:K`` or ``0,1000,2000``."""
+        spec = spec.strip()
+        if spec in ("all", "paper"):
+            return cls(mode=spec, min_step=min_step, max_step=max_step)
+        if spec.startswith("every:"):
+            k = int(spec.split(":", 1)[1])
+            if k < 1:
+                raise ValueError(f"--steps every:K needs K >= 1, got {k}")
+            return cls(mode="every", every=k, min_step=min_step, max_step=max_step)
+        try:
+            steps = tuple(int(s) for s in spec.split(",") if s.strip())
+        except ValueError:
+            raise ValueError(
+                f"--steps must be 'all', 'paper', 'every:K' or a comma list of steps, got {spec!r}"
+            ) from None
+        return cls(mode="list", steps=steps, min_step=min_step, max_step=max_step)
+
+    def select(self, available: list[int]) -> list[int]:
+        """Apply the selection to the steps a source offers.
+
+        Raises:
+            ValueError: for an unknown mode.
+        """
+        avail = sorted(set(available))
+        lo = self.min_step if self.min_step is not None else -1
+        hi = self.max_step if self.max_step is not None else float("inf")
+        avail = [s for s in avail if lo <= s <= hi]
+        if self.mode == "all":
+            return avail
+        if self.mode == "paper":
+            return paper_subset(avail)
+        if self.mode == "every":
+            return avail[:: self.every]
+        if self.mode == "list":
+            # Requested steps the source lacks are kept: the walker records them as missing.
+            return sorted(s for s in set(self.steps) if lo <= s <= hi)
+        raise ValueError(f"unknown step selection mode {self.mode!r}")
