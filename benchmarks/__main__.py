@@ -1,13 +1,13 @@
-"""Run every benchmark, or those named on the command line (e.g. ``fitting``)."""
+"""Run every benchmark, or those named on the command line (``fitting``, ``tracker``)."""
 
 import sys
 
-from benchmarks import bench_fitting
+from benchmarks import bench_fitting, bench_tracker
 
-BENCHES = {"fitting": bench_fitting.main}
+BENCHES = {"fitting": bench_fitting.main, "tracker": bench_tracker.main}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(BENCHES)
     for name in names:
-        print(f"== {name} ==")
+        print(f"== {name} ==", flush=True)
         BENCHES[name]()

@@ -24,6 +24,63 @@ MASSIVE_ABS = 100.0
 MASSIVE_RATIO = 1000.0
 
 
+def _median_16bit(a: torch.Tensor) -> torch.Tensor:
+    """Exact per-row median of non-negative bfloat16/float16 values from one histogram.
+
+    Non-negative 16-bit floats order like their bit patterns (0..0x7FFF), so one histogram
+    of the patterns and a cumulative sum locate both middle elements: a single pass over
+    the data instead of a selection per row. Built with ``index_add_`` rather than
+    ``bincount``, which would wait for the GPU to learn the largest value.
+    """
+    b, n = a.shape
+    bins = 1 << 15
+    offsets = torch.arange(b, device=a.device, dtype=torch.int32)[:, None] * bins
+    bits = (a.view(torch.int16).to(torch.int32) + offsets).reshape(-1)
+    hist = torch.zeros(b * bins, dtype=torch.int32, device=a.device)
+    hist.index_add_(0, bits, torch.ones(1, dtype=torch.int32, device=a.device).expand(bits.numel()))
+    cdf = hist.reshape(b, bins).cumsum(dim=1)
+    lo = torch.full((b, 1), (n - 1) // 2 + 1, dtype=cdf.dtype, device=a.device)
+    hi = torch.full((b, 1), n // 2 + 1, dtype=cdf.dtype, device=a.device)
+    idx = torch.searchsorted(cdf, torch.cat([lo, hi], dim=1)).to(torch.int16)
+    return idx.view(a.dtype).float().mean(dim=1)
+
+
+def _median_select(a: torch.Tensor) -> torch.Tensor:
+    """Exact per-row median (numpy's rule) with one selection and two cheap passes."""
+    n = a.shape[1]
+    lower = torch.kthvalue(a, (n + 1) // 2, dim=1).values
+    if n % 2:
+        return lower.float()
+    # The upper middle element equals the lower one when enough entries tie with it,
+    # otherwise it is the smallest entry above it.
+    ties = (a <= lower[:, None]).sum(dim=1) >= n // 2 + 1
+    above = torch.where(a > lower[:, None], a, torch.full_like(a, float("inf"))).amin(dim=1)
+    upper = torch.where(ties, lower, above)
+    return (lower.float() + upper.float()) / 2
+
+
+def _median_sort(a: torch.Tensor) -> torch.Tensor:
+    """Exact per-row median (numpy's rule) from a full sort of each row."""
+    n = a.shape[1]
+    s = torch.sort(a, dim=1).values
+    return (s[:, (n - 1) // 2].float() + s[:, n // 2].float()) / 2
+
+
+def median_abs(a: torch.Tensor) -> torch.Tensor:
+    """Per-row median of a non-negative ``(rows, n)`` tensor, as float32.
+
+    The fastest exact method differs by device (timed on 10 x 2048 x 768 values): on CUDA a
+    segmented sort (0.7 ms on an H200) beats the histogram, whose atomics contend on the few
+    bins around the median (2.1 ms), and per-row selection, which runs one block per row;
+    on CPUs the 16-bit histogram and a single selection are fastest.
+    """
+    if a.is_cuda:
+        return _median_sort(a)
+    if a.dtype in (torch.bfloat16, torch.float16):
+        return _median_16bit(a)
+    return _median_select(a)
+
+
 def reduce_block_output(h: torch.Tensor, k: int = TOP_K) -> dict[str, torch.Tensor]:
     """Per-sequence statistics of one block output, computed where ``h`` lives.
 
@@ -39,13 +96,7 @@ def reduce_block_output(h: torch.Tensor, k: int = TOP_K) -> dict[str, torch.Tens
     b, n_tok, d = h.shape
     a = h.detach().abs().reshape(b, n_tok * d)
     top, idx = torch.topk(a, k, dim=1)
-    n = a.shape[1]
-    lower = torch.kthvalue(a, (n + 1) // 2, dim=1).values.float()
-    if n % 2 == 0:
-        upper = torch.kthvalue(a, n // 2 + 1, dim=1).values.float()
-        median = (lower + upper) / 2
-    else:
-        median = lower
+    median = median_abs(a)
     mean = torch.mean(a, dim=1, dtype=torch.float32)
     threshold = torch.clamp(median * MASSIVE_RATIO, min=MASSIVE_ABS)
     n_massive = (a > threshold.to(a.dtype)[:, None]).sum(dim=1)

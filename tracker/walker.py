@@ -16,6 +16,7 @@ from tracker.schedule import StepSelection
 from tracker.sources import CheckpointError, Fetched
 from tracker.store import ResultStore
 
+TOKENS_PER_BATCH = 32768
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
@@ -30,7 +31,8 @@ class WalkConfig:
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``, ...
         dtype: ``auto`` (bfloat16 on GPUs that support it, else float16; float32 on CPU),
             ``float32``, ``float16`` or ``bfloat16``.
-        batch_size: Sequences per forward pass.
+        batch_size: Sequences per forward pass; None: as many as fit in
+            :data:`TOKENS_PER_BATCH` tokens (all 10 x 2048 of the paper's inputs at once).
         keep_cache: Keep downloaded revisions in the Hub cache.
         disk_budget_gb: Most gigabytes of downloaded checkpoints held at once (None: no limit).
         prefetch: Download the next checkpoint while measuring the current one.
@@ -44,7 +46,7 @@ class WalkConfig:
     inputs: InputSpec = field(default_factory=InputSpec)
     device: str = "auto"
     dtype: str = "auto"
-    batch_size: int = 1
+    batch_size: int | None = None
     keep_cache: bool = False
     disk_budget_gb: float | None = None
     prefetch: bool = True
@@ -204,6 +206,8 @@ def walk(source, config: WalkConfig) -> WalkSummary:
     present = [s for s in selected if s in available]
     inputs = prepare_inputs(source, config, store, available[present[0]] if present else None)
     ids = torch.as_tensor(inputs.ids)
+    # Few large passes keep the GPU busy; per-pass launch overheads dominate small ones.
+    batch_size = config.batch_size or max(1, TOKENS_PER_BATCH // ids.shape[1])
 
     def base_row(step):
         return {
@@ -244,7 +248,7 @@ def walk(source, config: WalkConfig) -> WalkSummary:
                 try:
                     model = load_model(fetched.path, device, dtype, config.trust_remote_code)
                     try:
-                        table = measure(model, ids, config.batch_size)
+                        table = measure(model, ids, batch_size)
                     finally:
                         del model
                         _free(device)

@@ -36,7 +36,7 @@ class WalkCommand:
     out: str = "massdyn-walk"
     device: str = "auto"
     dtype: str = "auto"
-    batch_size: int = 1
+    batch_size: int | None = None
     keep_cache: bool = False
     disk_budget: float | None = None
     no_prefetch: bool = False
@@ -75,7 +75,9 @@ class WalkCommand:
         )
         p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
         p.add_argument("--dtype", default="auto", choices=["auto", *DTYPES])
-        p.add_argument("--batch-size", type=int, default=1, help="sequences per forward pass")
+        p.add_argument(
+            "--batch-size", type=int, default=None, help="sequences per pass (default: 32k tokens)"
+        )
         p.add_argument("--keep-cache", action="store_true", help="keep downloaded revisions")
         p.add_argument(
             "--disk-budget", type=float, default=None, metavar="GB", help="most GB held at once"

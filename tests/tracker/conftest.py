@@ -6,9 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from tracker.localhub import LocalHub
 from tracker.synthetic import SAMPLE_TEXT, tiny_config, tiny_tokenizer, write_series
-
-from .localhub import LocalHub
 
 STEPS = (0, 10, 100, 1000)
 

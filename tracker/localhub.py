@@ -1,4 +1,10 @@
-"""A real Hub-compatible server (olah) on a free loopback port, serving git repos we build."""
+"""A Hub-compatible server (olah) on a free loopback port, serving local git repos.
+
+Offline, this is how the Hub code path of the walker runs for real: each checkpoint
+folder becomes a branch of a git repo (weights optionally as Git LFS objects, written
+without the git-lfs tool), and olah answers the Hub API for them. Needs ``olah``
+(``pip install olah``, part of the ``dev`` extra) and ``git``.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ LFS_SUFFIXES = (".safetensors", ".bin")
 
 
 def free_port() -> int:
+    """A loopback TCP port that is free right now."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -42,6 +49,7 @@ class LocalHub:
 
     @property
     def url(self) -> str:
+        """Base URL to use as HF_ENDPOINT."""
         return f"http://127.0.0.1:{self.port}"
 
     def add_model_repo(
@@ -85,6 +93,7 @@ class LocalHub:
         return repo
 
     def add_dataset_repo(self, repo_id: str, files: dict[str, str]):
+        """A dataset repo with one commit of text files (``path -> content``)."""
         repo = self.mirrors / "datasets" / repo_id
         repo.mkdir(parents=True)
         _git(repo, "init", "-q", "-b", "main")
@@ -96,6 +105,11 @@ class LocalHub:
         return repo
 
     def start(self, probe_repo: str) -> LocalHub:
+        """Start olah and wait until it answers for ``probe_repo``.
+
+        Raises:
+            RuntimeError: when olah exits or does not answer within 60 s.
+        """
         exe = shutil.which("olah-cli") or str(Path(sys.executable).with_name("olah-cli"))
         cfg = self.root / "olah.toml"
         cfg.write_text(
@@ -134,6 +148,7 @@ offline = true
         raise RuntimeError("olah did not become ready within 60 s")
 
     def stop(self) -> None:
+        """Stop the server (SIGTERM, then SIGKILL after 10 s)."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:

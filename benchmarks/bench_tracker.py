@@ -1,0 +1,264 @@
+"""Walker benchmarks, each a ratio measured side by side in one run.
+
+1. Measurement overhead: ``measure`` (hooks + on-device reduction) over a bare base-model
+   forward pass on the same model and inputs (target <= 1.05).
+2. Against the original capture method (every layer's hidden state copied to the host as
+   float64, then a full sort for top-3 and median): time and peak memory ratios (targets
+   >= 10x and >= 5x). Peak memory is what the process adds on top of the loaded model
+   (host RSS high-water mark, plus device memory on a GPU), each method in its own process.
+3. A walk through a local Hub server (olah) with prefetch against download-then-measure.
+
+On a GPU the models are Pythia-160m and Pythia-1b shaped (random weights) with the paper's
+10 x 2048 inputs in bfloat16; on a CPU, Pythia-160m shaped with 2 x 512 tokens in float32.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+SHAPES = {
+    "pythia-160m": {"hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12},
+    "pythia-1b": {"hidden_size": 2048, "num_hidden_layers": 16, "num_attention_heads": 8},
+}
+
+
+def _setup(shape: str, device: str):
+    from transformers import AutoModelForCausalLM, GPTNeoXConfig
+
+    spec = SHAPES[shape]
+    cfg = GPTNeoXConfig(vocab_size=50304, intermediate_size=4 * spec["hidden_size"], **spec)
+    torch.manual_seed(0)
+    dtype = torch.bfloat16 if device == "cuda" else torch.float32
+    model = AutoModelForCausalLM.from_config(cfg, dtype=dtype).to(device).eval()
+    n, length = (10, 2048) if device == "cuda" else (2, 512)
+    ids = torch.randint(0, 50304, (n, length), generator=torch.Generator().manual_seed(1))
+    return model, ids
+
+
+def _sync(device):
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def bare_forward(model, ids, batch_size):
+    """The base model's forward pass alone, as the walker batches it."""
+    from tracker.blocks import base_model
+
+    body = base_model(model)
+    device = next(model.parameters()).device
+    with torch.inference_mode():
+        for s in range(0, ids.shape[0], batch_size):
+            body(input_ids=ids[s : s + batch_size].to(device), use_cache=False)
+
+
+def original_capture(model, ids, batch_size):
+    """The capture method of the original study: host float64 copies, full sorts."""
+    from tracker.blocks import base_model, decoder_blocks
+
+    device = next(model.parameters()).device
+    kept: list[list[np.ndarray]] = [[] for _ in decoder_blocks(model)]
+    hooks = []
+    for i, block in enumerate(decoder_blocks(model)):
+
+        def hook(module, inputs, output, i=i):
+            h = output[0] if isinstance(output, tuple) else output
+            kept[i].append(h.detach().to("cpu", torch.float64).numpy())
+
+        hooks.append(block.register_forward_hook(hook))
+    with torch.inference_mode():
+        for s in range(0, ids.shape[0], batch_size):
+            base_model(model)(input_ids=ids[s : s + batch_size].to(device), use_cache=False)
+    for h in hooks:
+        h.remove()
+    out = []
+    for layer in kept:
+        for h in np.concatenate(layer):
+            a = np.sort(np.abs(h).ravel())
+            out.append((a[-1], a[-2], a[-3], np.median(a)))
+    return out
+
+
+def ours(model, ids, batch_size):
+    """The walker's measurement."""
+    from tracker.measure import measure
+
+    return measure(model, ids, batch_size)
+
+
+METHODS = {"bare": bare_forward, "ours": ours, "original": original_capture}
+
+
+def _time(fn, model, ids, batch_size, device, repeats):
+    times = []
+    for _ in range(repeats):
+        _sync(device)
+        t0 = time.perf_counter()
+        fn(model, ids, batch_size)
+        _sync(device)
+        times.append(time.perf_counter() - t0)
+    return times
+
+
+def overhead(shape: str, device: str, batch: int, repeats: int = 5) -> None:
+    """Print measure / bare forward, interleaved runs, medians."""
+    model, ids = _setup(shape, device)
+    _time(bare_forward, model, ids, batch, device, 1)  # warm-up
+    _time(ours, model, ids, batch, device, 1)
+    bare, meas = [], []
+    for _ in range(repeats):
+        bare += _time(bare_forward, model, ids, batch, device, 1)
+        meas += _time(ours, model, ids, batch, device, 1)
+    b, m = statistics.median(bare), statistics.median(meas)
+    print(
+        f"[1] {shape} on {device}, {tuple(ids.shape)} tokens, batch {batch}: bare forward "
+        f"{b * 1e3:.1f} ms, measured {m * 1e3:.1f} ms -> ratio {m / b:.3f} (target <= 1.05)"
+    )
+
+
+def _child(method: str, shape: str, device: str) -> None:
+    """Run one method in this (fresh) process and print its time and added peak memory."""
+    import gc
+
+    model, ids = _setup(shape, device)
+    fn = METHODS[method]
+    fn(model, ids[:1, :16], 1)  # load lazy imports and kernels before the baseline
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")  # reset the RSS high-water mark
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        dev_base = torch.cuda.memory_allocated()
+    rss_base = _rss_kb("VmRSS")
+    _sync(device)
+    t0 = time.perf_counter()
+    fn(model, ids, 1)
+    _sync(device)
+    seconds = time.perf_counter() - t0
+    extra = (_rss_kb("VmHWM") - rss_base) * 1024
+    if device == "cuda":
+        extra += torch.cuda.max_memory_allocated() - dev_base
+    print(json.dumps({"seconds": seconds, "extra_bytes": max(extra, 1)}))
+
+
+def _rss_kb(field: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1])
+    return 0
+
+
+def _run_child(method, shape, device) -> dict:
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.bench_tracker", "--child", method, shape, device],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def versus_original(shape: str, device: str) -> None:
+    """Print time and peak-memory ratios of the original capture over ours."""
+    r = {m: _run_child(m, shape, device) for m in ("bare", "ours", "original")}
+    mb = {m: v["extra_bytes"] / 2**20 for m, v in r.items()}
+    t_orig, t_ours = r["original"]["seconds"], r["ours"]["seconds"]
+    print(
+        f"[2] {shape} on {device}: original {t_orig:.2f} s / ours "
+        f"{t_ours:.2f} s = {t_orig / t_ours:.1f}x time "
+        f"(target >= 10x); added peak memory original {mb['original']:.0f} MiB / ours "
+        f"{mb['ours']:.0f} MiB = {mb['original'] / mb['ours']:.1f}x (target >= 5x); "
+        f"bare forward alone adds {mb['bare']:.0f} MiB"
+    )
+
+
+def prefetch_walk(n_steps: int = 6) -> None:
+    """Print the wall time of a Hub walk with and without prefetch, through olah."""
+    import os
+    import shutil
+
+    if not (shutil.which("olah-cli") or Path(sys.executable).with_name("olah-cli").exists()):
+        print("[3] skipped: olah (the local Hub server) is not installed here")
+        return
+
+    from tracker.localhub import LocalHub
+    from tracker.synthetic import SAMPLE_TEXT, tiny_config, tiny_tokenizer, write_series
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        tok = tiny_tokenizer()
+        # Sized so that downloading a checkpoint through olah and measuring it take similar time.
+        cfg = tiny_config(n_layers=4, hidden=256, heads=4, vocab=4096)
+        steps = tuple(range(0, 100 * n_steps, 100))
+        series = write_series(tmp / "series", steps, config=cfg, tokenizer=tok)
+        for s in steps:
+            for f in series.iterdir():
+                if f.is_file():
+                    (series / f"step{s}" / f.name).write_bytes(f.read_bytes())
+        hub = LocalHub(tmp / "hub")
+        hub.add_model_repo(
+            "bench/series", {f"step{s}": series / f"step{s}" for s in steps}, lfs=True
+        )
+        hub.start("bench/series")
+        (tmp / "t.txt").write_text(SAMPLE_TEXT * 400)
+        try:
+            times = {}
+            for mode in ("--no-prefetch", "", "--no-prefetch", ""):
+                env = {
+                    **os.environ,
+                    "HF_ENDPOINT": hub.url,
+                    "HF_HUB_CACHE": str(tmp / f"c{len(times)}"),
+                }
+                args = [
+                    "walk",
+                    "bench/series",
+                    "--text",
+                    str(tmp / "t.txt"),
+                    "--seqs",
+                    "8",
+                    "--seq-len",
+                    "256",
+                ]
+                args += ["--device", "cpu", "--out", str(tmp / f"o{time.monotonic_ns()}")]
+                t0 = time.perf_counter()
+                subprocess.run(
+                    [sys.executable, "-m", "massdyn.cli", *args, *([mode] if mode else [])],
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                )
+                times.setdefault(mode or "prefetch", []).append(time.perf_counter() - t0)
+        finally:
+            hub.stop()
+    seq, pre = min(times["--no-prefetch"]), min(times["prefetch"])
+    print(
+        f"[3] Hub walk of {n_steps} checkpoints through olah: sequential {seq:.1f} s, "
+        f"prefetch {pre:.1f} s -> speed-up {seq / pre:.2f}x (process start-up included)"
+    )
+
+
+def main() -> None:
+    """Run the three walker benchmarks on the best available device."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    shapes = list(SHAPES) if device == "cuda" else ["pythia-160m"]
+    for shape in shapes:
+        for batch in (1, 10) if device == "cuda" else (2,):
+            overhead(shape, device, batch)
+    for shape in shapes:
+        versus_original(shape, device)
+    prefetch_walk()
+
+
+if __name__ == "__main__":
+    if len(sys.argv) > 1 and sys.argv[1] == "--child":
+        _child(*sys.argv[2:5])
+    else:
+        main()
