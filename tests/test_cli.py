@@ -70,3 +70,13 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, content, name, message):
         path.write_text(content)
     assert main(["fit", str(path), "--out", str(tmp_path / "p.csv")]) == 2
     assert message in capsys.readouterr().err
+
+
+def test_demo_walks_and_fits_end_to_end(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    params = pd.read_csv(tmp_path / "params.csv")
+    measurements = pd.read_csv(tmp_path / "walk" / "measurements.csv")
+    assert measurements["step"].nunique() == 16
+    planted = params[params["layer"] == params["layer"].max()]
+    assert planted["r2"].item() > 0.99  # the layer with the growing activation
+    assert "fitted the top1/median ratio" in capsys.readouterr().out

@@ -1,6 +1,7 @@
 """Subcommands of the ``massdyn`` CLI, one module each."""
 
+from massdyn.commands.demo import DemoCommand
 from massdyn.commands.fit import FitCommand
 from massdyn.commands.walk import WalkCommand
 
-COMMANDS = {"walk": WalkCommand, "fit": FitCommand}
+COMMANDS = {"walk": WalkCommand, "fit": FitCommand, "demo": DemoCommand}
