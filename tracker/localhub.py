@@ -92,6 +92,10 @@ class LocalHub:
         _git(repo, "reset", "-q", "--hard", last)
         return repo
 
+    def alias(self, repo_id: str, branch: str, existing: str) -> None:
+        """Add ``branch`` pointing at the same commit as ``existing``."""
+        _git(self.mirrors / "models" / repo_id, "branch", branch, existing)
+
     def add_dataset_repo(self, repo_id: str, files: dict[str, str]):
         """A dataset repo with one commit of text files (``path -> content``)."""
         repo = self.mirrors / "datasets" / repo_id

@@ -8,11 +8,13 @@ environment (HF_HOME, HF_HUB_CACHE, HF_ENDPOINT, HF_HUB_OFFLINE, HF_TOKEN).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import os
 import re
 import shutil
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -126,6 +128,31 @@ class Fetched:
     files: list[str] = field(default_factory=list)
 
 
+def folder_checkpoint(step: int, ref: str, folder: Path, verified: str, **extra) -> Fetched:
+    """Describe a checkpoint already on disk: check it is a model folder, hash its weights.
+
+    Raises:
+        CheckpointError: when the folder has no ``config.json`` or no weights.
+    """
+    names = [p.name for p in folder.iterdir()]
+    if "config.json" not in names:
+        raise CheckpointError(f"not a model folder (no config.json): {folder}")
+    files = weight_files(names)
+    weights = [f for f in files if f.endswith(WEIGHT_SUFFIXES)]
+    if not weights:
+        raise CheckpointError(f"no model weights (*.safetensors or pytorch_model*.bin) in {folder}")
+    return Fetched(
+        step=step,
+        ref=ref,
+        path=folder,
+        weights_sha256=combined_digest({f: file_sha256(folder / f) for f in weights}),
+        verified=verified,
+        nbytes=sum((folder / f).stat().st_size for f in ["config.json", *files]),
+        files=["config.json", *files],
+        **extra,
+    )
+
+
 class LocalSource:
     """A folder holding one folder per checkpoint (``step64/``, ``checkpoint-500/``, ...).
 
@@ -160,24 +187,7 @@ class LocalSource:
         path = self.root / ref
         if not path.is_dir():
             raise CheckpointError(f"checkpoint folder missing: {path}")
-        if not (path / "config.json").exists():
-            raise CheckpointError(f"not a model folder (no config.json): {path}")
-        files = weight_files(p.name for p in path.iterdir())
-        weights = [f for f in files if f.endswith(WEIGHT_SUFFIXES)]
-        if not weights:
-            raise CheckpointError(
-                f"no model weights (*.safetensors or pytorch_model*.bin) in {path}"
-            )
-        hashes = {f: file_sha256(path / f) for f in weights}
-        return Fetched(
-            step=step,
-            ref=ref,
-            path=path,
-            weights_sha256=combined_digest(hashes),
-            verified="local",
-            nbytes=sum((path / f).stat().st_size for f in files),
-            files=files,
-        )
+        return folder_checkpoint(step, ref, path, verified="local")
 
     def release(self, fetched: Fetched) -> None:
         """Nothing to release for local folders."""
@@ -221,6 +231,14 @@ class HubSource:
         self.endpoint = endpoint
         self.api = HfApi(endpoint=endpoint)
         self._trees: dict[str, list] = {}
+        # Revisions share blobs (an unchanged config.json, say). Deleting one revision while
+        # the next is being downloaded could remove a blob the new snapshot is about to link,
+        # so downloads and deletions take turns.
+        self._cache_lock = threading.Lock()
+        # Branches may share a commit: a revision is deleted when no fetched checkpoint still
+        # uses it, and only if this walk downloaded it.
+        self._in_use: collections.Counter[str] = collections.Counter()
+        self._downloaded: set[str] = set()
 
     @staticmethod
     def offline() -> bool:
@@ -301,10 +319,18 @@ class HubSource:
         Raises:
             CheckpointError: missing revision, no weights, download or integrity failure.
         """
-        from huggingface_hub import hf_hub_download, try_to_load_from_cache
-
         if self.offline():
             return self._fetch_cached(step, ref)
+        with self._cache_lock:
+            fetched = self._download(step, ref)
+            self._in_use[fetched.commit] += 1
+            if fetched.downloaded:
+                self._downloaded.add(fetched.commit)
+            return fetched
+
+    def _download(self, step: int, ref: str) -> Fetched:
+        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
         tree = {e.path: e for e in self._tree(ref) if hasattr(e, "size")}
         files = weight_files(tree)
         if not files:
@@ -371,22 +397,9 @@ class HubSource:
             raise CheckpointError(f"revision {ref} of {self.repo_id} is not in the offline cache")
         commit = ref_file.read_text().strip()
         folder = repo_dir / "snapshots" / commit
-        names = [p.name for p in folder.iterdir()] if folder.is_dir() else []
-        files = weight_files(names)
-        if "config.json" not in names or not files:
-            raise CheckpointError(f"cached revision {ref} lacks config.json or weights")
-        hashes = {f: file_sha256(folder / f) for f in files if f.endswith(WEIGHT_SUFFIXES)}
-        return Fetched(
-            step=step,
-            ref=ref,
-            path=folder,
-            weights_sha256=combined_digest(hashes),
-            verified="unverified",
-            downloaded=False,
-            commit=commit,
-            nbytes=sum((folder / f).stat().st_size for f in files),
-            files=["config.json", *files],
-        )
+        if not folder.is_dir():
+            raise CheckpointError(f"cached revision {ref} has no snapshot folder")
+        return folder_checkpoint(step, ref, folder, verified="unverified", commit=commit)
 
     @staticmethod
     def _drop_files(path: Path) -> None:
@@ -398,8 +411,18 @@ class HubSource:
 
     def release(self, fetched: Fetched) -> None:
         """Delete a revision this walk downloaded from the cache, unless asked to keep it."""
-        if self.keep_cache or not fetched.downloaded or fetched.commit is None:
+        if fetched.commit is None or self.offline():
             return
+        with self._cache_lock:
+            self._in_use[fetched.commit] -= 1
+            if self._in_use[fetched.commit] > 0 or fetched.commit not in self._downloaded:
+                return
+            del self._in_use[fetched.commit]
+            self._downloaded.discard(fetched.commit)
+            if not self.keep_cache:
+                self._delete_revision(fetched.commit)
+
+    def _delete_revision(self, commit: str) -> None:
         from huggingface_hub import scan_cache_dir
 
         root = self._cache_repo_dir().parent
@@ -409,11 +432,11 @@ class HubSource:
             for repo in info.repos
             if repo.repo_id == self.repo_id
             for rev in repo.revisions
-            if rev.commit_hash == fetched.commit
+            if rev.commit_hash == commit
         ]
         if commits:
             info.delete_revisions(*commits).execute()
-        shutil.rmtree(self._cache_repo_dir() / ".no_exist" / fetched.commit, ignore_errors=True)
+        shutil.rmtree(self._cache_repo_dir() / ".no_exist" / commit, ignore_errors=True)
 
     def tokenizer_location(self, ref: str) -> str:
         """A local folder with the tokenizer files of one revision (downloaded if needed).

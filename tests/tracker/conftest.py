@@ -38,6 +38,7 @@ def hub(tmp_path_factory, series, tokenizer):
     - tiny/neox-lfs: the same with weights as LFS objects; step100 also served by
       step101 (identical weights);
     - tiny/neox-corrupt: LFS, and step10's object does not match its sha256;
+    - tiny/neox-alias: plain git, step2000 is the very commit of step1000;
     - datasets tiny/text: a jsonl file of documents.
     """
     root = tmp_path_factory.mktemp("hub")
@@ -46,6 +47,8 @@ def hub(tmp_path_factory, series, tokenizer):
     server.add_model_repo("tiny/neox", branches)
     server.add_model_repo("tiny/neox-lfs", {**branches, "step101": branches["step100"]}, lfs=True)
     server.add_model_repo("tiny/neox-corrupt", branches, lfs=True, corrupt={"step10"})
+    server.add_model_repo("tiny/neox-alias", branches)
+    server.alias("tiny/neox-alias", "step2000", "step1000")
     lines = [p for p in SAMPLE_TEXT.split("\n") * 30 if p]
     docs = "\n".join(json.dumps({"text": p}) for p in lines)
     server.add_dataset_repo("tiny/text", {"data/part-0.jsonl": docs})

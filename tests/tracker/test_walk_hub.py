@@ -188,3 +188,16 @@ def test_environment_is_honoured(hub, text_file, tmp_path):
     )
     assert out.returncode == 0, out.stderr
     assert (tmp_path / "home" / "hub" / "models--tiny--neox" / "refs" / "step0").exists()
+
+
+def test_branches_sharing_a_commit_are_both_measured_then_deleted(hub, text_file, tmp_path):
+    cache = tmp_path / "cache"
+    out = run_cli(
+        "walk", "tiny/neox-alias", *walk_args(text_file, tmp_path / "o"), env=hub_env(hub, cache)
+    )
+    assert out.returncode == 0, out.stdout
+    ck = pd.read_csv(tmp_path / "o" / "checkpoints.csv").set_index("step")
+    assert list(ck.index) == [0, 10, 100, 1000, 2000] and (ck["status"] == "ok").all()
+    assert ck.loc[2000, "duplicate_of"] == 1000
+    snapshots = cache / "models--tiny--neox-alias" / "snapshots"
+    assert not snapshots.exists() or not any(snapshots.iterdir())
