@@ -42,17 +42,18 @@ class StoreError(ValueError):
     """The results folder belongs to another walk or is damaged."""
 
 
-def atomic_write(path: Path, write) -> None:
+def atomic_write(path: Path, write, binary: bool = False) -> None:
     """Write a file via a temporary sibling, fsync and rename.
 
     Args:
         path: Destination.
-        write: Callable receiving an open text file.
+        write: Callable receiving the open file.
+        binary: Open the file in binary mode (e.g. for Parquet) instead of text.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", newline="") as f:
+        with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
@@ -155,8 +156,8 @@ class ResultStore:
         ]
         return table
 
-    def assemble(self) -> pd.DataFrame:
-        """Rebuild ``measurements.csv`` from the parts of all ``ok`` checkpoints."""
+    def assemble(self, parquet: bool = False) -> pd.DataFrame:
+        """Rebuild ``measurements.csv`` (and ``.parquet`` if asked) from the ``ok`` parts."""
         frames = [pd.read_csv(self.part_path(s)) for s in sorted(self.done_steps())]
         table = (
             pd.concat(frames, ignore_index=True)
@@ -164,5 +165,8 @@ class ResultStore:
             else pd.DataFrame(columns=list(MEASUREMENT_COLUMNS))
         )
         atomic_csv(table, self.folder / "measurements.csv")
+        if parquet:
+            path = self.folder / "measurements.parquet"
+            atomic_write(path, lambda f: table.to_parquet(f, index=False), binary=True)
         atomic_csv(self.checkpoints_table(), self.folder / "checkpoints.csv")
         return table

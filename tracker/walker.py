@@ -39,6 +39,7 @@ class WalkConfig:
         tokenizer: Tokenizer to use instead of the series' own (path or repo id).
         trust_remote_code: Allow model code from the checkpoint (off unless asked).
         progress: Show a progress bar.
+        parquet: Also write ``measurements.parquet`` (needs pyarrow).
     """
 
     out: str = "massdyn-walk"
@@ -53,6 +54,7 @@ class WalkConfig:
     tokenizer: str | None = None
     trust_remote_code: bool = False
     progress: bool = True
+    parquet: bool = False
 
 
 @dataclass
@@ -274,7 +276,7 @@ def walk(source, config: WalkConfig) -> WalkSummary:
     finally:
         bar.close()
         fetcher.close()
-    table = store.assemble()
+    table = store.assemble(parquet=config.parquet)
     return WalkSummary(
         model=source.name,
         selected=selected,

@@ -43,6 +43,7 @@ class WalkCommand:
     tokenizer: str | None = None
     trust_remote_code: bool = False
     name: str | None = None
+    parquet: bool = False
 
     help = "measure massive activations across a checkpoint series"
 
@@ -92,6 +93,7 @@ class WalkCommand:
         p.add_argument(
             "--name", default=None, help="series name in the results (default: repo or folder)"
         )
+        p.add_argument("--parquet", action="store_true", help="also write measurements.parquet")
 
     def run(self) -> int:
         """Walk and print a summary."""
@@ -122,6 +124,7 @@ class WalkCommand:
             prefetch=not self.no_prefetch,
             tokenizer=self.tokenizer,
             trust_remote_code=self.trust_remote_code,
+            parquet=self.parquet,
         )
         summary = walk(source, config)
         print(summary.describe())

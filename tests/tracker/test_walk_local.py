@@ -123,7 +123,11 @@ def test_non_neox_family_through_the_walker(tmp_path, tokenizer, text_file):
 
 
 def test_prefetch_does_not_change_results(series, text_file, tmp_path):
-    walk(LocalSource(series), config(tmp_path / "a", text_file, prefetch=True))
+    walk(LocalSource(series), config(tmp_path / "a", text_file, prefetch=True, parquet=True))
+    pd.testing.assert_frame_equal(
+        pd.read_parquet(tmp_path / "a/measurements.parquet"),
+        pd.read_csv(tmp_path / "a/measurements.csv"),
+    )
     walk(LocalSource(series), config(tmp_path / "b", text_file, prefetch=False))
     pd.testing.assert_frame_equal(
         pd.read_csv(tmp_path / "a/measurements.csv"), pd.read_csv(tmp_path / "b/measurements.csv")
