@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint format bench demo clean
+.PHONY: setup test lint format bench demo minisuite clean
 
 setup: $(STAMP)
 
@@ -31,6 +31,11 @@ bench: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/massdyn demo --out demo-output
+
+# Regenerates data/minisuite from nothing (corpus download, tokenizer, training of every
+# member, live measurements, fits). About 45 minutes on 2 CPU cores; resumable.
+minisuite: $(STAMP)
+	$(BIN)/massdyn minisuite --out data/minisuite --work minisuite-work
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

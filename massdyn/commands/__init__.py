@@ -2,6 +2,12 @@
 
 from massdyn.commands.demo import DemoCommand
 from massdyn.commands.fit import FitCommand
+from massdyn.commands.minisuite import MinisuiteCommand
 from massdyn.commands.walk import WalkCommand
 
-COMMANDS = {"walk": WalkCommand, "fit": FitCommand, "demo": DemoCommand}
+COMMANDS = {
+    "walk": WalkCommand,
+    "fit": FitCommand,
+    "minisuite": MinisuiteCommand,
+    "demo": DemoCommand,
+}

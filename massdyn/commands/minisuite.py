@@ -1,0 +1,117 @@
+"""``massdyn minisuite``: train the mini-suite on CPU, track it live, ship the tables."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+
+@dataclass
+class MinisuiteCommand:
+    """Train the Pythia-style mini-suite of data/minisuite.json and write its data set.
+
+    Training is resumable (rerun to continue). The output folder receives the live
+    measurements of every member (measurements.csv), each member's config.json, the fitted
+    emergence parameters (params.csv) and provenance.json.
+    """
+
+    out: str = "data/minisuite"
+    work: str = "minisuite-work"
+    suite: str | None = None
+    members: str | None = None
+    text: str | None = None
+    max_steps: int | None = None
+
+    help = "train the CPU mini-suite and write its measurements"
+
+    @staticmethod
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        """Declare the command's options."""
+        p.add_argument("--out", default="data/minisuite", help="data set folder to write")
+        p.add_argument("--work", default="minisuite-work", help="training state (resumable)")
+        p.add_argument("--suite", default=None, help="suite file (default: the shipped one)")
+        p.add_argument("--members", default=None, help="comma list of members (default: all)")
+        p.add_argument("--text", default=None, help="train on this text file instead")
+        p.add_argument("--max-steps", type=int, default=None, help="override the recipe's steps")
+
+    def run(self) -> int:
+        """Train what is missing, then collect, fit and describe."""
+        import pandas as pd
+        import tokenizers
+        import torch
+        import transformers
+
+        from fitting import fit_measurements
+        from massdyn.minisuite import Suite, default_cache, prepare_data, train_member
+
+        suite = Suite.load(self.suite)
+        if self.max_steps:
+            suite.recipe = replace(suite.recipe, max_steps=self.max_steps)
+        names = self.members.split(",") if self.members else [m.name for m in suite.members]
+        members = [suite.member(n) for n in names]
+        work, out = Path(self.work), Path(self.out)
+        tokenizer, train_tokens, eval_inputs = prepare_data(suite, default_cache(), self.text)
+        runs = []
+        for m in members:
+            t0 = time.perf_counter()
+            info = train_member(
+                m,
+                suite.recipe,
+                train_tokens,
+                eval_inputs,
+                len(tokenizer),
+                tokenizer.bos_token_id,
+                work / m.name,
+            )
+            runs.append({**info, "wall_seconds": time.perf_counter() - t0})
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "configs").mkdir(exist_ok=True)
+        tables = []
+        for m in members:
+            tables.append(pd.read_csv(work / m.name / "live" / "measurements.csv"))
+            shutil.copy(work / m.name / "config.json", out / "configs" / f"{m.name}.json")
+        measurements = pd.concat(tables, ignore_index=True)
+        measurements.to_csv(out / "measurements.csv", index=False)
+        params = fit_measurements(measurements, "ratio")
+        params.to_csv(out / "params.csv", index=False)
+        provenance = {
+            "recipe": asdict(suite.recipe),
+            "members": [asdict(m) for m in members],
+            "corpus": suite.corpus if not self.text else {"text": Path(self.text).name},
+            "tokenizer": suite.tokenizer,
+            "eval_inputs": {"sha256": eval_inputs.sha256, "source": eval_inputs.source},
+            "runs": runs,
+            "versions": {
+                "python": platform.python_version(),
+                "torch": torch.__version__,
+                "transformers": transformers.__version__,
+                "tokenizers": tokenizers.__version__,
+                "pandas": pd.__version__,
+            },
+            "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
+        }
+        (out / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+        print(describe(measurements, params))
+        print(f"wrote {out}/measurements.csv, params.csv, configs/, provenance.json")
+        return 0
+
+
+def describe(measurements, params) -> str:
+    """Per member: ratio at the first and last step (best layer) and mean fit R^2."""
+    lines = []
+    for model, grp in measurements.groupby("model"):
+        agg = grp.groupby(["step", "layer"]).agg(t=("top1", "mean"), m=("median", "mean"))
+        ratio = (agg["t"] / agg["m"]).unstack("layer")
+        first, last = ratio.iloc[0], ratio.iloc[-1]
+        best = (last / first).idxmax()
+        r2 = params.loc[params["model"] == model, "r2"].mean()
+        lines.append(
+            f"{model}: best layer {best} ratio {first[best]:.1f} -> {last[best]:.1f} "
+            f"({last[best] / first[best]:.1f}x), mean fit R^2 {r2:.3f}"
+        )
+    return "\n".join(lines)

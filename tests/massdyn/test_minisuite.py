@@ -1,0 +1,130 @@
+import json
+from dataclasses import replace
+from importlib.resources import files
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+import massdyn.minisuite as ms
+from massdyn.cli import main
+from massdyn.minisuite import Member, Recipe, Suite, batch_at, lr_at, train_member
+from tracker.inputs import TokenInputs
+from tracker.synthetic import SAMPLE_TEXT
+
+TINY = Recipe(
+    seq_len=16,
+    batch_size=2,
+    max_steps=10,
+    warmup_steps=2,
+    checkpoint_every=5,
+    eval_seqs=2,
+    eval_seq_len=16,
+    schedule_every=4,
+)
+MEMBER = Member(name="t", d_model=32, n_layers=2, n_heads=4, seed=3)
+
+
+def test_shipped_suite_is_a_ladder_with_controlled_pairs():
+    suite = Suite.load()
+    assert len(suite.members) >= 6
+    arch = {(m.d_model, m.n_layers, m.n_heads) for m in suite.members}
+    depth_pairs = [
+        (a, b) for a in arch for b in arch if a[0] == b[0] and a[2] == b[2] and a[1] < b[1]
+    ]
+    head_pairs = [(a, b) for a in arch for b in arch if a[:2] == b[:2] and a[2] < b[2]]
+    assert depth_pairs and head_pairs
+    assert suite.recipe.prepend_bos
+
+
+def test_learning_rate_schedule():
+    r = Recipe(lr=1.0, warmup_steps=10, max_steps=110, min_lr_ratio=0.1)
+    assert lr_at(0, r) == pytest.approx(0.1) and lr_at(9, r) == pytest.approx(1.0)
+    assert lr_at(10, r) == pytest.approx(1.0) and lr_at(110, r) == pytest.approx(0.1)
+    assert lr_at(60, r) == pytest.approx(0.55)
+
+
+def test_batches_are_a_function_of_the_step():
+    tokens = np.arange(1000)
+    a, b = batch_at(tokens, 7, 1, TINY, bos_id=0), batch_at(tokens, 7, 1, TINY, bos_id=0)
+    assert torch.equal(a, b) and not torch.equal(a, batch_at(tokens, 8, 1, TINY, bos_id=0))
+    assert (a[:, 0] == 0).all() and a.shape == (2, 16)
+    assert (a[:, 2:] - a[:, 1:-1] == 1).all()  # consecutive windows of the stream
+
+
+def _train(tmp_path, name):
+    tokens = np.random.default_rng(0).integers(1, 300, 5000)
+    inputs = TokenInputs.from_array(np.random.default_rng(1).integers(0, 300, (2, 16)), "t")
+    return train_member(MEMBER, TINY, tokens, inputs, 300, 0, tmp_path / name, log=lambda *_: None)
+
+
+def test_interrupted_training_resumes_to_the_same_model(tmp_path, monkeypatch):
+    _train(tmp_path, "straight")
+    real = ms.batch_at
+
+    def crash_at_7(tokens, step, *a, **k):
+        if step == 7:
+            raise KeyboardInterrupt
+        return real(tokens, step, *a, **k)
+
+    monkeypatch.setattr(ms, "batch_at", crash_at_7)
+    with pytest.raises(KeyboardInterrupt):
+        _train(tmp_path, "resumed")
+    monkeypatch.setattr(ms, "batch_at", real)
+    info = _train(tmp_path, "resumed")
+    assert info["resumed_from"] == 5
+    a = torch.load(tmp_path / "straight" / "state.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "resumed" / "state.pt", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+    pd.testing.assert_frame_equal(
+        pd.read_csv(tmp_path / "straight" / "live" / "measurements.csv"),
+        pd.read_csv(tmp_path / "resumed" / "live" / "measurements.csv"),
+    )
+
+
+def test_minisuite_command_writes_the_data_set(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    suite = json.loads(files("massdyn.data").joinpath("minisuite.json").read_text())
+    suite["recipe"] = {
+        **suite["recipe"],
+        **{
+            k: getattr(replace(TINY, max_steps=12), k)
+            for k in (
+                "seq_len",
+                "batch_size",
+                "max_steps",
+                "warmup_steps",
+                "checkpoint_every",
+                "eval_seqs",
+                "eval_seq_len",
+                "schedule_every",
+            )
+        },
+    }
+    suite["tokenizer"]["vocab_size"] = 300
+    suite["members"] = [
+        {"name": "a", "d_model": 32, "n_layers": 2, "n_heads": 4, "seed": 1},
+        {"name": "b", "d_model": 32, "n_layers": 3, "n_heads": 4, "seed": 1},
+    ]
+    (tmp_path / "suite.json").write_text(json.dumps(suite))
+    (tmp_path / "t.txt").write_text(SAMPLE_TEXT * 300)
+    args = [
+        "minisuite",
+        "--suite",
+        str(tmp_path / "suite.json"),
+        "--text",
+        str(tmp_path / "t.txt"),
+        "--out",
+        str(tmp_path / "out"),
+        "--work",
+        str(tmp_path / "work"),
+    ]
+    assert main(args) == 0
+    m = pd.read_csv(tmp_path / "out" / "measurements.csv")
+    assert set(m["model"]) == {"a", "b"} and m["step"].max() == 12
+    assert (tmp_path / "out" / "configs" / "b.json").exists()
+    prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert {"recipe", "runs", "versions", "eval_inputs"} <= set(prov)
+    assert len(pd.read_csv(tmp_path / "out" / "params.csv")) == 5  # 2 + 3 layers

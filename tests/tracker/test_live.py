@@ -1,0 +1,135 @@
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from tracker.inputs import TokenInputs
+from tracker.live import LiveTracker, MassiveActivationCallback, attach, pythia_style_schedule
+from tracker.sources import LocalSource
+from tracker.synthetic import tiny_config
+from tracker.walker import WalkConfig, walk
+
+COLS = [
+    "step",
+    "layer",
+    "seq",
+    "top1",
+    "top2",
+    "top3",
+    "median",
+    "mean",
+    "n_massive",
+    "top1_token",
+    "top1_dim",
+]
+
+
+def test_pythia_style_schedule():
+    assert pythia_style_schedule(143000, 1000)[:12] == [
+        0,
+        1,
+        2,
+        4,
+        8,
+        16,
+        32,
+        64,
+        128,
+        256,
+        512,
+        1000,
+    ]
+    assert len(pythia_style_schedule(143000, 1000)) == 154
+    s = pythia_style_schedule(3000, 100)
+    assert s[-1] == 3000 and 100 in s and 150 not in s
+    assert pythia_style_schedule(7, 5) == [0, 1, 2, 4, 5, 7]
+    with pytest.raises(ValueError):
+        pythia_style_schedule(0)
+
+
+def tiny_training(tmp_path, steps=12, save=True):
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(tiny_config())
+    inputs = TokenInputs.from_array(np.random.default_rng(0).integers(0, 300, (3, 20)), "test")
+    tracker = LiveTracker(
+        model, inputs, tmp_path / "live", [0, 1, 2, 4, 8, steps], "tiny", save_checkpoints=save
+    )
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    rng = np.random.default_rng(1)
+    for step in range(steps):
+        tracker.step(step)
+        x = torch.as_tensor(rng.integers(0, 300, (4, 16)))
+        model(input_ids=x, labels=x).loss.backward()
+        opt.step()
+        opt.zero_grad()
+    tracker.step(steps)
+    return model, inputs, tracker
+
+
+def test_live_measurement_equals_walking_the_saved_checkpoints(tmp_path):
+    _, inputs, tracker = tiny_training(tmp_path)
+    live = pd.read_csv(tmp_path / "live" / "measurements.csv")
+    assert sorted(live["step"].unique()) == [0, 1, 2, 4, 8, 12]
+    np.save(tmp_path / "ids.npy", inputs.ids)
+    from tracker.inputs import InputSpec
+
+    cfg = WalkConfig(
+        out=str(tmp_path / "walked"),
+        inputs=InputSpec(token_ids=str(tmp_path / "ids.npy")),
+        progress=False,
+    )
+    walk(LocalSource(tmp_path / "live" / "checkpoints"), cfg)
+    walked = pd.read_csv(tmp_path / "walked" / "measurements.csv")
+    pd.testing.assert_frame_equal(live[COLS], walked[COLS], rtol=1e-6)
+    ck = pd.read_csv(tmp_path / "live" / "checkpoints.csv")
+    assert (ck["status"] == "ok").all() and (ck["seconds"] > 0).all()
+
+
+def test_tracker_restores_train_mode_and_skips_unscheduled_steps(tmp_path):
+    model, _, tracker = tiny_training(tmp_path, steps=5, save=False)
+    assert model.training
+    assert tracker.step(3) is None  # not scheduled
+    assert tracker.step(4) is None  # already recorded
+    assert set(tracker.last_scalars) >= {"massive/max_top1_over_median", "massive/seconds"}
+
+
+@pytest.fixture
+def trainer_setup(tmp_path):
+    from transformers import AutoModelForCausalLM, Trainer, TrainingArguments
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(tiny_config())
+    data = [
+        {"input_ids": torch.randint(0, 300, (16,)), "labels": torch.randint(0, 300, (16,))}
+        for _ in range(32)
+    ]
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "trainer"),
+        max_steps=6,
+        per_device_train_batch_size=4,
+        logging_steps=100,
+        report_to=[],
+        save_strategy="no",
+        use_cpu=True,
+        disable_tqdm=True,
+    )
+    trainer = Trainer(model=model, args=args, train_dataset=data)
+    inputs = TokenInputs.from_array(np.random.default_rng(0).integers(0, 300, (2, 12)), "test")
+    return trainer, inputs
+
+
+def test_trainer_callback(tmp_path, trainer_setup):
+    trainer, inputs = trainer_setup
+    cb = attach(
+        trainer, inputs, tmp_path / "live", schedule=[0, 2, 6], name="hf", save_checkpoints=True
+    )
+    assert isinstance(cb, MassiveActivationCallback)
+    trainer.train()
+    live = pd.read_csv(tmp_path / "live" / "measurements.csv")
+    assert sorted(live["step"].unique()) == [0, 2, 6]
+    logged = [h for h in trainer.state.log_history if "massive/max_top1_over_median" in h]
+    assert len(logged) == 3
+    # The checkpoint saved at step 6 is the trained model, walkable like any other.
+    assert (tmp_path / "live" / "checkpoints" / "step6" / "config.json").exists()

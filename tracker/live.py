@@ -1,0 +1,205 @@
+"""Live tracking of massive activations inside a training run.
+
+The same measurement (:func:`tracker.measure.measure`), the same fixed inputs and the same
+results folder layout as the walker, taken at scheduled steps of a run instead of from
+saved checkpoints. Two front ends: :class:`LiveTracker` for plain PyTorch loops (one call
+per step) and :class:`MassiveActivationCallback` for the transformers ``Trainer``.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from tracker.inputs import TokenInputs
+from tracker.measure import measure
+from tracker.store import ResultStore
+
+
+def pythia_style_schedule(max_steps: int, every: int | None = None) -> list[int]:
+    """Log-spaced steps (0, 1, 2, 4, ...) below ``every``, then every ``every`` steps.
+
+    Like Pythia's 0, 1, 2, ..., 512, 1000, 2000, ..., 143000. ``every`` defaults to
+    ``max_steps / 25``; ``max_steps`` is always included.
+    """
+    if max_steps < 1:
+        raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+    every = every or max(1, int(round(max_steps / 25)))
+    log_steps = [0] + [2**k for k in range(64) if 2**k < every]
+    linear = list(range(every, max_steps + 1, every))
+    return sorted({*log_steps, *linear, max_steps})
+
+
+class LiveTracker:
+    """Measure a model at scheduled steps and record into a walker-style results folder.
+
+    Args:
+        model: The causal LM being trained.
+        inputs: Fixed evaluation inputs (e.g. from :func:`tracker.inputs.build_inputs`).
+        out: Results folder (``measurements.csv``, ``checkpoints.csv``, ``inputs.npy``).
+        schedule: Steps to measure at; see :func:`pythia_style_schedule`.
+        name: Series name in the tables.
+        save_checkpoints: Also ``save_pretrained`` the model to ``out/checkpoints/step{N}``
+            at each measured step, so the run can be walked later.
+        batch_size: Evaluation sequences per forward pass (None: all at once).
+    """
+
+    def __init__(
+        self,
+        model,
+        inputs: TokenInputs,
+        out: str | Path,
+        schedule: list[int],
+        name: str = "run",
+        save_checkpoints: bool = False,
+        batch_size: int | None = None,
+    ):
+        self.model = model
+        self.inputs = inputs
+        self.out = Path(out)
+        self.schedule = set(schedule)
+        self.name = name
+        self.save_checkpoints = save_checkpoints
+        self.batch_size = batch_size
+        self.last_scalars: dict[str, float] = {}
+        identity = {"model": name, "inputs": inputs.sha256, "tokenizer": "live"}
+        self.store = ResultStore(self.out, identity).open()
+        if not (self.out / "inputs.json").exists():
+            inputs.save(self.out)
+
+    def due(self, step: int) -> bool:
+        """Whether ``step`` is scheduled and not yet recorded."""
+        return step in self.schedule and step not in self.store.done_steps()
+
+    def step(self, step: int) -> dict[str, float] | None:
+        """Measure if ``step`` is due; returns the logged scalars, else None.
+
+        The model is put in eval mode for the measurement and restored afterwards; no
+        gradients are computed.
+        """
+        if not self.due(step):
+            return None
+        t0 = time.perf_counter()
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            table = measure(self.model, self.inputs.ids, self.batch_size or len(self.inputs.ids))
+        finally:
+            self.model.train(was_training)
+        seconds = time.perf_counter() - t0
+        table.insert(0, "step", step)
+        table.insert(0, "model", self.name)
+        param = next(self.model.parameters())
+        row = {
+            "model": self.name,
+            "step": step,
+            "revision": f"live-step{step}",
+            "status": "ok",
+            "reason": "",
+            "seconds": round(seconds, 4),
+            "dtype": str(param.dtype).removeprefix("torch."),
+            "device": str(param.device),
+        }
+        if self.save_checkpoints:
+            self.model.save_pretrained(self.out / "checkpoints" / f"step{step}")
+        self.store.record(table, row)
+        self.store.assemble()
+        self.last_scalars = self.scalars(table, seconds)
+        return self.last_scalars
+
+    @staticmethod
+    def scalars(table, seconds: float) -> dict[str, float]:
+        """A few numbers for the training log: the largest ratio over layers, and where."""
+        per_layer = table.groupby("layer").agg(top1=("top1", "mean"), median=("median", "mean"))
+        ratio = per_layer["top1"] / per_layer["median"]
+        return {
+            "massive/max_top1_over_median": float(ratio.max()),
+            "massive/layer_of_max": float(ratio.idxmax()),
+            "massive/max_top1": float(per_layer["top1"].max()),
+            "massive/n_massive": float(table["n_massive"].sum()),
+            "massive/seconds": float(seconds),
+        }
+
+
+def _trainer_callback_base():
+    from transformers import TrainerCallback
+
+    return TrainerCallback
+
+
+class MassiveActivationCallback(_trainer_callback_base()):
+    """A transformers ``TrainerCallback`` that measures at scheduled global steps.
+
+    Step 0 is measured when training begins; step ``s`` after the ``s``-th optimizer
+    step. The scalars of :meth:`LiveTracker.scalars` go to the Trainer's log (and so to
+    TensorBoard/W&B) when the callback knows its trainer; use :func:`attach` for that.
+
+    Args:
+        inputs: Fixed evaluation inputs.
+        out: Results folder.
+        schedule: Steps to measure at (default: :func:`pythia_style_schedule` of
+            ``args.max_steps``).
+        name: Series name.
+        save_checkpoints: Save the model at each measured step.
+    """
+
+    def __init__(self, inputs, out, schedule=None, name="run", save_checkpoints=False):
+        self.inputs = inputs
+        self.out = out
+        self.schedule = schedule
+        self.name = name
+        self.save_checkpoints = save_checkpoints
+        self.trainer = None
+        self.tracker: LiveTracker | None = None
+
+    def _ensure(self, args, state, model) -> LiveTracker:
+        if self.tracker is None:
+            schedule = self.schedule or pythia_style_schedule(
+                max(state.max_steps, args.max_steps, 1)
+            )
+            self.tracker = LiveTracker(
+                model, self.inputs, self.out, schedule, self.name, self.save_checkpoints
+            )
+        return self.tracker
+
+    def _measure(self, args, state, model, step):
+        if not state.is_world_process_zero:
+            return
+        scalars = self._ensure(args, state, model).step(step)
+        if scalars is not None:
+            if self.trainer is not None:
+                self.trainer.log(dict(scalars))
+            else:
+                state.log_history.append({**scalars, "step": step})
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        """Measure step 0 (or the resumed step) before the first update."""
+        self._measure(args, state, model, state.global_step)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        """Measure after an optimizer step when it is scheduled."""
+        self._measure(args, state, model, state.global_step)
+
+
+def attach(trainer, inputs, out, schedule=None, name="run", save_checkpoints=False):
+    """Add a :class:`MassiveActivationCallback` to ``trainer`` that logs through it."""
+    cb = MassiveActivationCallback(inputs, out, schedule, name, save_checkpoints)
+    cb.trainer = trainer
+    trainer.add_callback(cb)
+    return cb
+
+
+def token_inputs(ids) -> TokenInputs:
+    """Wrap an ``(N, L)`` id array as fixed evaluation inputs."""
+    return TokenInputs.from_array(np.asarray(ids), "given token ids")
+
+
+__all__ = [
+    "LiveTracker",
+    "MassiveActivationCallback",
+    "attach",
+    "pythia_style_schedule",
+    "token_inputs",
+]
