@@ -1,0 +1,238 @@
+"""Architecture features of a decoder config, per layer (arXiv 2508.03616, section 4).
+
+Core features: d_model, n_layers L, n_heads H, d_ff, rotary base, rotary fraction. Derived,
+for layer index l: l/L, (l/L)^2, (l/L)^3, sqrt(l/L), H/d, d_ff/d, d/L, H/L, log d, l*L.
+Which config field holds each core feature, per family, is data: ``data/architectures.json``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass
+from functools import cache
+from importlib.resources import files
+from pathlib import Path
+
+import pandas as pd
+
+CORE = ("d_model", "n_layers", "n_heads", "d_ff", "rotary_base", "rotary_fraction")
+DERIVED = (
+    "l_frac",
+    "l_frac2",
+    "l_frac3",
+    "sqrt_l_frac",
+    "heads_per_dim",
+    "ff_ratio",
+    "d_per_layer",
+    "heads_per_layer",
+    "log_d",
+    "l_times_L",
+)
+FEATURES = CORE + DERIVED
+
+
+class ConfigError(ValueError):
+    """A config lacks a field or holds an invalid one; the message names both and the source."""
+
+
+@cache
+def _family_fields() -> dict[str, dict]:
+    spec = json.loads(files("massdyn.data").joinpath("architectures.json").read_text())
+    return {k: v["features"] for k, v in spec["families"].items() if "features" in v}
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """The core architecture features of one model.
+
+    Attributes:
+        name: Model name (e.g. ``pythia-160m``).
+        family: transformers ``model_type``.
+        d_model, n_layers, n_heads, d_ff: Widths and depth.
+        rotary_base: Rotary embedding base (0 with learned positions).
+        rotary_fraction: Share of each head's dims rotated (0 with learned positions).
+    """
+
+    name: str
+    family: str
+    d_model: int
+    n_layers: int
+    n_heads: int
+    d_ff: int
+    rotary_base: float
+    rotary_fraction: float
+
+    def layer_features(self, layer: int) -> dict[str, float]:
+        """The paper's core and derived features for one layer (0-based index)."""
+        if not 0 <= layer < self.n_layers:
+            raise ValueError(f"layer {layer} outside 0..{self.n_layers - 1} of {self.name}")
+        f = layer / self.n_layers
+        d, L, H = self.d_model, self.n_layers, self.n_heads
+        core = {k: float(getattr(self, k)) for k in CORE}
+        return {
+            **core,
+            "l_frac": f,
+            "l_frac2": f**2,
+            "l_frac3": f**3,
+            "sqrt_l_frac": math.sqrt(f),
+            "heads_per_dim": H / d,
+            "ff_ratio": self.d_ff / d,
+            "d_per_layer": d / L,
+            "heads_per_layer": H / L,
+            "log_d": math.log(d),
+            "l_times_L": layer * L,
+        }
+
+    def feature_table(self) -> pd.DataFrame:
+        """One row per layer: ``model, layer`` and :data:`FEATURES`."""
+        rows = [
+            {"model": self.name, "layer": i, **self.layer_features(i)} for i in range(self.n_layers)
+        ]
+        return pd.DataFrame(rows)
+
+
+def _lookup(cfg: dict, key: str):
+    obj = cfg
+    for part in key.split("."):
+        if not isinstance(obj, dict) or part not in obj:
+            return None
+        obj = obj[part]
+    return obj
+
+
+def _load(source) -> tuple[dict, str]:
+    if isinstance(source, dict):
+        return source, "dict"
+    if hasattr(source, "to_dict"):
+        return source.to_dict(), type(source).__name__
+    path = Path(str(source))
+    if path.is_dir():
+        path = path / "config.json"
+    if path.suffix == ".json" or path.exists():
+        if not path.exists():
+            raise ConfigError(f"config file not found: {path}")
+        try:
+            return json.loads(path.read_text()), str(path)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    raise ConfigError(
+        f"{source!r} is neither a config file, a model folder, a dict nor a Hub repo id"
+    )
+
+
+def read_config(source, name: str | None = None, revision: str | None = None) -> Architecture:
+    """Read the architecture of a decoder model.
+
+    Args:
+        source: A ``config.json`` path, a model folder, a Hub repo id (only ``config.json``
+            is fetched, at ``revision``), a dict, or a transformers config object.
+        name: Model name (default: ``_name_or_path`` or the file/folder name).
+        revision: Hub revision for repo ids.
+
+    Raises:
+        ConfigError: naming the missing or invalid field and the source.
+    """
+    src = str(source) if not isinstance(source, dict) else None
+    if src is not None and re.fullmatch(r"[\w.-]+/[\w.-]+", src) and not Path(src).exists():
+        from huggingface_hub import hf_hub_download
+
+        try:
+            source = hf_hub_download(src, "config.json", revision=revision)
+        except Exception as exc:
+            raise ConfigError(
+                f"cannot fetch config.json of {src}@{revision or 'main'}: {exc}"
+            ) from exc
+        name = name or src.split("/")[-1]
+    cfg, where = _load(source)
+    family = cfg.get("model_type")
+    if not family:
+        raise ConfigError(f"{where}: field 'model_type' is missing")
+    fields = _family_fields().get(family)
+    if fields is None:
+        raise ConfigError(
+            f"{where}: model_type {family!r} is not supported; "
+            f"known: {', '.join(sorted(_family_fields()))}"
+        )
+    values: dict[str, float] = {}
+    for feat in CORE:
+        spec = fields[feat]
+        keys, default = (
+            (spec, None) if isinstance(spec, list) else (spec["keys"], spec.get("default"))
+        )
+        value = next((v for k in keys if (v := _lookup(cfg, k)) is not None), None)
+        if value is None and default == "4*d_model":
+            value = 4 * values["d_model"]
+        elif value is None:
+            value = default
+        if value is None:
+            raise ConfigError(
+                f"{where}: field {' or '.join(repr(k) for k in keys)} ({feat}) is missing"
+            )
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ConfigError(
+                f"{where}: field for {feat} must be a non-negative number, got {value!r}"
+            )
+        values[feat] = value
+    for feat in ("d_model", "n_layers", "n_heads", "d_ff"):
+        if values[feat] <= 0 or int(values[feat]) != values[feat]:
+            raise ConfigError(f"{where}: {feat} must be a positive integer, got {values[feat]!r}")
+    if values["rotary_fraction"] > 1:
+        raise ConfigError(
+            f"{where}: rotary fraction must be <= 1, got {values['rotary_fraction']!r}"
+        )
+    name = name or str(cfg.get("_name_or_path") or Path(where).parent.name or where).split("/")[-1]
+    return Architecture(
+        name=name,
+        family=family,
+        d_model=int(values["d_model"]),
+        n_layers=int(values["n_layers"]),
+        n_heads=int(values["n_heads"]),
+        d_ff=int(values["d_ff"]),
+        rotary_base=float(values["rotary_base"]),
+        rotary_fraction=float(values["rotary_fraction"]),
+    )
+
+
+def pythia_architectures() -> list[Architecture]:
+    """The nine Pythia models from ``data/pythia_configs``."""
+    folder = files("massdyn.data").joinpath("pythia_configs")
+    out = []
+    for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+        if entry.name.endswith(".json"):
+            out.append(
+                read_config(json.loads(entry.read_text()), name=entry.name.removesuffix(".json"))
+            )
+    return sorted(out, key=lambda a: (a.d_model * a.d_model * a.n_layers, a.name))
+
+
+def configs_from_dir(folder: str | Path, models) -> dict[str, Architecture]:
+    """Architectures for ``models`` from ``DIR/<model>.json`` or ``DIR/<model>/config.json``.
+
+    Raises:
+        ConfigError: naming a model without a config in ``folder``.
+    """
+    folder = Path(folder)
+    out = {}
+    for model in models:
+        safe = str(model).replace("/", "--")
+        for cand in (
+            folder / f"{model}.json",
+            folder / f"{safe}.json",
+            folder / str(model) / "config.json",
+        ):
+            if cand.exists():
+                out[model] = read_config(cand, name=str(model))
+                break
+        else:
+            raise ConfigError(
+                f"no config for model {model!r} in {folder} "
+                f"(expected {model}.json or {model}/config.json)"
+            )
+    return out
+
+
+def as_dict(arch: Architecture) -> dict:
+    """The architecture as a plain dict."""
+    return asdict(arch)

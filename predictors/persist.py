@@ -1,0 +1,81 @@
+"""Save and load predictors without unpickling untrusted data (skops, explicit trust list)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sklearn
+import skops.io as sio
+
+from predictors.features import FEATURES
+from predictors.model import TARGETS
+
+FORMAT_VERSION = 1
+# Every type a saved predictor may contain; anything else in a file is refused.
+TRUSTED_PREFIXES = (
+    "predictors.model.",
+    "sklearn.",
+    "numpy.",
+    "builtins.",
+    "scipy.",
+    "collections.",
+)
+
+
+class PredictorFileError(ValueError):
+    """A predictor file is unsafe, damaged or does not match this version of massdyn."""
+
+
+def _schema() -> dict:
+    return {
+        "format": FORMAT_VERSION,
+        "features": list(FEATURES),
+        "targets": list(TARGETS),
+        "sklearn": sklearn.__version__,
+    }
+
+
+def save_predictor(predictor, path: str | Path, info: dict | None = None) -> Path:
+    """Write a fitted predictor with its feature schema and library versions."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sio.dump({"predictor": predictor, "schema": _schema(), "info": info or {}}, path)
+    return path
+
+
+def load_predictor(path: str | Path):
+    """Load a predictor saved by :func:`save_predictor`.
+
+    Returns:
+        ``(predictor, info)``.
+
+    Raises:
+        PredictorFileError: for types outside the trust list, a different feature or target
+            schema, or a different scikit-learn minor version.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no predictor file {path}")
+    try:
+        untrusted = sio.get_untrusted_types(file=path)
+    except Exception as exc:
+        raise PredictorFileError(f"{path} is not a predictor file: {exc}") from None
+    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    if refused:
+        raise PredictorFileError(f"{path} holds types outside the trust list: {refused}")
+    data = sio.load(path, trusted=untrusted)
+    schema = data.get("schema", {})
+    expected = _schema()
+    for key in ("format", "features", "targets"):
+        if schema.get(key) != expected[key]:
+            raise PredictorFileError(
+                f"{path} was saved with {key} {schema.get(key)!r}; "
+                f"this massdyn expects {expected[key]!r}"
+            )
+    saved, here = str(schema.get("sklearn", "?")).split(".")[:2], sklearn.__version__.split(".")[:2]
+    if saved != here:
+        raise PredictorFileError(
+            f"{path} was saved with scikit-learn {schema.get('sklearn')}, "
+            f"this is {sklearn.__version__}; retrain it"
+        )
+    return data["predictor"], data.get("info", {})

@@ -1,0 +1,107 @@
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.base import clone
+
+from predictors import (
+    FEATURES,
+    TARGETS,
+    EmergencePredictor,
+    PredictorFileError,
+    TargetTransform,
+    evaluate,
+    feature_importance,
+    load_predictor,
+    predict_architecture,
+    save_predictor,
+    training_table,
+)
+
+from .synth import synthetic_archs, synthetic_table
+
+
+@pytest.fixture(scope="module")
+def table():
+    return training_table(synthetic_archs(), synthetic_table())
+
+
+def test_target_transform_round_trip():
+    Y = synthetic_table()[list(TARGETS)].to_numpy().copy()
+    Y[0, 0] = -3.0  # a negative amplitude keeps its sign
+    tt = TargetTransform().fit(Y)
+    np.testing.assert_allclose(tt.inverse_transform(tt.transform(Y)), Y, rtol=1e-9, atol=1e-12)
+
+
+def test_leave_one_model_out_recovers_the_synthetic_ground_truth(table):
+    scores = evaluate(table, "ridge").set_index(["protocol", "target"])
+    for t in TARGETS:
+        assert scores.loc[("lomo", t), "r2"] > 0.9, scores
+    assert {"paper-split", "paper-cv5", "lomo"} == set(scores.index.get_level_values(0))
+
+
+def test_predictor_is_an_estimator_with_bands(table):
+    est = EmergencePredictor(regressor="ridge", n_bootstrap=8)
+    assert est.fit(table, table) is est
+    assert list(est.feature_names_in_) == list(FEATURES)
+    pred = est.predict(table)
+    assert list(pred.columns) == list(TARGETS) and len(pred) == len(table)
+    arch = synthetic_archs()["s-d128-l4-h2"]
+    params, curves = predict_architecture(est, arch, np.array([0, 10, 100, 1000, 10000.0]))
+    assert len(params) == arch.n_layers and {"t_peak", "steady_state", "A_lo", "K_hi"} <= set(
+        params.columns
+    )
+    assert len(curves) == arch.n_layers * 5
+    assert (curves["lower"] <= curves["upper"] + 1e-9).all()
+    assert clone(est).get_params() == est.get_params()
+
+
+def test_unseen_arch_predictions_track_the_truth(table):
+    from .synth import true_params
+
+    archs = synthetic_archs()
+    held = "s-d128-l6-h8"
+    est = EmergencePredictor(regressor="ridge", n_bootstrap=0).fit(
+        table[table["model"] != held], table[table["model"] != held]
+    )
+    params, _ = predict_architecture(est, archs[held], np.array([0.0, 1000.0]))
+    truth = pd.DataFrame(
+        [true_params(archs[held].layer_features(i)) for i in range(archs[held].n_layers)]
+    )
+    # An architecture at the edge of the training grid (most layers, most heads): the
+    # steady state is still predicted within 10% on average over its layers.
+    assert np.mean(np.abs(params["K"] / truth["K"] - 1)) < 0.1
+
+
+def test_feature_importance_finds_heads_per_dim_for_k(table):
+    imp = feature_importance(table, "rf", n_repeats=3)
+    top_k = imp[imp["target"] == "K"].iloc[0]["feature"]
+    assert top_k in ("heads_per_dim", "d_model", "log_d", "d_per_layer", "n_heads")
+
+
+def test_persistence_round_trip_and_refusals(table, tmp_path):
+    est = EmergencePredictor(regressor="rf", n_bootstrap=2).fit(table, table)
+    path = save_predictor(est, tmp_path / "p.skops", {"trained_on": ["synthetic"]})
+    back, info = load_predictor(path)
+    pd.testing.assert_frame_equal(back.predict(table), est.predict(table))
+    assert info["trained_on"] == ["synthetic"]
+
+    import skops.io as sio
+
+    data = sio.load(path, trusted=sio.get_untrusted_types(file=path))
+    data["schema"]["features"] = data["schema"]["features"][:-1]
+    sio.dump(data, tmp_path / "old.skops")
+    with pytest.raises(PredictorFileError, match="features"):
+        load_predictor(tmp_path / "old.skops")
+    data["schema"]["features"] = list(FEATURES)
+    data["schema"]["sklearn"] = "0.1.0"
+    sio.dump(data, tmp_path / "oldsk.skops")
+    with pytest.raises(PredictorFileError, match="scikit-learn 0.1.0"):
+        load_predictor(tmp_path / "oldsk.skops")
+    (tmp_path / "junk.skops").write_bytes(b"not a zip")
+    with pytest.raises(PredictorFileError, match="not a predictor file"):
+        load_predictor(tmp_path / "junk.skops")
+
+
+def test_training_table_errors(table):
+    with pytest.raises(ValueError, match="no architecture for model"):
+        training_table({}, synthetic_table())
