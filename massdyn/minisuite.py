@@ -25,6 +25,7 @@ import torch
 
 from tracker.inputs import InputSpec, TokenInputs, chunk_and_draw
 from tracker.live import LiveTracker, pythia_style_schedule
+from tracker.synthetic import bpe_tokenizer
 
 
 @dataclass(frozen=True)
@@ -163,23 +164,9 @@ def train_tokenizer(text: str, vocab_size: int, out: Path):
 
     if (out / "tokenizer.json").exists():
         return AutoTokenizer.from_pretrained(out)
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(text.split("\n\n"), trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>"
-    )
-    fast.save_pretrained(out)
-    return fast
+    tokenizer = bpe_tokenizer(text.split("\n\n"), vocab_size)
+    tokenizer.save_pretrained(out)
+    return tokenizer
 
 
 def lr_at(step: int, r: Recipe) -> float:

@@ -18,8 +18,8 @@ SAMPLE_TEXT = (
 )
 
 
-def tiny_tokenizer(text: str = SAMPLE_TEXT, vocab_size: int = 300):
-    """A byte-level BPE tokenizer trained on ``text``, with ``<|endoftext|>`` as BOS/EOS."""
+def bpe_tokenizer(texts, vocab_size: int):
+    """A byte-level BPE tokenizer trained on ``texts``, ``<|endoftext|>`` (id 0) as BOS/EOS."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -31,10 +31,15 @@ def tiny_tokenizer(text: str = SAMPLE_TEXT, vocab_size: int = 300):
         special_tokens=["<|endoftext|>"],
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
-    tok.train_from_iterator([text], trainer)
+    tok.train_from_iterator(texts, trainer)
     return PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>"
     )
+
+
+def tiny_tokenizer(text: str = SAMPLE_TEXT, vocab_size: int = 300):
+    """A small BPE tokenizer trained on ``text`` (the sample text by default)."""
+    return bpe_tokenizer([text], vocab_size)
 
 
 def tiny_config(
