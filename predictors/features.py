@@ -182,7 +182,9 @@ def read_config(source, name: str | None = None, revision: str | None = None) ->
         raise ConfigError(
             f"{where}: rotary fraction must be <= 1, got {values['rotary_fraction']!r}"
         )
-    name = name or str(cfg.get("_name_or_path") or Path(where).parent.name or where).split("/")[-1]
+    if not name:
+        stem = Path(where).parent.name if Path(where).name == "config.json" else Path(where).stem
+        name = str(cfg.get("_name_or_path") or stem).split("/")[-1]
     return Architecture(
         name=name,
         family=family,

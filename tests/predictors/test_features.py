@@ -63,6 +63,7 @@ def test_sources_path_folder_dict(tmp_path):
     (tmp_path / "folder").mkdir()
     (tmp_path / "folder" / "config.json").write_text(json.dumps(pythia))
     assert read_config(tmp_path / "m.json").n_layers == 3
+    assert read_config(tmp_path / "m.json").name == "m"
     assert read_config(tmp_path / "folder").name == "folder"
     assert read_config(pythia, name="d").d_ff == 256
     found = configs_from_dir(tmp_path, ["m", "folder"])
