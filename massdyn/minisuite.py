@@ -40,7 +40,7 @@ class Recipe:
     warmup_steps: int = 100
     weight_decay: float = 0.1
     betas: tuple[float, float] = (0.9, 0.95)
-    grad_clip: float = 1.0
+    grad_clip: float = 0.0  # 0: no clipping
     prepend_bos: bool = True
     checkpoint_every: int = 250
     eval_seqs: int = 8
@@ -248,7 +248,8 @@ def train_member(
         loss = model(input_ids=x, labels=x).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+        if recipe.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
         optimizer.step()
         loss_value = loss.item()
         done = step + 1
