@@ -10,6 +10,20 @@ from tracker.localhub import LocalHub
 from tracker.synthetic import SAMPLE_TEXT, tiny_config, tiny_tokenizer, write_series
 
 STEPS = (0, 10, 100, 1000)
+# Columns every measurements table of the walker and the live tracker carries.
+MEASURED = [
+    "step",
+    "layer",
+    "seq",
+    "top1",
+    "top2",
+    "top3",
+    "median",
+    "mean",
+    "n_massive",
+    "top1_token",
+    "top1_dim",
+]
 
 
 @pytest.fixture(scope="session")

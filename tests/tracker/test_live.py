@@ -9,19 +9,7 @@ from tracker.sources import LocalSource
 from tracker.synthetic import tiny_config
 from tracker.walker import WalkConfig, walk
 
-COLS = [
-    "step",
-    "layer",
-    "seq",
-    "top1",
-    "top2",
-    "top3",
-    "median",
-    "mean",
-    "n_massive",
-    "top1_token",
-    "top1_dim",
-]
+from .conftest import MEASURED
 
 
 def test_pythia_style_schedule():
@@ -82,7 +70,7 @@ def test_live_measurement_equals_walking_the_saved_checkpoints(tmp_path):
     )
     walk(LocalSource(tmp_path / "live" / "checkpoints"), cfg)
     walked = pd.read_csv(tmp_path / "walked" / "measurements.csv")
-    pd.testing.assert_frame_equal(live[COLS], walked[COLS], rtol=1e-6)
+    pd.testing.assert_frame_equal(live[MEASURED], walked[MEASURED], rtol=1e-6)
     ck = pd.read_csv(tmp_path / "live" / "checkpoints.csv")
     assert (ck["status"] == "ok").all() and (ck["seconds"] > 0).all()
 

@@ -16,7 +16,7 @@ from tracker.sources import LocalSource, step_of
 from tracker.synthetic import planted_model, tiny_config, write_series
 from tracker.walker import WalkConfig, walk
 
-from .conftest import run_cli
+from .conftest import MEASURED, run_cli
 
 
 def config(out, text_file, **kw):
@@ -28,20 +28,7 @@ def test_local_walk_records_every_layer_seq_and_checkpoint(series, text_file, tm
     summary = walk(LocalSource(series), config(tmp_path, text_file))
     assert summary.ok == [0, 10, 100, 1000] and not summary.failed
     m = pd.read_csv(tmp_path / "measurements.csv")
-    assert {
-        "model",
-        "step",
-        "layer",
-        "seq",
-        "top1",
-        "top2",
-        "top3",
-        "median",
-        "mean",
-        "n_massive",
-        "top1_token",
-        "top1_dim",
-    } <= set(m.columns)
+    assert {"model", *MEASURED} <= set(m.columns)
     assert len(m) == 4 * 2 * 3
     assert (m["model"] == "tiny-neox").all()
     ck = pd.read_csv(tmp_path / "checkpoints.csv")
