@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -233,8 +233,3 @@ def configs_from_dir(folder: str | Path, models) -> dict[str, Architecture]:
                 f"(expected {model}.json or {model}/config.json)"
             )
     return out
-
-
-def as_dict(arch: Architecture) -> dict:
-    """The architecture as a plain dict."""
-    return asdict(arch)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import numpy as np
-
 from tracker.inputs import TokenInputs
 from tracker.measure import measure
 from tracker.store import ResultStore
@@ -191,15 +189,9 @@ def attach(trainer, inputs, out, schedule=None, name="run", save_checkpoints=Fal
     return cb
 
 
-def token_inputs(ids) -> TokenInputs:
-    """Wrap an ``(N, L)`` id array as fixed evaluation inputs."""
-    return TokenInputs.from_array(np.asarray(ids), "given token ids")
-
-
 __all__ = [
     "LiveTracker",
     "MassiveActivationCallback",
     "attach",
     "pythia_style_schedule",
-    "token_inputs",
 ]

@@ -7,7 +7,6 @@ import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 
-import pandas as pd
 import torch
 
 from tracker.inputs import InputSpec, TokenInputs, build_inputs
@@ -305,8 +304,3 @@ def _progress(total: int, enabled: bool):
     from tqdm.auto import tqdm
 
     return tqdm(total=total, unit="ckpt", desc="walk", disable=not enabled)
-
-
-def measurements(folder) -> pd.DataFrame:
-    """Read a walk's measurements table."""
-    return pd.read_csv(f"{folder}/measurements.csv")

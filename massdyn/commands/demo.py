@@ -28,17 +28,15 @@ class DemoCommand:
 
     def run(self) -> int:
         """Generate, walk, fit, and print where everything is."""
-        from transformers.utils import logging as hf_logging
-
         from fitting import fit_measurements
+        from massdyn.commands.walk import quiet_transformers
         from massdyn.io import write_table
         from tracker.inputs import InputSpec
         from tracker.sources import LocalSource
         from tracker.synthetic import SAMPLE_TEXT, tiny_config, write_series
         from tracker.walker import WalkConfig, walk
 
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
+        quiet_transformers()
         out = Path(self.out)
         series = out / "series" / "tiny-neox"
         if not series.exists():

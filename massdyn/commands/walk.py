@@ -11,6 +11,14 @@ from tracker.sources import open_source
 from tracker.walker import DTYPES, WalkConfig, walk
 
 
+def quiet_transformers() -> None:
+    """One bar per walk is enough: silence transformers' per-checkpoint loading bars."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
 @dataclass
 class WalkCommand:
     """Walk a checkpoint series and record massive-activation statistics per layer.
@@ -97,11 +105,7 @@ class WalkCommand:
 
     def run(self) -> int:
         """Walk and print a summary."""
-        from transformers.utils import logging as hf_logging
-
-        # One bar per walk is enough: silence the per-checkpoint weight-loading bars.
-        hf_logging.disable_progress_bar()
-        hf_logging.set_verbosity_error()
+        quiet_transformers()
         source = open_source(self.source, keep_cache=self.keep_cache, name=self.name)
         config = WalkConfig(
             out=self.out,

@@ -17,6 +17,12 @@ def hub_env(hub, cache, **extra):
     return {"HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(cache), "HF_HUB_DISABLE_XET": "1", **extra}
 
 
+def snapshots_of(cache, repo_id):
+    """The revisions of ``repo_id`` left in a Hub cache (none when the repo folder is gone)."""
+    folder = cache / f"models--{repo_id.replace('/', '--')}" / "snapshots"
+    return sorted(folder.iterdir()) if folder.exists() else []
+
+
 def walk_args(text_file, out):
     return ["--text", text_file, "--seqs", 2, "--seq-len", 16, "--bos", "--out", out]
 
@@ -37,8 +43,7 @@ def test_cli_walk_through_the_hub_verifies_and_deletes_what_it_downloaded(hub, t
     assert (ck["verified"] == "lfs-sha256").all()
     assert ck.loc[101, "duplicate_of"] == 100
     assert pd.isna(ck.loc[10, "duplicate_of"])
-    snapshots = cache / "models--tiny--neox-lfs" / "snapshots"
-    assert not snapshots.exists() or not any(snapshots.iterdir())
+    assert snapshots_of(cache, "tiny/neox-lfs") == []
     m = pd.read_csv(tmp_path / "o" / "measurements.csv")
     assert (m["model"] == "tiny/neox-lfs").all() and len(m) == 5 * 2 * 2
 
@@ -79,8 +84,7 @@ def test_keep_cache_and_never_delete_what_was_cached_before(hub, text_file, tmp_
         env=env,
         check=True,
     )
-    snapshots = cache / "models--tiny--neox" / "snapshots"
-    assert len(list(snapshots.iterdir())) == 1
+    assert len(snapshots_of(cache, "tiny/neox")) == 1
     run_cli(
         "walk",
         "tiny/neox",
@@ -91,7 +95,7 @@ def test_keep_cache_and_never_delete_what_was_cached_before(hub, text_file, tmp_
         check=True,
     )
     # step0 was in the cache before this walk and stays; step10 was downloaded and deleted.
-    assert len(list(snapshots.iterdir())) == 1
+    assert len(snapshots_of(cache, "tiny/neox")) == 1
     assert (cache / "models--tiny--neox" / "refs" / "step0").exists()
 
 
@@ -140,7 +144,7 @@ def test_pre_populated_cache_with_hub_offline(hub, text_file, tmp_path):
     assert out.returncode == 0, out.stdout + out.stderr
     ck = pd.read_csv(tmp_path / "offline" / "checkpoints.csv")
     assert list(ck["step"]) == [0, 100] and (ck["verified"] == "unverified").all()
-    assert len(list((cache / "models--tiny--neox" / "snapshots").iterdir())) == 2  # nothing deleted
+    assert len(snapshots_of(cache, "tiny/neox")) == 2  # nothing deleted
     pd.testing.assert_frame_equal(
         pd.read_csv(tmp_path / "online" / "measurements.csv"),
         pd.read_csv(tmp_path / "offline" / "measurements.csv"),
@@ -199,5 +203,4 @@ def test_branches_sharing_a_commit_are_both_measured_then_deleted(hub, text_file
     ck = pd.read_csv(tmp_path / "o" / "checkpoints.csv").set_index("step")
     assert list(ck.index) == [0, 10, 100, 1000, 2000] and (ck["status"] == "ok").all()
     assert ck.loc[2000, "duplicate_of"] == 1000
-    snapshots = cache / "models--tiny--neox-alias" / "snapshots"
-    assert not snapshots.exists() or not any(snapshots.iterdir())
+    assert snapshots_of(cache, "tiny/neox-alias") == []
