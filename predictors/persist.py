@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import sklearn
-import skops.io as sio
 
 from predictors.features import FEATURES
 from predictors.model import TARGETS
@@ -37,6 +36,8 @@ def _schema() -> dict:
 
 def save_predictor(predictor, path: str | Path, info: dict | None = None) -> Path:
     """Write a fitted predictor with its feature schema and library versions."""
+    import skops.io as sio  # here, so that walking never needs the persistence library
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     sio.dump({"predictor": predictor, "schema": _schema(), "info": info or {}}, path)
@@ -53,6 +54,8 @@ def load_predictor(path: str | Path):
         PredictorFileError: for types outside the trust list, a different feature or target
             schema, or a different scikit-learn minor version.
     """
+    import skops.io as sio
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no predictor file {path}")
