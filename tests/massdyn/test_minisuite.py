@@ -128,3 +128,24 @@ def test_minisuite_command_writes_the_data_set(tmp_path, monkeypatch):
     prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
     assert {"recipe", "runs", "versions", "eval_inputs"} <= set(prov)
     assert len(pd.read_csv(tmp_path / "out" / "params.csv")) == 5  # 2 + 3 layers
+
+
+def test_resuming_with_another_recipe_is_refused_and_keeps_the_state(tmp_path):
+    _train(tmp_path, "run")
+    state = (tmp_path / "run" / "state.pt").read_bytes()
+    tokens = np.random.default_rng(0).integers(1, 300, 5000)
+    inputs = TokenInputs.from_array(np.random.default_rng(1).integers(0, 300, (2, 16)), "t")
+    other = replace(TINY, lr=1e-3, max_steps=20)
+    with pytest.raises(ValueError, match=r"recipe\.lr: 0\.003 != 0\.001"):
+        train_member(MEMBER, other, tokens, inputs, 300, 0, tmp_path / "run", log=lambda *_: None)
+    assert (tmp_path / "run" / "state.pt").read_bytes() == state
+
+
+def test_a_user_text_gets_its_own_tokenizer_cache(tmp_path):
+    suite = Suite(recipe=TINY, members=[MEMBER], tokenizer={"vocab_size": 300})
+    texts = [tmp_path / "a.txt", tmp_path / "b.txt"]
+    texts[0].write_text(SAMPLE_TEXT * 50)
+    texts[1].write_text(SAMPLE_TEXT.upper() * 50)
+    tokens = [ms.prepare_data(suite, tmp_path / "cache", str(t))[1] for t in texts]
+    assert len(list((tmp_path / "cache").glob("text-*"))) == 2
+    assert not np.array_equal(tokens[0][:100], tokens[1][:100])
