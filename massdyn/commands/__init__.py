@@ -1,6 +1,7 @@
 """Subcommands of the ``massdyn`` CLI, one module each."""
 
 from massdyn.commands.demo import DemoCommand
+from massdyn.commands.figures import FiguresCommand
 from massdyn.commands.fit import FitCommand
 from massdyn.commands.minisuite import MinisuiteCommand
 from massdyn.commands.predictor import PredictCommand, TrainPredictorCommand
@@ -11,6 +12,7 @@ COMMANDS = {
     "fit": FitCommand,
     "train-predictor": TrainPredictorCommand,
     "predict": PredictCommand,
+    "figures": FiguresCommand,
     "minisuite": MinisuiteCommand,
     "demo": DemoCommand,
 }

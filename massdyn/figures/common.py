@@ -1,0 +1,138 @@
+"""What every figure shares: the data bundle, the step axis, saving."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from importlib.resources import files
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # figures are files; never open a window
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from fitting.batch import aggregate  # noqa: E402
+
+COLUMN_WIDTH = 3.4  # inches: one column of a two-column paper
+plt.rcParams.update(
+    {
+        "font.size": 7,
+        "axes.titlesize": 7,
+        "axes.labelsize": 7,
+        "legend.fontsize": 6,
+        "xtick.labelsize": 6,
+        "ytick.labelsize": 6,
+        "lines.linewidth": 1.0,
+        "figure.dpi": 200,
+    }
+)
+
+
+@dataclass
+class FigureData:
+    """What the figures are drawn from.
+
+    Attributes:
+        measurements: Long table of per-(model, step, layer, seq) measurements.
+        params: Fitted emergence parameters of the ratio series, one row per (model, layer).
+        archs: Architectures by model name (for parameter counts and attributions).
+        tokens_per_step: Tokens per optimizer step by model name, where known.
+        predicted: Optional predicted curves (``model, layer, step, predicted, lower,
+            upper``) to draw over the measured ones.
+    """
+
+    measurements: pd.DataFrame
+    params: pd.DataFrame
+    archs: dict = field(default_factory=dict)
+    tokens_per_step: dict[str, int] = field(default_factory=dict)
+    predicted: pd.DataFrame | None = None
+
+    def __post_init__(self):
+        self.series = {m: aggregate(self.measurements, m) for m in ("ratio", "top1", "median")}
+        self.params = self.params[self.params.get("metric", "ratio") == "ratio"]
+
+    @property
+    def models(self) -> list[str]:
+        """Models ordered by size (non-embedding parameters, else depth x width)."""
+        names = sorted(self.measurements["model"].unique())
+        return sorted(names, key=lambda m: (self.size(m), m))
+
+    def size(self, model: str) -> float:
+        """Non-embedding parameter count (attention 4d^2 + MLP 2 d d_ff per layer)."""
+        a = self.archs.get(model)
+        if a is None:
+            n_layers = self.measurements.loc[self.measurements["model"] == model, "layer"].max()
+            return float(n_layers + 1)
+        return float(a.n_layers * (4 * a.d_model**2 + 2 * a.d_model * a.d_ff))
+
+    def curve(self, model: str, layer: int, metric: str = "ratio") -> pd.DataFrame:
+        """The aggregated series (``step, value, sem``) of one layer."""
+        s = self.series[metric]
+        return s[(s["model"] == model) & (s["layer"] == layer)]
+
+    def fit(self, model: str, layer: int):
+        """The fitted parameter row of one layer, or None."""
+        p = self.params[(self.params["model"] == model) & (self.params["layer"] == layer)]
+        return None if p.empty else p.iloc[0]
+
+    def n_layers(self, model: str) -> int:
+        """Layers measured for ``model``."""
+        return int(self.measurements.loc[self.measurements["model"] == model, "layer"].max()) + 1
+
+
+def known_tokens_per_step() -> dict[str, int]:
+    """Tokens per step of the Pythia models and the mini-suite members, from ``data/``."""
+    data = files("massdyn.data")
+    pythia = json.loads(data.joinpath("pythia.json").read_text())
+    out = {name: pythia["tokens_per_step"] for name in pythia["models"]}
+    suite = json.loads(data.joinpath("minisuite.json").read_text())
+    per_step = suite["recipe"]["seq_len"] * suite["recipe"]["batch_size"]
+    out.update({m["name"]: per_step for m in suite["members"]})
+    return out
+
+
+def step_axis(ax, data: FigureData, model: str | None, log: bool = True) -> None:
+    """Label the x axis in steps (symlog so step 0 shows), with tokens on top where known."""
+    if log:
+        ax.set_xscale("symlog", linthresh=1)
+    ax.set_xlabel("training step" + (" (log scale, 0 shown)" if log else ""))
+    per = data.tokens_per_step.get(model, data.tokens_per_step.get(str(model).split("/")[-1]))
+    if per:
+        top = ax.secondary_xaxis("top", functions=(lambda s: s * per, lambda t: t / per))
+        if log:
+            top.set_xscale("symlog", linthresh=per)
+        top.set_xlabel("tokens seen", fontsize=6)
+        top.tick_params(labelsize=5)
+
+
+def fitted_curve(row, steps: np.ndarray) -> np.ndarray:
+    """The emergence function of a fitted row on ``steps``."""
+    from fitting.emergence import emergence
+
+    with np.errstate(all="ignore"):
+        return emergence(steps, row["A"], row["lambda"], row["gamma"], row["t0"], row["K"])
+
+
+def dense_steps(steps: np.ndarray) -> np.ndarray:
+    """A smooth grid over the observed steps, log-spaced past step 1."""
+    last = float(np.max(steps))
+    return np.unique(np.concatenate([[0.0], np.geomspace(1, max(last, 2), 200)]))
+
+
+def layer_colors(n: int):
+    """One colour per layer, shallow to deep."""
+    return plt.cm.viridis(np.linspace(0, 0.9, max(n, 1)))
+
+
+def save(fig, out: Path, name: str) -> list[Path]:
+    """Write ``name.png`` and ``name.pdf`` to ``out`` and close the figure."""
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{name}.png", out / f"{name}.pdf"]
+    fig.tight_layout()
+    for p in paths:
+        fig.savefig(p, bbox_inches="tight")
+    plt.close(fig)
+    return paths

@@ -1,0 +1,114 @@
+"""The figure set, drawn from a synthetic suite whose curves are known."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from fitting import fit_measurements
+from fitting.emergence import emergence
+from massdyn.cli import main
+from massdyn.figures import FIGURES, FigureData, draw_all
+from massdyn.figures.maps import figure2, figure5, figure8
+from massdyn.figures.trajectories import figure1, growth_layers
+from tests.predictors.synth import synthetic_archs, true_params
+
+STEPS = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, *range(1000, 10001, 1000)])
+
+
+@pytest.fixture(scope="module")
+def suite():
+    archs = {k: a for k, a in synthetic_archs().items() if a.d_model == 64 and a.n_heads == 2}
+    rng = np.random.default_rng(0)
+    rows = []
+    for name, arch in archs.items():
+        for layer in range(arch.n_layers):
+            p = true_params(arch.layer_features(layer))
+            ratio = emergence(STEPS.astype(float), p["A"], p["lambda"], p["gamma"], p["t0"], p["K"])
+            for seq in range(2):
+                top1 = ratio * (1 + 0.01 * rng.standard_normal(ratio.size))
+                for step, t in zip(STEPS, top1, strict=True):
+                    rows.append(
+                        {
+                            "model": name,
+                            "step": step,
+                            "layer": layer,
+                            "seq": seq,
+                            "top1": t,
+                            "top2": 0.9 * t,
+                            "top3": 0.8 * t,
+                            "median": 1.0,
+                        }
+                    )
+    m = pd.DataFrame(rows)
+    params = fit_measurements(m, "ratio", n_jobs=1)
+    return FigureData(m, params, archs, {n: 2048 for n in archs})
+
+
+def test_every_figure_is_written_as_png_and_pdf(suite, tmp_path):
+    written = draw_all(suite, tmp_path)
+    assert set(written) == set(FIGURES)
+    for paths in written.values():
+        assert [p.suffix for p in paths] == [".png", ".pdf"]
+        assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_attributions_are_left_out_without_configs(suite, tmp_path):
+    bare = FigureData(suite.measurements, suite.params)
+    said = []
+    written = draw_all(bare, tmp_path, log=said.append)
+    assert "fig9_attribution_K" not in written and "fig1_overview" in written
+    assert any("fig9_attribution_K: skipped" in s for s in said)
+
+
+def test_heatmap_holds_the_measured_peaks(suite):
+    fig = figure5(suite)
+    grid = fig.axes[0].images[0].get_array()
+    s = suite.series["ratio"]
+    for j, model in enumerate(suite.models):
+        peaks = s[s["model"] == model].groupby("layer")["value"].max()
+        np.testing.assert_allclose(grid[: len(peaks), j], peaks.to_numpy())
+        assert np.isnan(np.ma.filled(grid[len(peaks) :, j], np.nan)).all()  # shallower: padded
+
+
+def test_size_plot_orders_models_by_parameters(suite):
+    assert suite.models == sorted(suite.archs, key=lambda m: suite.archs[m].n_layers)
+    offsets = figure2(suite).axes[0].collections[0].get_offsets()
+    sizes = [suite.size(m) for m in sorted(suite.measurements["model"].unique())]
+    np.testing.assert_allclose(np.sort(offsets[:, 0]), np.sort(sizes))
+
+
+def test_overview_draws_the_layers_that_grew_most(suite):
+    model = suite.models[-1]
+    layers = growth_layers(suite, model)
+    ax = figure1(suite, model).axes[1]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert labels[:2] == [f"layer {layer}" for layer in layers]
+    s = suite.curve(model, layers[0])
+    np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), s["value"])
+
+
+def test_tpeak_surface_marks_the_last_step_and_counts_fits_off_the_map(suite):
+    ax = figure8(suite).axes[0]
+    assert "last step (10000)" in " ".join(t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_cli_draws_from_explicit_files(suite, tmp_path):
+    suite.measurements.to_csv(tmp_path / "m.csv", index=False)
+    suite.params.to_csv(tmp_path / "p.csv", index=False)
+    args = [
+        "figures",
+        "--measurements",
+        str(tmp_path / "m.csv"),
+        "--params",
+        str(tmp_path / "p.csv"),
+        "--out",
+        str(tmp_path / "figs"),
+    ]
+    assert main(args) == 0
+    assert (tmp_path / "figs" / "fig7_r2.pdf").exists()
+    assert not (tmp_path / "figs" / "fig9_attribution_K.png").exists()  # no configs given
+
+
+def test_cli_names_a_missing_measurements_file(tmp_path, capsys):
+    assert main(["figures", "--measurements", str(tmp_path / "nope.csv")]) == 2
+    assert "nope.csv" in capsys.readouterr().err
