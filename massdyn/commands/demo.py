@@ -1,67 +1,104 @@
-"""``massdyn demo``: the main job end to end on a small embedded series, offline."""
+"""``massdyn demo``: the main job end to end on the embedded mini-suite, offline."""
 
 from __future__ import annotations
 
 import argparse
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
-DEMO_STEPS = (0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 4000, 8000, 16000)
+DEFAULT_MEMBER = "mini-d128-l4-h4"
+DEFAULT_HELD_OUT = "mini-d128-l4-h8"
 
 
 @dataclass
 class DemoCommand:
-    """Walk a small checkpoint series with the real walker, then fit every layer.
+    """The main job end to end, into one folder.
 
-    The series is generated on the spot: tiny GPT-NeoX checkpoints with a planted,
-    growing activation (not a trained model), so the demo runs offline in seconds.
+    Train a mini-suite member briefly, walk its checkpoints, fit every layer, predict an
+    unseen architecture from the shipped mini-suite, and draw the figures.
     """
 
     out: str = "demo-output"
+    member: str = DEFAULT_MEMBER
+    steps: int = 600
+    held_out: str = DEFAULT_HELD_OUT
 
-    help = "run the main job end to end on a small embedded series"
+    help = "run the main job end to end on the embedded mini-suite"
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
         """Declare the command's options."""
         p.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
+        p.add_argument("--member", default=DEFAULT_MEMBER, help="mini-suite member to train")
+        p.add_argument("--steps", type=int, default=600, help="training steps of that member")
+        p.add_argument(
+            "--held-out", default=DEFAULT_HELD_OUT, help="member the predictor does not see"
+        )
 
     def run(self) -> int:
-        """Generate, walk, fit, and print where everything is."""
+        """Run every stage, printing where each output went and the headline numbers."""
         from fitting import fit_measurements
+        from massdyn.commands.figures import draw_figures, load_figure_data, shipped_minisuite
         from massdyn.commands.walk import quiet_transformers
+        from massdyn.demo import (
+            heldout_prediction,
+            ratio_first_last,
+            train_series,
+            walk_series,
+            walker_matches_live,
+        )
         from massdyn.io import write_table
-        from tracker.inputs import InputSpec
-        from tracker.sources import LocalSource
-        from tracker.synthetic import SAMPLE_TEXT, tiny_config, write_series
-        from tracker.walker import WalkConfig, walk
 
         quiet_transformers()
         out = Path(self.out)
-        series = out / "series" / "tiny-neox"
-        if not series.exists():
-            print(f"writing {len(DEMO_STEPS)} synthetic checkpoints to {series}")
-            write_series(series, DEMO_STEPS, config=tiny_config(n_layers=4, hidden=64))
-        text = out / "corpus.txt"
-        text.write_text(SAMPLE_TEXT * 200)
-        config = WalkConfig(
-            out=str(out / "walk"),
-            inputs=InputSpec(n_seqs=4, seq_len=128, text=str(text), prepend_bos=True),
-        )
-        summary = walk(LocalSource(series), config)
-        print(summary.describe())
-        measurements = (out / "walk" / "measurements.csv").resolve()
-        import pandas as pd
+        t0 = time.perf_counter()
+        fmt = {"float_format": lambda v: f"{v:.3g}", "index": False}
 
-        params = fit_measurements(pd.read_csv(measurements), "ratio")
-        path = write_table(params, out / "params.csv")
-        print(f"\nfitted the top1/median ratio of every layer -> {path}")
-        cols = ["layer", "A", "lambda", "gamma", "t0", "K", "r2", "status"]
-        print(params[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-        first = pd.read_csv(measurements).query("step == 0 or step == @DEMO_STEPS[-1]")
-        ratio = first.groupby(["step", "layer"]).apply(
-            lambda g: g["top1"].mean() / g["median"].mean()
+        print(f"[1/5] training {self.member} for {self.steps} steps on CPU (checkpoints saved)")
+        run = train_series(out, self.member, self.steps, log=lambda *_: None)
+        print(f"      live measurements: {run / 'live' / 'measurements.csv'}")
+
+        print("[2/5] walking the saved checkpoints with the walker")
+        walked = walk_series(run, out / "walk")
+        diff = walker_matches_live(walked, run)
+        print(
+            f"      {out / 'walk' / 'measurements.csv'}: {walked['step'].nunique()} "
+            f"checkpoints; walker vs live tracker, largest relative difference {diff:.1e}"
         )
-        print("\ntop1/median ratio at the first and last step, per layer:")
-        print(ratio.unstack("step").to_string(float_format=lambda v: f"{v:.1f}"))
-        return 1 if summary.failed else 0
+
+        print("[3/5] fitting the emergence function to every layer's top1/median ratio")
+        params = fit_measurements(walked, "ratio")
+        write_table(params, out / "walk_params.csv")
+        ratios = ratio_first_last(walked).merge(params[["layer", "r2"]], on="layer")
+        print(ratios[["layer", "first", "last", "growth", "r2"]].to_string(**fmt))
+        print(f"      -> {out / 'walk_params.csv'}")
+
+        print(f"[4/5] predictor trained on the shipped mini-suite without {self.held_out}")
+        suite = shipped_minisuite()
+        data = load_figure_data()
+        predicted, curves, scores = heldout_prediction(
+            data.measurements, data.params, suite / "configs", self.held_out
+        )
+        write_table(predicted, out / "heldout_predicted_params.csv")
+        write_table(curves, out / "heldout_curves.csv")
+        write_table(scores, out / "heldout_scores.csv")
+        print(scores.to_string(**fmt))
+        print(
+            f"      mean curve R^2 of {self.held_out}: {scores['curve_r2'].mean():.3f} "
+            f"-> {out / 'heldout_scores.csv'}"
+        )
+
+        print("[5/5] figures of the shipped mini-suite, with the held-out prediction")
+        data.predicted = curves
+        written = draw_figures(data, out / "figures")
+        from massdyn.figures import FigureData, figure6, save
+
+        walk_data = FigureData(walked, params, tokens_per_step=data.tokens_per_step)
+        walk_fig = save(figure6(walk_data, [walked["model"].iloc[0]]), out / "figures", "walk_fits")
+        print(f"walk_fits: {walk_fig[0]}")
+        print(
+            f"\ndone in {time.perf_counter() - t0:.0f} s: {len(written) + 1} figures and the "
+            f"tables above are in {out}/"
+        )
+        return 0

@@ -1,0 +1,123 @@
+"""The end-to-end demo: train, walk, fit, predict a held-out architecture, draw.
+
+Each stage is a function so that notebooks can run them one at a time; the ``demo`` command
+strings them together and prints what each produced.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from fitting.batch import aggregate
+from massdyn.minisuite import Suite, default_cache, prepare_data, train_member
+from tracker.inputs import InputSpec
+from tracker.sources import LocalSource
+from tracker.walker import WalkConfig, walk
+
+
+def train_series(out: Path, member: str, steps: int, log=print) -> Path:
+    """Train one mini-suite member for ``steps`` steps; returns the run folder.
+
+    A checkpoint is saved at every scheduled step, where the live tracker also measures.
+    """
+    suite = Suite.load()
+    recipe = replace(suite.recipe, max_steps=steps)
+    tokenizer, tokens, inputs = prepare_data(suite, default_cache())
+    run = out / "train"
+    train_member(
+        suite.member(member),
+        recipe,
+        tokens,
+        inputs,
+        len(tokenizer),
+        tokenizer.bos_token_id,
+        run,
+        save_checkpoints=True,
+        log=log,
+    )
+    return run
+
+
+def walk_series(run: Path, out: Path) -> pd.DataFrame:
+    """Walk the saved checkpoints with the walker on the run's own evaluation inputs."""
+    ids = np.load(run / "live" / "inputs.npy")
+    config = WalkConfig(
+        out=str(out),
+        inputs=InputSpec(
+            n_seqs=ids.shape[0], seq_len=ids.shape[1], token_ids=str(run / "live" / "inputs.npy")
+        ),
+    )
+    summary = walk(LocalSource(run / "live" / "checkpoints", name=run.parent.name), config)
+    if summary.failed:
+        raise RuntimeError(f"the walk failed at {summary.failed} checkpoint(s); see {out}")
+    return pd.read_csv(out / "measurements.csv")
+
+
+def walker_matches_live(walked: pd.DataFrame, run: Path) -> float:
+    """Largest relative difference of top-1 and median between the walk and the live run."""
+    live = pd.read_csv(run / "live" / "measurements.csv")
+    keys = ["step", "layer", "seq"]
+    both = walked.merge(live, on=keys, suffixes=("_walk", "_live"))
+    if len(both) != len(live):
+        raise RuntimeError("the walk and the live run measured different (step, layer, seq)")
+    rel = [
+        np.abs(both[f"{c}_walk"] - both[f"{c}_live"]) / np.abs(both[f"{c}_live"])
+        for c in ("top1", "median")
+    ]
+    return float(max(r.max() for r in rel))
+
+
+def heldout_prediction(
+    measurements: pd.DataFrame, params: pd.DataFrame, configs: Path, held_out: str, seed: int = 0
+):
+    """Train the predictor on every suite member but ``held_out``; predict and score it.
+
+    Returns:
+        ``(predicted_params, curves, scores)``: the held-out model's predicted parameters and
+        curves (with band, merged with the measured ratio), and one row per layer with the
+        curve R^2 and the final measured and predicted ratio.
+    """
+    from predictors import EmergencePredictor, configs_from_dir, predict_architecture
+    from predictors.evaluate import training_table
+
+    archs = configs_from_dir(configs, sorted(params["model"].unique()))
+    if held_out not in archs:
+        raise ValueError(f"no member {held_out!r}; members: {', '.join(sorted(archs))}")
+    train = params[params["model"] != held_out]
+    table = training_table({m: a for m, a in archs.items() if m != held_out}, train)
+    predictor = EmergencePredictor(random_state=seed).fit(table, table)
+    steps = np.sort(measurements.loc[measurements["model"] == held_out, "step"].unique())
+    predicted, curves = predict_architecture(predictor, archs[held_out], steps.astype(float))
+    measured = aggregate(measurements[measurements["model"] == held_out], "ratio")
+    curves = curves.merge(
+        measured[["layer", "step", "value"]].rename(columns={"value": "measured"}),
+        on=["layer", "step"],
+    )
+    rows = []
+    for layer, c in curves.groupby("layer"):
+        y, yhat = c["measured"].to_numpy(), c["predicted"].to_numpy()
+        r2 = 1 - np.sum((y - yhat) ** 2) / np.sum((y - y.mean()) ** 2)
+        rows.append(
+            {
+                "layer": layer,
+                "curve_r2": r2,
+                "final_measured": y[-1],
+                "final_predicted": yhat[-1],
+                "final_lower": c["lower"].iloc[-1],
+                "final_upper": c["upper"].iloc[-1],
+            }
+        )
+    return predicted, curves, pd.DataFrame(rows)
+
+
+def ratio_first_last(measurements: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, layer): the ratio at the first and last step, and their quotient."""
+    s = aggregate(measurements, "ratio")
+    g = s.groupby(["model", "layer"])["value"]
+    out = pd.DataFrame({"first": g.first(), "last": g.last()})
+    out["growth"] = out["last"] / out["first"]
+    return out.reset_index()
