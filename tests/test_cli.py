@@ -2,12 +2,14 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
 import massdyn
 from massdyn.cli import main
 from tests.fitting.synth import measurements_table
+from tracker.synthetic import SAMPLE_TEXT
 
 
 def test_version_and_help_through_the_console_script():
@@ -72,11 +74,24 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, content, name, message):
     assert message in capsys.readouterr().err
 
 
-def test_demo_walks_and_fits_end_to_end(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path)]) == 0
-    params = pd.read_csv(tmp_path / "params.csv")
-    measurements = pd.read_csv(tmp_path / "walk" / "measurements.csv")
-    assert measurements["step"].nunique() == 16
-    planted = params[params["layer"] == params["layer"].max()]
-    assert planted["r2"].item() > 0.99  # the layer with the growing activation
-    assert "fitted the top1/median ratio" in capsys.readouterr().out
+def test_demo_runs_the_main_job_end_to_end(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    text = tmp_path / "corpus.txt"
+    words = np.random.default_rng(0).choice(SAMPLE_TEXT.split(), 80_000)
+    text.write_text(" ".join(words))  # varied enough that BPE does not swallow it whole
+    out = tmp_path / "demo"
+    args = ["demo", "--out", str(out), "--steps", "20", "--text", str(text)]
+    assert main(args) == 0
+    said = capsys.readouterr().out
+    walked = pd.read_csv(out / "walk" / "measurements.csv")
+    live = pd.read_csv(out / "train" / "live" / "measurements.csv")
+    assert sorted(walked["step"].unique()) == [0, 1, 2, 4, 8, 16, 20]
+    assert len(walked) == len(live)
+    assert "largest relative difference 0.0e+00" in said
+    params = pd.read_csv(out / "walk_params.csv")
+    assert sorted(params["layer"]) == list(range(4))  # every layer of mini-d128-l4-h4
+    scores = pd.read_csv(out / "heldout_scores.csv")
+    held_out = pd.read_csv(out / "heldout_predicted_params.csv")
+    assert set(held_out["model"]) == {"mini-d128-l4-h8"} and len(scores) == len(held_out)
+    assert (out / "figures" / "fig6_fits.pdf").exists()
+    assert (out / "figures" / "walk_fits.png").exists()

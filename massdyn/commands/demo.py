@@ -23,6 +23,7 @@ class DemoCommand:
     member: str = DEFAULT_MEMBER
     steps: int = 600
     held_out: str = DEFAULT_HELD_OUT
+    text: str | None = None
 
     help = "run the main job end to end on the embedded mini-suite"
 
@@ -35,6 +36,7 @@ class DemoCommand:
         p.add_argument(
             "--held-out", default=DEFAULT_HELD_OUT, help="member the predictor does not see"
         )
+        p.add_argument("--text", default=None, help="train on this text file, not the corpus")
 
     def run(self) -> int:
         """Run every stage, printing where each output went and the headline numbers."""
@@ -56,7 +58,7 @@ class DemoCommand:
         fmt = {"float_format": lambda v: f"{v:.3g}", "index": False}
 
         print(f"[1/5] training {self.member} for {self.steps} steps on CPU (checkpoints saved)")
-        run = train_series(out, self.member, self.steps, log=lambda *_: None)
+        run = train_series(out, self.member, self.steps, self.text, log=lambda *_: None)
         print(f"      live measurements: {run / 'live' / 'measurements.csv'}")
 
         print("[2/5] walking the saved checkpoints with the walker")
