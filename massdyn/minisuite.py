@@ -189,6 +189,18 @@ def batch_at(tokens: np.ndarray, step: int, seed: int, r: Recipe, bos_id: int) -
     return torch.as_tensor(x, dtype=torch.long)
 
 
+def _identity(member: Member, recipe: Recipe, vocab_size: int) -> dict:
+    """What the saved state must match to be resumed.
+
+    With a constant rate after warm-up, ``max_steps`` does not shape the steps already
+    taken, so a finished run can be extended by raising it; with a decaying rate it does.
+    """
+    fields = asdict(recipe)
+    if recipe.min_lr_ratio == 1.0:
+        del fields["max_steps"]
+    return {"member": asdict(member), "recipe": fields, "vocab_size": vocab_size}
+
+
 def _save_state(path: Path, model, optimizer, step: int, seconds: float, identity: dict) -> None:
     tmp = path.with_suffix(".tmp")
     state = {
@@ -239,7 +251,7 @@ def train_member(
         betas=recipe.betas,
     )
     state_file = out / "state.pt"
-    identity = {"member": asdict(member), "recipe": asdict(recipe), "vocab_size": vocab_size}
+    identity = _identity(member, recipe, vocab_size)
     start, before = 0, 0.0
     if state_file.exists():
         state = torch.load(state_file, weights_only=True)

@@ -149,3 +149,23 @@ def test_a_user_text_gets_its_own_tokenizer_cache(tmp_path):
     tokens = [ms.prepare_data(suite, tmp_path / "cache", str(t))[1] for t in texts]
     assert len(list((tmp_path / "cache").glob("text-*"))) == 2
     assert not np.array_equal(tokens[0][:100], tokens[1][:100])
+
+
+def test_a_constant_rate_run_extends_to_more_steps_like_a_longer_run(tmp_path):
+    flat = replace(TINY, min_lr_ratio=1.0)
+    tokens = np.random.default_rng(0).integers(1, 300, 5000)
+    inputs = TokenInputs.from_array(np.random.default_rng(1).integers(0, 300, (2, 16)), "t")
+
+    def train(recipe, name):
+        return train_member(MEMBER, recipe, tokens, inputs, 300, 0, tmp_path / name, log=print)
+
+    train(replace(flat, max_steps=6), "extended")
+    assert train(replace(flat, max_steps=10), "extended")["resumed_from"] == 6
+    train(replace(flat, max_steps=10), "straight")
+    a = torch.load(tmp_path / "straight" / "state.pt", weights_only=True)["model"]
+    b = torch.load(tmp_path / "extended" / "state.pt", weights_only=True)["model"]
+    for k in a:
+        torch.testing.assert_close(a[k], b[k])
+    train(TINY, "decaying")  # min_lr_ratio 0.1: max_steps shaped every step taken
+    with pytest.raises(ValueError, match="max_steps"):
+        train(replace(TINY, max_steps=12), "decaying")
