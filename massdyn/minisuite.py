@@ -347,6 +347,40 @@ def _differences(saved: dict, current: dict) -> str:
     return "; ".join(f"{k}: {a.get(k)} != {b.get(k)}" for k in keys if a.get(k) != b.get(k))
 
 
+def emergence_report(measurements, last_fraction: float = 1 / 3):
+    """Per (model, layer): how much the top1/median ratio grew, and where top-1 sits late.
+
+    Returns:
+        A DataFrame with ``model, layer, ratio_first, ratio_last, growth`` (last over first
+        step), ``top1_token, top1_dim`` (the most common position of the top-1 entry over
+        every sequence and step in the last ``last_fraction`` of training) and
+        ``fixed_share``, the share of those (sequence, step) rows whose top-1 sits there
+        (1.0: the classic signature, one fixed (token, dim)).
+    """
+    import pandas as pd
+
+    rows = []
+    for (model, layer), g in measurements.groupby(["model", "layer"]):
+        per_step = g.groupby("step")[["top1", "median"]].mean()
+        ratio = per_step["top1"] / per_step["median"]
+        last = g["step"].max()
+        late = g[g["step"] >= last - last_fraction * (last - g["step"].min())]
+        counts = late.groupby(["top1_token", "top1_dim"]).size().sort_values(ascending=False)
+        rows.append(
+            {
+                "model": model,
+                "layer": layer,
+                "ratio_first": ratio.iloc[0],
+                "ratio_last": ratio.iloc[-1],
+                "growth": ratio.iloc[-1] / ratio.iloc[0],
+                "top1_token": counts.index[0][0],
+                "top1_dim": counts.index[0][1],
+                "fixed_share": counts.iloc[0] / len(late),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
 def default_cache() -> Path:
     """Where the corpus and tokenizer are cached (``$XDG_CACHE_HOME/massdyn``)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -359,6 +393,7 @@ __all__ = [
     "Suite",
     "batch_at",
     "default_cache",
+    "emergence_report",
     "fetch_corpus",
     "lr_at",
     "prepare_data",

@@ -96,11 +96,13 @@ class DemoCommand:
         written = draw_figures(data, out / "figures")
         from massdyn.figures import FigureData, figure6, save
 
+        heldout = save(figure6(data, [self.held_out]), out / "figures", "heldout_prediction")
+        print(f"heldout_prediction: {heldout[0]}")
         walk_data = FigureData(walked, params, tokens_per_step=data.tokens_per_step)
         walk_fig = save(figure6(walk_data, [walked["model"].iloc[0]]), out / "figures", "walk_fits")
         print(f"walk_fits: {walk_fig[0]}")
         print(
-            f"\ndone in {time.perf_counter() - t0:.0f} s: {len(written) + 1} figures and the "
+            f"\ndone in {time.perf_counter() - t0:.0f} s: {len(written) + 2} figures and the "
             f"tables above are in {out}/"
         )
         return 0

@@ -102,16 +102,18 @@ class MinisuiteCommand:
 
 
 def describe(measurements, params) -> str:
-    """Per member: ratio at the first and last step (best layer) and mean fit R^2."""
+    """Per member: the layer that grew most, its ratio, where its top-1 sits late, fit R^2."""
+    from massdyn.minisuite import emergence_report
+
+    report = emergence_report(measurements)
     lines = []
-    for model, grp in measurements.groupby("model"):
-        agg = grp.groupby(["step", "layer"]).agg(t=("top1", "mean"), m=("median", "mean"))
-        ratio = (agg["t"] / agg["m"]).unstack("layer")
-        first, last = ratio.iloc[0], ratio.iloc[-1]
-        best = (last / first).idxmax()
+    for model, grp in report.groupby("model"):
+        best = grp.loc[grp["growth"].idxmax()]
         r2 = params.loc[params["model"] == model, "r2"].mean()
         lines.append(
-            f"{model}: best layer {best} ratio {first[best]:.1f} -> {last[best]:.1f} "
-            f"({last[best] / first[best]:.1f}x), mean fit R^2 {r2:.3f}"
+            f"{model}: layer {best['layer']} ratio {best['ratio_first']:.1f} -> "
+            f"{best['ratio_last']:.1f} ({best['growth']:.1f}x), top-1 at (token "
+            f"{best['top1_token']}, dim {best['top1_dim']}) in {best['fixed_share']:.0%} of the "
+            f"last third; mean fit R^2 {r2:.3f}"
         )
     return "\n".join(lines)

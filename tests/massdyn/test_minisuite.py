@@ -169,3 +169,29 @@ def test_a_constant_rate_run_extends_to_more_steps_like_a_longer_run(tmp_path):
     train(TINY, "decaying")  # min_lr_ratio 0.1: max_steps shaped every step taken
     with pytest.raises(ValueError, match="max_steps"):
         train(replace(TINY, max_steps=12), "decaying")
+
+
+def test_emergence_report_finds_growth_and_a_fixed_position():
+    rows = []
+    for step in range(0, 10):
+        for seq in range(2):
+            for layer, top1 in ((0, 6.0), (1, 6.0 + 3 * step)):
+                late_fixed = layer == 1 and step >= 6  # the last third: steps 6-9
+                token, dim = (0, 5) if late_fixed else (seq + step, step % 3)
+                rows.append(
+                    {
+                        "model": "m",
+                        "step": step,
+                        "layer": layer,
+                        "seq": seq,
+                        "top1": top1,
+                        "median": 1.0,
+                        "top1_token": token,
+                        "top1_dim": dim,
+                    }
+                )
+    report = ms.emergence_report(pd.DataFrame(rows)).set_index("layer")
+    assert report.loc[1, "growth"] == pytest.approx(33 / 6)
+    assert (report.loc[1, "top1_token"], report.loc[1, "top1_dim"]) == (0, 5)
+    assert report.loc[1, "fixed_share"] == 1.0
+    assert report.loc[0, "growth"] == 1.0 and report.loc[0, "fixed_share"] < 1.0
