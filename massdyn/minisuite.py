@@ -256,6 +256,8 @@ def train_member(
     if state_file.exists():
         state = torch.load(state_file, weights_only=True)
         saved = json.loads(state.get("identity", "{}"))
+        if saved.get("recipe", {}).get("min_lr_ratio") == 1.0:
+            saved["recipe"].pop("max_steps", None)  # states saved before it was left out
         if saved != json.loads(json.dumps(identity)):
             raise ValueError(
                 f"{state_file} was trained with a different member or recipe "

@@ -111,22 +111,18 @@ def figure3(data: FigureData, models: list[str] | None = None):
     for ax, model in zip(axes[0], models, strict=True):
         first, last, at = _first_last(data, model)
         for step, style in ((first, "--"), (last, "-")):
-            ax.plot(
-                at[step].index,
-                at[step]["top1"],
-                style + "o",
-                ms=2,
-                color="C0",
-                label=f"top-1, step {step}",
-            )
-            ax.plot(
-                at[step].index,
-                at[step]["median"],
-                style + "s",
-                ms=2,
-                color="C1",
-                label=f"median, step {step}",
-            )
+            for col, marker, color, name in (
+                ("top1", "o", "C0", "top-1"),
+                ("median", "s", "C1", "median"),
+            ):
+                ax.plot(
+                    at[step].index,
+                    at[step][col],
+                    style + marker,
+                    ms=2,
+                    color=color,
+                    label=f"{name}, step {step}",
+                )
         ax.set_yscale("log")
         ax.set_xlabel("layer")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
