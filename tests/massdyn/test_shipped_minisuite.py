@@ -1,0 +1,96 @@
+"""The shipped mini-suite data set: present, small, complete, and showing emergence."""
+
+import json
+from importlib.resources import files
+
+import pandas as pd
+import pytest
+
+from massdyn.minisuite import emergence_report
+from tracker.live import pythia_style_schedule
+
+DATA = files("massdyn.data").joinpath("minisuite")
+
+
+@pytest.fixture(scope="module")
+def suite():
+    return json.loads(files("massdyn.data").joinpath("minisuite.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def measurements():
+    return pd.read_csv(DATA.joinpath("measurements.csv"))
+
+
+def test_small_and_documented(suite):
+    total = sum(p.stat().st_size for p in _walk(DATA))
+    assert total < 5 * 2**20
+    prov = json.loads(DATA.joinpath("provenance.json").read_text())
+    assert {"recipe", "members", "corpus", "versions", "runs"} <= set(prov)
+    assert sum(r["seconds"] for r in prov["runs"]) < 90 * 60  # training, over all sittings
+    for m in suite["members"]:
+        cfg = json.loads(DATA.joinpath("configs", f"{m['name']}.json").read_text())
+        assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]) == (
+            m["d_model"],
+            m["n_layers"],
+            m["n_heads"],
+        )
+
+
+def test_every_member_every_step_layer_and_sequence(suite, measurements):
+    r = suite["recipe"]
+    schedule = pythia_style_schedule(r["max_steps"], r["schedule_every"])
+    for m in suite["members"]:
+        mine = measurements[measurements["model"] == m["name"]]
+        assert sorted(mine["step"].unique()) == schedule
+        assert len(mine) == len(schedule) * m["n_layers"] * r["eval_seqs"]
+
+
+SUITE = json.loads(files("massdyn.data").joinpath("minisuite.json").read_text())
+# Members whose top-1 is not yet at one (token, dim) in every late row (see recipe_notes);
+# strict, so the day they are, this fails and the list must shrink.
+NOT_YET_FIXED = {"mini-d128-l4-h2", "mini-d128-l4-h8"}
+
+
+def test_every_member_grows_at_least_threefold(suite, measurements):
+    report = emergence_report(measurements)
+    for m in suite["members"]:
+        if m["n_layers"] >= 3:
+            assert report.loc[report["model"] == m["name"], "growth"].max() >= 3, m["name"]
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(
+            m["name"],
+            marks=pytest.mark.xfail(strict=True, reason="top-1 not yet fixed in every late row")
+            if m["name"] in NOT_YET_FIXED
+            else (),
+        )
+        for m in SUITE["members"]
+        if m["n_layers"] >= 3
+    ],
+)
+def test_classic_signature(name, measurements):
+    report = emergence_report(measurements)
+    mine = report[report["model"] == name]
+    # Some layer grew >= 3x and its top-1 sat at one (token, dim) over the last third.
+    signature = mine[(mine["growth"] >= 3) & (mine["fixed_share"] == 1.0)]
+    assert len(signature), f"{name}:\n{mine.round(2).to_string()}"
+
+
+def test_fits_of_the_shipped_params_cover_every_layer(suite):
+    params = pd.read_csv(DATA.joinpath("params.csv"))
+    for m in suite["members"]:
+        layers = params.loc[params["model"] == m["name"], "layer"]
+        assert sorted(layers) == list(range(m["n_layers"]))
+    assert params["status"].ne("failed").all()
+
+
+def _walk(root):
+    for p in root.iterdir():
+        if p.is_dir():
+            yield from _walk(p)
+        else:
+            yield p
