@@ -135,6 +135,18 @@ def figure8(data: FigureData, t0: float | None = None):
     cs = ax.contourf(L, G, np.clip(T, levels[0], levels[-1]), levels=levels, cmap="cividis")
     ax.contour(L, G, T, levels=[np.log10(last)], colors="r", linewidths=0.8)
     plt.colorbar(cs, ax=ax, label="log$_{10}$ t$_{peak}$ (steps)")
+    no_peak = lam[np.isnan(at_unit_gamma)]
+    if no_peak.size:  # x* <= t0: the curve only falls after step 0
+        ax.axvspan(no_peak[0], lam[-1], color="0.85", lw=0)
+        ax.text(
+            np.sqrt(no_peak[0] * lam[-1]),
+            np.sqrt(gam[0] * gam[-1]),
+            "no peak after step 0",
+            rotation=90,
+            ha="center",
+            va="center",
+            fontsize=5,
+        )
     inside = p[p["lambda"].between(lam[0], lam[-1]) & p["gamma"].between(gam[0], gam[-1])]
     ax.scatter(
         inside["lambda"], inside["gamma"], s=8, c="w", edgecolors="k", lw=0.4, label="fitted layers"
