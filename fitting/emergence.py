@@ -185,3 +185,8 @@ def steady_state(params: EmergenceParams) -> float:
     if params.lam > 0.0:
         return params.K
     return math.copysign(math.inf, params.A) if params.A != 0.0 else params.K
+
+
+def step_grid(last: float, n: int = 200) -> np.ndarray:
+    """Step 0 and ``n`` log-spaced steps from 1 to ``last``: where to draw a curve."""
+    return np.unique(np.concatenate([[0.0], np.geomspace(1, max(float(last), 2.0), n)]))

@@ -49,10 +49,10 @@ class FiguresCommand:
 
 def load_figure_data(measurements=None, params=None, configs=None, predictor=None):
     """Build :class:`FigureData` from files; the shipped mini-suite fills what is not given."""
-    import numpy as np
     import pandas as pd
 
     from fitting import fit_measurements
+    from fitting.emergence import step_grid
     from massdyn.figures import FigureData, known_tokens_per_step
     from massdyn.io import read_table
     from predictors import configs_from_dir, load_predictor, predict_architecture
@@ -68,7 +68,7 @@ def load_figure_data(measurements=None, params=None, configs=None, predictor=Non
     predicted = None
     if predictor:
         est, _ = load_predictor(predictor)
-        steps = np.unique(np.concatenate([[0.0], np.geomspace(1, m["step"].max(), 100)]))
+        steps = step_grid(m["step"].max(), 100)
         parts = [predict_architecture(est, a, steps)[1] for a in archs.values()]
         predicted = pd.concat(parts, ignore_index=True) if parts else None
     return FigureData(m, p, archs, known_tokens_per_step(), predicted)

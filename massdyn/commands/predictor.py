@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-import numpy as np
-
 
 @dataclass
 class TrainPredictorCommand:
@@ -98,12 +96,13 @@ class PredictCommand:
 
     def run(self) -> int:
         """Predict, write tables, optionally plot."""
+        from fitting.emergence import step_grid
         from massdyn.io import write_table
         from predictors import load_predictor, predict_architecture, read_config
 
         est, info = load_predictor(self.predictor)
         arch = read_config(self.config, revision=self.revision)
-        steps = np.unique(np.concatenate([[0.0], np.geomspace(1, self.max_step, 200)]))
+        steps = step_grid(self.max_step)
         params, curves = predict_architecture(est, arch, steps)
         out = write_table(params, self.out)
         curves_path = write_table(curves, out.with_name(f"{out.stem}_curves{out.suffix}"))

@@ -116,12 +116,6 @@ def fitted_curve(row, steps: np.ndarray) -> np.ndarray:
         return emergence(steps, row["A"], row["lambda"], row["gamma"], row["t0"], row["K"])
 
 
-def dense_steps(steps: np.ndarray) -> np.ndarray:
-    """A smooth grid over the observed steps, log-spaced past step 1."""
-    last = float(np.max(steps))
-    return np.unique(np.concatenate([[0.0], np.geomspace(1, max(last, 2), 200)]))
-
-
 def layer_colors(n: int):
     """One colour per layer, shallow to deep."""
     return plt.cm.viridis(np.linspace(0, 0.9, max(n, 1)))

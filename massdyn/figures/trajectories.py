@@ -6,10 +6,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
+from fitting.emergence import step_grid
 from massdyn.figures.common import (
     COLUMN_WIDTH,
     FigureData,
-    dense_steps,
     fitted_curve,
     layer_colors,
     step_axis,
@@ -44,7 +44,7 @@ def _draw_fit(ax, data: FigureData, model: str, layer: int, label_fit: bool = Tr
     ax.errorbar(c["step"], c["value"], yerr=c["sem"], fmt="o", ms=2, lw=0.6, label="measured")
     row = data.fit(model, layer)
     if row is not None and row.get("status") != "failed":
-        grid = dense_steps(c["step"].to_numpy())
+        grid = step_grid(c["step"].max())
         ax.plot(grid, fitted_curve(row, grid), "C3", label=f"fit, R$^2$ {row['r2']:.3f}")
     if data.predicted is not None:
         p = data.predicted[(data.predicted["model"] == model) & (data.predicted["layer"] == layer)]

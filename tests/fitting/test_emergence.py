@@ -118,3 +118,12 @@ def test_no_peak_cases_are_explicit():
 def test_steady_state():
     assert steady_state(PUBLISHED_410M_L0_MEDIAN) == 0.122
     assert steady_state(EmergenceParams(2.0, 0.0, 1e-3, 1.0, 0.0)) == math.inf
+
+
+def test_step_grid_starts_at_zero_and_ends_at_the_last_step():
+    from fitting.emergence import step_grid
+
+    grid = step_grid(3000, 50)
+    assert grid[0] == 0 and grid[1] == 1 and grid[-1] == 3000 and len(grid) == 51
+    assert (np.diff(grid) > 0).all()
+    assert step_grid(0)[-1] == 2  # a degenerate window still gives a usable grid
