@@ -113,12 +113,3 @@ def heldout_prediction(
             }
         )
     return predicted, curves, pd.DataFrame(rows)
-
-
-def ratio_first_last(measurements: pd.DataFrame) -> pd.DataFrame:
-    """Per (model, layer): the ratio at the first and last step, and their quotient."""
-    s = aggregate(measurements, "ratio")
-    g = s.groupby(["model", "layer"])["value"]
-    out = pd.DataFrame({"first": g.first(), "last": g.last()})
-    out["growth"] = out["last"] / out["first"]
-    return out.reset_index()

@@ -190,15 +190,21 @@ def batch_at(tokens: np.ndarray, step: int, seed: int, r: Recipe, bos_id: int) -
 
 
 def _identity(member: Member, recipe: Recipe, vocab_size: int) -> dict:
-    """What the saved state must match to be resumed.
+    """The run's member, recipe and vocabulary, as stored in (and read back from) JSON."""
+    identity = {"member": asdict(member), "recipe": asdict(recipe), "vocab_size": vocab_size}
+    return json.loads(json.dumps(identity))
+
+
+def _resumable_as(identity: dict) -> dict:
+    """What a saved state must match to be resumed under ``identity``.
 
     With a constant rate after warm-up, ``max_steps`` does not shape the steps already
     taken, so a finished run can be extended by raising it; with a decaying rate it does.
     """
-    fields = asdict(recipe)
-    if recipe.min_lr_ratio == 1.0:
-        del fields["max_steps"]
-    return {"member": asdict(member), "recipe": fields, "vocab_size": vocab_size}
+    recipe = dict(identity.get("recipe", {}))
+    if recipe.get("min_lr_ratio") == 1.0:
+        recipe.pop("max_steps", None)
+    return {**identity, "recipe": recipe}
 
 
 def _save_state(path: Path, model, optimizer, step: int, seconds: float, identity: dict) -> None:
@@ -255,13 +261,12 @@ def train_member(
     start, before = 0, 0.0
     if state_file.exists():
         state = torch.load(state_file, weights_only=True)
-        saved = json.loads(state.get("identity", "{}"))
-        if saved.get("recipe", {}).get("min_lr_ratio") == 1.0:
-            saved["recipe"].pop("max_steps", None)  # states saved before it was left out
-        if saved != json.loads(json.dumps(identity)):
+        saved = _resumable_as(json.loads(state.get("identity", "{}")))
+        if saved != _resumable_as(identity):
             raise ValueError(
                 f"{state_file} was trained with a different member or recipe "
-                f"({_differences(saved, identity)}); use another --work folder or delete it"
+                f"({_differences(saved, _resumable_as(identity))}); "
+                "use another --work folder or delete it"
             )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -344,7 +349,7 @@ def _differences(saved: dict, current: dict) -> str:
             else:
                 yield f"{prefix}{k}", v
 
-    a, b = dict(flat(saved)), dict(flat(json.loads(json.dumps(current))))
+    a, b = dict(flat(saved)), dict(flat(current))
     keys = sorted(set(a) | set(b))
     return "; ".join(f"{k}: {a.get(k)} != {b.get(k)}" for k in keys if a.get(k) != b.get(k))
 

@@ -45,12 +45,12 @@ class DemoCommand:
         from massdyn.commands.walk import quiet_transformers
         from massdyn.demo import (
             heldout_prediction,
-            ratio_first_last,
             train_series,
             walk_series,
             walker_matches_live,
         )
         from massdyn.io import write_table
+        from massdyn.minisuite import emergence_report
 
         quiet_transformers()
         out = Path(self.out)
@@ -72,8 +72,9 @@ class DemoCommand:
         print("[3/5] fitting the emergence function to every layer's top1/median ratio")
         params = fit_measurements(walked, "ratio")
         write_table(params, out / "walk_params.csv")
-        ratios = ratio_first_last(walked).merge(params[["layer", "r2"]], on="layer")
-        print(ratios[["layer", "first", "last", "growth", "r2"]].to_string(**fmt))
+        ratios = emergence_report(walked).merge(params[["layer", "r2"]], on="layer")
+        cols = ["layer", "ratio_first", "ratio_last", "growth", "fixed_share", "r2"]
+        print(ratios[cols].to_string(**fmt))
         print(f"      -> {out / 'walk_params.csv'}")
 
         print(f"[4/5] predictor trained on the shipped mini-suite without {self.held_out}")
