@@ -48,11 +48,9 @@ def _layer_model_grid(data: FigureData, values: dict[tuple[str, int], float]) ->
     return grid
 
 
-def _heatmap(ax, data: FigureData, grid: np.ndarray, label: str, log: bool) -> None:
-    norm = LogNorm(np.nanmin(grid), np.nanmax(grid)) if log else None
-    im = ax.imshow(
-        grid, aspect="auto", origin="lower", norm=norm, cmap="magma", interpolation="nearest"
-    )
+def _heatmap(ax, data: FigureData, grid: np.ndarray, label: str, **imshow) -> None:
+    """A (layer x model) map with model names below and a colour bar."""
+    im = ax.imshow(grid, aspect="auto", origin="lower", interpolation="nearest", **imshow)
     ax.set_xticks(
         range(len(data.models)),
         [str(m).split("/")[-1] for m in data.models],
@@ -64,6 +62,10 @@ def _heatmap(ax, data: FigureData, grid: np.ndarray, label: str, log: bool) -> N
     plt.colorbar(im, ax=ax, label=label)
 
 
+def _log_heatmap(ax, data: FigureData, grid: np.ndarray, label: str) -> None:
+    _heatmap(ax, data, grid, label, norm=LogNorm(np.nanmin(grid), np.nanmax(grid)), cmap="magma")
+
+
 def figure5(data: FigureData):
     """Heatmaps over (layer x model) of the measured peak ratio and the step it occurs at."""
     s = data.series["ratio"]
@@ -72,9 +74,9 @@ def figure5(data: FigureData):
     mag = {(r.model, r.layer): r.value for r in peaks.itertuples()}
     step = {(r.model, r.layer): max(r.step, 1) for r in peaks.itertuples()}
     fig, axes = plt.subplots(1, 2, figsize=(2 * COLUMN_WIDTH, 2.6))
-    _heatmap(axes[0], data, _layer_model_grid(data, mag), "peak top-1 / median", log=True)
+    _log_heatmap(axes[0], data, _layer_model_grid(data, mag), "peak top-1 / median")
     axes[0].set_title("peak magnitude")
-    _heatmap(axes[1], data, _layer_model_grid(data, step), "step of the peak (log)", log=True)
+    _log_heatmap(axes[1], data, _layer_model_grid(data, step), "step of the peak (log)")
     axes[1].set_title("peak step")
     return fig
 
@@ -88,25 +90,9 @@ def figure7(data: FigureData):
         _draw_fit(ax, data, row["model"], int(row["layer"]))
         ax.set_title(f"{tag}: {str(row['model']).split('/')[-1]} layer {int(row['layer'])}")
     grid = _layer_model_grid(data, {(r.model, r.layer): r.r2 for r in p.itertuples()})
-    im = axes[2].imshow(
-        grid,
-        aspect="auto",
-        origin="lower",
-        cmap="viridis",
-        vmin=min(0.8, np.nanmin(grid)),
-        vmax=1,
-        interpolation="nearest",
-    )
-    axes[2].set_xticks(
-        range(len(data.models)),
-        [str(m).split("/")[-1] for m in data.models],
-        rotation=45,
-        ha="right",
-    )
-    axes[2].set_ylabel("layer")
-    axes[2].yaxis.set_major_locator(MaxNLocator(integer=True))
+    vmin = min(0.8, np.nanmin(grid))
+    _heatmap(axes[2], data, grid, "R$^2$", cmap="viridis", vmin=vmin, vmax=1)
     axes[2].set_title(f"R$^2$ (mean {p['r2'].mean():.3f})")
-    plt.colorbar(im, ax=axes[2], label="R$^2$")
     return fig
 
 
