@@ -83,7 +83,7 @@ def heldout_prediction(
         curve R^2 and the final measured and predicted ratio.
     """
     from predictors import EmergencePredictor, configs_from_dir, predict_architecture
-    from predictors.evaluate import training_table
+    from predictors.evaluate import curve_r2, training_table
 
     archs = configs_from_dir(configs, sorted(params["model"].unique()))
     if held_out not in archs:
@@ -101,11 +101,10 @@ def heldout_prediction(
     rows = []
     for layer, c in curves.groupby("layer"):
         y, yhat = c["measured"].to_numpy(), c["predicted"].to_numpy()
-        r2 = 1 - np.sum((y - yhat) ** 2) / np.sum((y - y.mean()) ** 2)
         rows.append(
             {
                 "layer": layer,
-                "curve_r2": r2,
+                "curve_r2": curve_r2(y, yhat),
                 "final_measured": y[-1],
                 "final_predicted": yhat[-1],
                 "final_lower": c["lower"].iloc[-1],

@@ -82,6 +82,12 @@ def evaluate(table: pd.DataFrame, regressor: str = "rf", random_state: int = 0) 
     return pd.DataFrame(rows)
 
 
+def curve_r2(y, yhat) -> float:
+    """R^2 of a predicted curve against the measured series (1 - RSS / TSS)."""
+    y, yhat = np.asarray(y, float), np.asarray(yhat, float)
+    return float(1 - np.sum((y - yhat) ** 2) / np.sum((y - y.mean()) ** 2))
+
+
 def curve_r2_lomo(
     table: pd.DataFrame,
     measurements: pd.DataFrame,
@@ -111,7 +117,7 @@ def curve_r2_lomo(
             y = s["value"].to_numpy()
             with np.errstate(all="ignore"):
                 yhat = emergence(s["step"].to_numpy(float), *p)
-            scores.append(1 - np.sum((y - yhat) ** 2) / np.sum((y - y.mean()) ** 2))
+            scores.append(curve_r2(y, yhat))
         out.append(
             {
                 "model": model,
