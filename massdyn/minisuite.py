@@ -388,6 +388,11 @@ def emergence_report(measurements, last_fraction: float = 1 / 3):
     return pd.DataFrame(rows)
 
 
+def shipped_data() -> Path:
+    """Folder of the shipped mini-suite data set (measurements, params, configs)."""
+    return Path(str(files("massdyn.data").joinpath("minisuite")))
+
+
 def default_cache() -> Path:
     """Where the corpus and tokenizer are cached (``$XDG_CACHE_HOME/massdyn``)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
@@ -400,6 +405,7 @@ __all__ = [
     "Suite",
     "batch_at",
     "default_cache",
+    "shipped_data",
     "emergence_report",
     "fetch_corpus",
     "lr_at",

@@ -41,7 +41,7 @@ class DemoCommand:
     def run(self) -> int:
         """Run every stage, printing where each output went and the headline numbers."""
         from fitting import fit_measurements
-        from massdyn.commands.figures import draw_figures, load_figure_data, shipped_minisuite
+        from massdyn.commands.figures import draw_figures
         from massdyn.commands.walk import quiet_transformers
         from massdyn.demo import (
             heldout_prediction,
@@ -49,8 +49,9 @@ class DemoCommand:
             walk_series,
             walker_matches_live,
         )
+        from massdyn.figures import load_figure_data
         from massdyn.io import write_table
-        from massdyn.minisuite import emergence_report
+        from massdyn.minisuite import emergence_report, shipped_data
 
         quiet_transformers()
         out = Path(self.out)
@@ -78,7 +79,7 @@ class DemoCommand:
         print(f"      -> {out / 'walk_params.csv'}")
 
         print(f"[4/5] predictor trained on the shipped mini-suite without {self.held_out}")
-        suite = shipped_minisuite()
+        suite = shipped_data()
         data = load_figure_data()
         predicted, curves, scores = heldout_prediction(
             data.measurements, data.params, suite / "configs", self.held_out

@@ -4,13 +4,6 @@ from __future__ import annotations
 
 import argparse
 from dataclasses import dataclass
-from importlib.resources import files
-from pathlib import Path
-
-
-def shipped_minisuite() -> Path:
-    """Folder of the shipped mini-suite data set (measurements, params, configs)."""
-    return Path(str(files("massdyn.data").joinpath("minisuite")))
 
 
 @dataclass
@@ -41,37 +34,12 @@ class FiguresCommand:
 
     def run(self) -> int:
         """Load, draw, list what was written."""
+        from massdyn.figures import load_figure_data
+
         data = load_figure_data(self.measurements, self.params, self.configs, self.predictor)
         written = draw_figures(data, self.out)
         print(f"wrote {len(written)} figures (PNG and PDF) to {self.out}")
         return 0
-
-
-def load_figure_data(measurements=None, params=None, configs=None, predictor=None):
-    """Build :class:`FigureData` from files; the shipped mini-suite fills what is not given."""
-    import pandas as pd
-
-    from fitting import fit_measurements
-    from fitting.emergence import step_grid
-    from massdyn.figures import FigureData, known_tokens_per_step
-    from massdyn.io import read_table
-    from predictors import configs_from_dir, load_predictor, predict_architecture
-
-    shipped = shipped_minisuite()
-    if measurements is None:
-        measurements = shipped / "measurements.csv"
-        params = params or shipped / "params.csv"
-        configs = configs or shipped / "configs"
-    m = read_table(measurements)
-    p = read_table(params) if params else fit_measurements(m, "ratio")
-    archs = configs_from_dir(configs, sorted(m["model"].unique())) if configs else {}
-    predicted = None
-    if predictor:
-        est, _ = load_predictor(predictor)
-        steps = step_grid(m["step"].max(), 100)
-        parts = [predict_architecture(est, a, steps)[1] for a in archs.values()]
-        predicted = pd.concat(parts, ignore_index=True) if parts else None
-    return FigureData(m, p, archs, known_tokens_per_step(), predicted)
 
 
 def draw_figures(data, out) -> dict:

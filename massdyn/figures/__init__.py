@@ -24,6 +24,33 @@ FIGURES = {
 NEEDS_ARCHS = {"fig9_attribution_K", "fig10_attribution_lambda"}
 
 
+def load_figure_data(measurements=None, params=None, configs=None, predictor=None):
+    """Build :class:`FigureData` from files; the shipped mini-suite fills what is not given."""
+    import pandas as pd
+
+    from fitting import fit_measurements
+    from fitting.emergence import step_grid
+    from massdyn.io import read_table
+    from massdyn.minisuite import shipped_data
+    from predictors import configs_from_dir, load_predictor, predict_architecture
+
+    shipped = shipped_data()
+    if measurements is None:
+        measurements = shipped / "measurements.csv"
+        params = params or shipped / "params.csv"
+        configs = configs or shipped / "configs"
+    m = read_table(measurements)
+    p = read_table(params) if params else fit_measurements(m, "ratio")
+    archs = configs_from_dir(configs, sorted(m["model"].unique())) if configs else {}
+    predicted = None
+    if predictor:
+        est, _ = load_predictor(predictor)
+        steps = step_grid(m["step"].max(), 100)
+        parts = [predict_architecture(est, a, steps)[1] for a in archs.values()]
+        predicted = pd.concat(parts, ignore_index=True) if parts else None
+    return FigureData(m, p, archs, known_tokens_per_step(), predicted)
+
+
 def draw_all(data: FigureData, out: str | Path, log=print) -> dict[str, list[Path]]:
     """Draw every figure the data allow into ``out`` (PNG and PDF).
 
@@ -50,4 +77,11 @@ def draw_all(data: FigureData, out: str | Path, log=print) -> dict[str, list[Pat
     return written
 
 
-__all__ = ["FIGURES", "FigureData", "draw_all", "known_tokens_per_step", *FIGURES]
+__all__ = [
+    "FIGURES",
+    "FigureData",
+    "draw_all",
+    "known_tokens_per_step",
+    "load_figure_data",
+    *FIGURES,
+]
