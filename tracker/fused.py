@@ -18,6 +18,8 @@ from collections import OrderedDict
 
 import torch
 
+from tracker.packing import pack, unpack
+
 try:
     import triton
     import triton.language as tl
@@ -125,20 +127,8 @@ def _reduce_packed(
     nonfinite = hist[:, NONFINITE_BIN[x.dtype] :].sum(dim=1) > 0
     hidden = (nonfinite & torch.isfinite(top[:, 0]))[:, None]
     top = torch.where(hidden, torch.full_like(top, float("nan")), top)
-    stats = [median[:, None], (sums.sum(dim=1) / n)[:, None], count[:, None]]
-    parts = [top, torch.div(idx, d, rounding_mode="floor"), idx % d, *stats]
-    return torch.cat([p.double() for p in parts], dim=1)
-
-
-def _unpack(packed: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
-    return {
-        "top": packed[:, :k].float(),
-        "token": packed[:, k : 2 * k].long(),
-        "dim": packed[:, 2 * k : 3 * k].long(),
-        "median": packed[:, 3 * k].float(),
-        "mean": packed[:, 3 * k + 1].float(),
-        "n_massive": packed[:, 3 * k + 2].long(),
-    }
+    token = torch.div(idx, d, rounding_mode="floor")
+    return pack(top, token, idx % d, median, sums.sum(dim=1) / n, count)
 
 
 class _GraphedReduction:
@@ -177,6 +167,20 @@ def reduce_fused(
 ) -> dict[str, torch.Tensor]:
     """The statistics of :func:`tracker.measure.reduce_block_output`, by the fused kernels.
 
+    See :func:`reduce_fused_packed` for the arguments.
+
+    Returns:
+        The same keys, shapes and dtypes as :func:`tracker.measure.reduce_block_output`.
+        Where a row holds NaN its ``top`` values are NaN or inf, so callers see it.
+    """
+    return unpack(reduce_fused_packed(h, k, massive_abs, massive_ratio, graph), k)
+
+
+def reduce_fused_packed(
+    h: torch.Tensor, k: int, massive_abs: float, massive_ratio: float, graph: bool = True
+) -> torch.Tensor:
+    """The fused reduction, as rows of :func:`tracker.packing.pack`.
+
     Args:
         h: ``(batch, tokens, d_model)`` bfloat16 or float16 tensor, on CUDA (or on the CPU
             under Triton's interpreter).
@@ -187,18 +191,17 @@ def reduce_fused(
             the caller is itself capturing one).
 
     Returns:
-        The same keys, shapes and dtypes as :func:`tracker.measure.reduce_block_output`.
-        Where a row holds NaN its ``top`` values are NaN or inf, so callers see it.
+        ``(batch, 3k + 3)`` float64, on the device of ``h``.
     """
     h = h.detach()
     if not (graph and h.is_cuda) or torch.cuda.is_current_stream_capturing():
         b, n_tok, d = h.shape
         x = h.reshape(b, n_tok * d).contiguous()
-        return _unpack(_reduce_packed(x, d, k, massive_abs, massive_ratio), k)
+        return _reduce_packed(x, d, k, massive_abs, massive_ratio)
     key = (tuple(h.shape), h.dtype, h.device, k, massive_abs, massive_ratio)
     if key not in _GRAPHS:
         _GRAPHS[key] = _GraphedReduction(h.shape, h.dtype, h.device, k, massive_abs, massive_ratio)
         while len(_GRAPHS) > MAX_GRAPHS:
             _GRAPHS.popitem(last=False)
     _GRAPHS.move_to_end(key)
-    return _unpack(_GRAPHS[key](h), k)
+    return _GRAPHS[key](h)

@@ -10,8 +10,6 @@ the classic massive-activation rule ``|a| > 100`` and ``|a| > 1000 * median`` (a
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 import numpy as np
 import pandas as pd
 import torch
@@ -19,6 +17,7 @@ from torch import nn
 
 from tracker import fused
 from tracker.blocks import base_model, decoder_blocks
+from tracker.packing import pack, unpack
 
 TOP_K = 3
 MASSIVE_ABS = 100.0
@@ -93,11 +92,18 @@ def reduce_block_output(h: torch.Tensor, k: int = TOP_K) -> dict[str, torch.Tens
         Tensors with leading dimension ``batch``: ``top`` (batch, k) values, ``token`` and
         ``dim`` (batch, k) positions, ``median``, ``mean`` (float32) and ``n_massive``.
         The median of an even count is the mean of the two middle values (numpy's rule).
-        A 16-bit ``h`` on CUDA is reduced by the fused kernels of :mod:`tracker.fused`
-        (same results, a fraction of the time); everything else by the torch code below.
+    """
+    return unpack(reduce_packed(h, k), k)
+
+
+def reduce_packed(h: torch.Tensor, k: int = TOP_K) -> torch.Tensor:
+    """:func:`reduce_block_output` as one ``(batch, 3k + 3)`` float64 tensor (see packing).
+
+    A 16-bit ``h`` on CUDA is reduced by the fused kernels of :mod:`tracker.fused` (same
+    results, a fraction of the time); everything else by the torch code below.
     """
     if fused.available(h):
-        return fused.reduce_fused(h, k, MASSIVE_ABS, MASSIVE_RATIO)
+        return fused.reduce_fused_packed(h, k, MASSIVE_ABS, MASSIVE_RATIO)
     b, n_tok, d = h.shape
     a = h.detach().abs().reshape(b, n_tok * d)
     top, idx = torch.topk(a, k, dim=1)
@@ -105,38 +111,32 @@ def reduce_block_output(h: torch.Tensor, k: int = TOP_K) -> dict[str, torch.Tens
     mean = torch.mean(a, dim=1, dtype=torch.float32)
     threshold = torch.clamp(median * MASSIVE_RATIO, min=MASSIVE_ABS)
     n_massive = (a > threshold.to(a.dtype)[:, None]).sum(dim=1)
-    return {
-        "top": top.float(),
-        "token": torch.div(idx, d, rounding_mode="floor"),
-        "dim": idx % d,
-        "median": median,
-        "mean": mean,
-        "n_massive": n_massive,
-    }
-
-
-@dataclass
-class _LayerBuffer:
-    parts: list[dict[str, torch.Tensor]] = field(default_factory=list)
+    token = torch.div(idx, d, rounding_mode="floor")
+    return pack(top.float(), token, idx % d, median, mean, n_massive)
 
 
 class ActivationRecorder:
     """Forward hooks on every decoder block that reduce outputs on the fly.
 
     Use as a context manager around forward passes of the base model; then
-    :meth:`table` returns one row per (layer, sequence).
+    :meth:`table` returns one row per (layer, sequence). On CUDA each reduction runs on a
+    side stream, so that it overlaps the next blocks' compute instead of delaying it; the
+    block output is kept alive until its reduction is done.
 
     Args:
         model: A transformers causal LM (or its base model).
         k: How many largest ``|h|`` entries to keep per sequence and layer.
+        overlap: On CUDA, reduce on a side stream (False: on the forward pass's stream).
     """
 
-    def __init__(self, model: nn.Module, k: int = TOP_K):
+    def __init__(self, model: nn.Module, k: int = TOP_K, overlap: bool = True):
         self.model = model
         self.k = k
+        self.overlap = overlap
         self._blocks = decoder_blocks(model)
-        self._buffers = [_LayerBuffer() for _ in self._blocks]
+        self._parts: list[list[torch.Tensor]] = [[] for _ in self._blocks]
         self._handles: list = []
+        self._side: torch.cuda.Stream | None = None
 
     @property
     def n_layers(self) -> int:
@@ -146,7 +146,15 @@ class ActivationRecorder:
     def _hook(self, layer: int):
         def fn(module, inputs, output):
             h = output[0] if isinstance(output, tuple | list) else output
-            self._buffers[layer].parts.append(reduce_block_output(h, self.k))
+            if not (self.overlap and h.is_cuda):
+                self._parts[layer].append(reduce_packed(h, self.k))
+                return
+            if self._side is None:
+                self._side = torch.cuda.Stream(h.device)
+            self._side.wait_stream(torch.cuda.current_stream(h.device))
+            with torch.cuda.stream(self._side):
+                self._parts[layer].append(reduce_packed(h, self.k))
+            h.record_stream(self._side)
 
         return fn
 
@@ -158,28 +166,34 @@ class ActivationRecorder:
         for h in self._handles:
             h.remove()
         self._handles = []
+        if self._side is not None:
+            self._side.synchronize()
 
     def table(self) -> pd.DataFrame:
         """Rows ``layer, seq, top1..k, top{i}_token, top{i}_dim, median, mean, n_massive``."""
-        frames = []
-        for layer, buf in enumerate(self._buffers):
-            if not buf.parts:
-                continue
-            cat = {
-                key: torch.cat([p[key] for p in buf.parts]).cpu().numpy() for key in buf.parts[0]
-            }
-            n_seq = cat["median"].shape[0]
-            cols: dict[str, np.ndarray] = {"layer": np.full(n_seq, layer), "seq": np.arange(n_seq)}
-            for i in range(self.k):
-                cols[f"top{i + 1}"] = cat["top"][:, i].astype(np.float64)
-            cols["median"] = cat["median"].astype(np.float64)
-            cols["mean"] = cat["mean"].astype(np.float64)
-            cols["n_massive"] = cat["n_massive"].astype(np.int64)
-            for i in range(self.k):
-                cols[f"top{i + 1}_token"] = cat["token"][:, i].astype(np.int64)
-                cols[f"top{i + 1}_dim"] = cat["dim"][:, i].astype(np.int64)
-            frames.append(pd.DataFrame(cols))
-        return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+        if self._side is not None:
+            self._side.synchronize()
+        layers = [i for i, parts in enumerate(self._parts) if parts]
+        if not layers:
+            return pd.DataFrame()
+        # One device-to-host copy for every layer and statistic.
+        per_layer = torch.stack([torch.cat(self._parts[i]) for i in layers])
+        stats = unpack(per_layer.cpu(), self.k)
+        n_layers, n_seq = per_layer.shape[:2]
+        cols: dict[str, np.ndarray] = {
+            "layer": np.repeat(layers, n_seq),
+            "seq": np.tile(np.arange(n_seq), n_layers),
+        }
+        flat = {key: v.reshape(n_layers * n_seq, -1).numpy() for key, v in stats.items()}
+        for i in range(self.k):
+            cols[f"top{i + 1}"] = flat["top"][:, i].astype(np.float64)
+        cols["median"] = flat["median"][:, 0].astype(np.float64)
+        cols["mean"] = flat["mean"][:, 0].astype(np.float64)
+        cols["n_massive"] = flat["n_massive"][:, 0]
+        for i in range(self.k):
+            cols[f"top{i + 1}_token"] = flat["token"][:, i]
+            cols[f"top{i + 1}_dim"] = flat["dim"][:, i]
+        return pd.DataFrame(cols)
 
 
 class NonFiniteActivationsError(RuntimeError):
@@ -188,7 +202,10 @@ class NonFiniteActivationsError(RuntimeError):
 
 @torch.inference_mode()
 def measure(
-    model: nn.Module, input_ids: torch.Tensor | np.ndarray, batch_size: int = 1
+    model: nn.Module,
+    input_ids: torch.Tensor | np.ndarray,
+    batch_size: int = 1,
+    overlap: bool = True,
 ) -> pd.DataFrame:
     """Measure every decoder block of ``model`` on fixed inputs.
 
@@ -198,6 +215,7 @@ def measure(
         model: A transformers causal LM in eval mode, on its device.
         input_ids: ``(n_seqs, seq_len)`` token ids.
         batch_size: Sequences per forward pass.
+        overlap: On CUDA, reduce each block output on a side stream (same numbers).
 
     Returns:
         One row per (layer, seq); see :meth:`ActivationRecorder.table`.
@@ -208,12 +226,13 @@ def measure(
     device = next(model.parameters()).device
     ids = torch.as_tensor(np.asarray(input_ids), dtype=torch.long)
     body = base_model(model)
-    with ActivationRecorder(model) as rec:
+    with ActivationRecorder(model, overlap=overlap) as rec:
         for start in range(0, ids.shape[0], batch_size):
             body(input_ids=ids[start : start + batch_size].to(device), use_cache=False)
     table = rec.table()
-    bad = table.loc[~np.isfinite(table["top1"].to_numpy()), "layer"].unique()
-    if bad.size:
+    finite = np.isfinite(table["top1"].to_numpy())
+    if not finite.all():  # numpy, not a masked .loc: that alone took milliseconds
+        bad = np.unique(table["layer"].to_numpy()[~finite])
         raise NonFiniteActivationsError(
             f"non-finite activations (NaN/inf) in layer(s) {bad.tolist()}"
         )

@@ -42,3 +42,16 @@ def test_measure_on_gpu_matches_hidden_states_in_bf16():
         rows = table[table["layer"] == layer].sort_values("seq")
         np.testing.assert_allclose(rows["top1"].to_numpy(), a.max(axis=1), rtol=1e-6)
         np.testing.assert_allclose(rows["median"].to_numpy(), np.median(a, axis=1), rtol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+def test_side_stream_reduction_equals_in_stream(dtype):
+    # Big enough that the forward pass runs several blocks ahead of the reductions, so a
+    # block output freed and reused too early would change the numbers.
+    config = tiny_config(n_layers=6, hidden=512, heads=8)
+    model = planted_model(config, step=1000).to("cuda", dtype).eval()
+    ids = torch.randint(0, config.vocab_size, (8, 512), generator=torch.Generator().manual_seed(3))
+    side = measure(model, ids, batch_size=4, overlap=True)
+    same = measure(model, ids, batch_size=4, overlap=False)
+    assert len(side) == 6 * 8
+    np.testing.assert_array_equal(side.to_numpy(), same.to_numpy())

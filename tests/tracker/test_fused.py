@@ -26,6 +26,7 @@ def _planted(shape, dtype, seed):
     h = torch.randn(b, t, d, generator=g) * scale
     h[0, 0, 5] = 6000.0  # massive in row 0 (median ~1, threshold ~1000)
     h[-1, t // 2, 7] = -3000.0  # massive and negative in the last row
+    h[-1, 1, :3] = torch.tensor([50.0, -40.0, 30.0])  # top-2 and top-3 in top-1's block
     return h.to(dtype)
 
 
@@ -47,6 +48,10 @@ def compare(device: str, graph: bool = False) -> None:
                 np.testing.assert_array_equal(got[key].numpy(), ref[key].numpy(), err_msg=key)
             np.testing.assert_allclose(got["mean"].numpy(), ref["mean"].numpy(), rtol=1e-5)
             assert got["n_massive"].tolist()[0] == 1
+    # Numpy's two middle elements in different high bins (1.0: bin 127, 2.0: bin 128).
+    h = torch.ones(2, 128, 64, dtype=torch.bfloat16)
+    h[:, ::2] = -2.0
+    assert _fused(h, device, graph)["median"].tolist() == [1.5, 1.5]
     # A NaN must not hide behind the kernels' max; an inf stays the top value.
     h = _planted(CASES[1], torch.bfloat16, 7)
     h[1, 3, 3] = float("nan")
