@@ -51,6 +51,9 @@ def walk_series(run: Path, out: Path) -> pd.DataFrame:
         inputs=InputSpec(
             n_seqs=ids.shape[0], seq_len=ids.shape[1], token_ids=str(run / "live" / "inputs.npy")
         ),
+        # Where and in the precision the live run measured, so the two must agree exactly.
+        device="cpu",
+        dtype="float32",
     )
     summary = walk(LocalSource(run / "live" / "checkpoints", name=run.parent.name), config)
     if summary.failed:

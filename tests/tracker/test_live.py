@@ -67,6 +67,8 @@ def test_live_measurement_equals_walking_the_saved_checkpoints(tmp_path):
         out=str(tmp_path / "walked"),
         inputs=InputSpec(token_ids=str(tmp_path / "ids.npy")),
         progress=False,
+        device="cpu",  # where, and in the precision in which, the live run measured
+        dtype="float32",
     )
     walk(LocalSource(tmp_path / "live" / "checkpoints"), cfg)
     walked = pd.read_csv(tmp_path / "walked" / "measurements.csv")
