@@ -195,3 +195,30 @@ def test_emergence_report_finds_growth_and_a_fixed_position():
     assert (report.loc[1, "top1_token"], report.loc[1, "top1_dim"]) == (0, 5)
     assert report.loc[1, "fixed_share"] == 1.0
     assert report.loc[0, "growth"] == 1.0 and report.loc[0, "fixed_share"] < 1.0
+
+
+def test_an_unknown_precision_is_refused_by_name():
+    with pytest.raises(ValueError, match="precision 'fp16'"):
+        Recipe(precision="fp16")
+
+
+def test_mixed_precision_trains_in_bfloat16_and_resumes_exactly(tmp_path):
+    tokens = np.random.default_rng(0).integers(1, 300, 5000)
+    inputs = TokenInputs.from_array(np.random.default_rng(1).integers(0, 300, (2, 16)), "t")
+    flat = replace(TINY, min_lr_ratio=1.0)  # so that a run can be resumed at more steps
+    mixed = replace(flat, precision="bf16-mixed")
+
+    def train(recipe, name):
+        out = tmp_path / name
+        train_member(MEMBER, recipe, tokens, inputs, 300, 0, out, log=lambda *_: None)
+        return torch.load(out / "state.pt", weights_only=True)["model"]
+
+    fp32, bf16 = train(flat, "fp32"), train(mixed, "bf16")
+    assert all(v.dtype == torch.float32 for v in bf16.values())  # master weights stay fp32
+    assert any(not torch.equal(fp32[k], bf16[k]) for k in fp32)  # autocast took effect
+    train(replace(mixed, max_steps=5), "bf16-resumed")
+    again = train(mixed, "bf16-resumed")
+    for k in bf16:
+        torch.testing.assert_close(again[k], bf16[k], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="recipe.precision: bf16-mixed != fp32"):
+        train(flat, "bf16")
