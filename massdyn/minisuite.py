@@ -251,7 +251,8 @@ def train_member(
 
     Raises:
         ValueError: when ``out`` holds the state of a different member or recipe, which
-            resuming would silently mix into this run.
+            resuming would silently mix into this run, or of a later step than
+            ``recipe.max_steps``.
     """
     from transformers import GPTNeoXForCausalLM
 
@@ -281,9 +282,14 @@ def train_member(
                 f"({_differences(saved, _resumable_as(identity))}); "
                 "use another --work folder or delete it"
             )
+        start, before = int(state["step"]), float(state.get("seconds", 0.0))
+        if start > recipe.max_steps:
+            raise ValueError(
+                f"{state_file} holds step {start}, past this recipe's max_steps "
+                f"{recipe.max_steps}; raise max_steps or use another --work folder"
+            )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        start, before = int(state["step"]), float(state.get("seconds", 0.0))
     model.config.save_pretrained(out)
     schedule = pythia_style_schedule(recipe.max_steps, recipe.schedule_every)
     tracker = LiveTracker(model, eval_inputs, out / "live", schedule, member.name, save_checkpoints)

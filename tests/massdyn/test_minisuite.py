@@ -166,6 +166,8 @@ def test_a_constant_rate_run_extends_to_more_steps_like_a_longer_run(tmp_path):
     b = torch.load(tmp_path / "extended" / "state.pt", weights_only=True)["model"]
     for k in a:
         torch.testing.assert_close(a[k], b[k])
+    with pytest.raises(ValueError, match="holds step 10, past this recipe's max_steps 8"):
+        train(replace(flat, max_steps=8), "straight")  # would label a 10-step model as 8
     train(TINY, "decaying")  # min_lr_ratio 0.1: max_steps shaped every step taken
     with pytest.raises(ValueError, match="max_steps"):
         train(replace(TINY, max_steps=12), "decaying")
