@@ -112,3 +112,25 @@ def test_cli_draws_from_explicit_files(suite, tmp_path):
 def test_cli_names_a_missing_measurements_file(tmp_path, capsys):
     assert main(["figures", "--measurements", str(tmp_path / "nope.csv")]) == 2
     assert "nope.csv" in capsys.readouterr().err
+
+
+def test_a_wild_prediction_does_not_flatten_the_measured_curve(suite):
+    from dataclasses import replace
+
+    from massdyn.figures.trajectories import figure6
+
+    model = suite.models[0]
+    measured = suite.curve(model, 0)["value"].max()
+    wild = pd.DataFrame(
+        {
+            "model": model,
+            "layer": 0,
+            "step": STEPS,
+            "predicted": -50 * measured,  # what degenerate predicted parameters can give
+            "lower": -1000 * measured,
+            "upper": 1000 * measured,
+        }
+    )
+    fig = figure6(replace(suite, predicted=wild), [model])
+    low, high = fig.axes[0].get_ylim()
+    assert low == 0 and measured < high <= 3.2 * measured
