@@ -46,19 +46,22 @@ def _draw_fit(ax, data: FigureData, model: str, layer: int, label_fit: bool = Tr
     if row is not None and row.get("status") != "failed":
         grid = step_grid(c["step"].max())
         ax.plot(grid, fitted_curve(row, grid), "C3", label=f"fit, R$^2$ {row['r2']:.3f}")
+    p = None
     if data.predicted is not None:
         p = data.predicted[(data.predicted["model"] == model) & (data.predicted["layer"] == layer)]
         if len(p):
             ax.plot(p["step"], p["predicted"], "C2--", label="predicted")
             ax.fill_between(p["step"], p["lower"], p["upper"], color="C2", alpha=0.2, lw=0)
-            # The ratio is at least 1, and a wild prediction must not flatten the data: show
-            # from 0 to the prediction, but at most 3x the largest measured value.
-            measured = float(np.nanmax(c["value"]))
-            high = min(max(measured, float(np.nanmax(p["predicted"]))), 3 * measured)
-            ax.set_ylim(0, 1.05 * high)
     ax.set_title(f"{model}, layer {layer}")
     ax.set_ylabel("top-1 / median")
     step_axis(ax, data, model)
+    if p is not None and len(p):
+        # The ratio is at least 1, and a wild prediction must not flatten the data: show
+        # from 0 to the prediction, but at most 3x the largest measured value. (Set after
+        # the step axis, whose symlog scale must see the x data first.)
+        measured = float(np.nanmax(c["value"]))
+        high = min(max(measured, float(np.nanmax(p["predicted"]))), 3 * measured)
+        ax.set_ylim(0, 1.05 * high)
     ax.legend(loc="best")
 
 

@@ -134,3 +134,4 @@ def test_a_wild_prediction_does_not_flatten_the_measured_curve(suite):
     fig = figure6(replace(suite, predicted=wild), [model])
     low, high = fig.axes[0].get_ylim()
     assert low == 0 and measured < high <= 3.2 * measured
+    assert fig.axes[0].get_xlim()[0] > -1  # no negative steps on the symlog axis
