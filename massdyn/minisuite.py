@@ -219,13 +219,16 @@ def _resumable_as(identity: dict) -> dict:
     return {**identity, "recipe": recipe}
 
 
-def _save_state(path: Path, model, optimizer, step: int, seconds: float, identity: dict) -> None:
+def _save_state(
+    path: Path, model, optimizer, step: int, seconds: float, loss: float, identity: dict
+) -> None:
     tmp = path.with_suffix(".tmp")
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
         "step": step,
         "seconds": seconds,
+        "loss": loss,
         "identity": json.dumps(identity, sort_keys=True),
     }
     torch.save(state, tmp)
@@ -272,7 +275,7 @@ def train_member(
     )
     state_file = out / "state.pt"
     identity = _identity(member, recipe, vocab_size)
-    start, before = 0, 0.0
+    start, before, loss_value = 0, 0.0, math.nan
     if state_file.exists():
         state = torch.load(state_file, weights_only=True)
         saved = _resumable_as(json.loads(state.get("identity", "{}")))
@@ -283,6 +286,7 @@ def train_member(
                 "use another --work folder or delete it"
             )
         start, before = int(state["step"]), float(state.get("seconds", 0.0))
+        loss_value = float(state.get("loss", math.nan))
         if start > recipe.max_steps:
             raise ValueError(
                 f"{state_file} holds step {start}, past this recipe's max_steps "
@@ -295,7 +299,6 @@ def train_member(
     tracker = LiveTracker(model, eval_inputs, out / "live", schedule, member.name, save_checkpoints)
     t0 = time.perf_counter()
     model.train()
-    loss_value = math.nan
     for step in range(start, recipe.max_steps):
         tracker.step(step)
         for group in optimizer.param_groups:
@@ -312,7 +315,7 @@ def train_member(
         done = step + 1
         if done % recipe.checkpoint_every == 0 or done == recipe.max_steps:
             seconds = before + time.perf_counter() - t0
-            _save_state(state_file, model, optimizer, done, seconds, identity)
+            _save_state(state_file, model, optimizer, done, seconds, loss_value, identity)
         if done % 100 == 0:
             elapsed = time.perf_counter() - t0
             progress = f"step {done}/{recipe.max_steps} loss {loss_value:.3f}"

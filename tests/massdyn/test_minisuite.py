@@ -161,7 +161,9 @@ def test_a_constant_rate_run_extends_to_more_steps_like_a_longer_run(tmp_path):
 
     train(replace(flat, max_steps=6), "extended")
     assert train(replace(flat, max_steps=10), "extended")["resumed_from"] == 6
-    train(replace(flat, max_steps=10), "straight")
+    trained = train(replace(flat, max_steps=10), "straight")
+    again = train(replace(flat, max_steps=10), "straight")  # nothing left to train
+    assert again["resumed_from"] == 10 and again["final_loss"] == trained["final_loss"]
     a = torch.load(tmp_path / "straight" / "state.pt", weights_only=True)["model"]
     b = torch.load(tmp_path / "extended" / "state.pt", weights_only=True)["model"]
     for k in a:
