@@ -47,9 +47,10 @@ def test_every_member_every_step_layer_and_sequence(suite, measurements):
 
 
 SUITE = json.loads(files("massdyn.data").joinpath("minisuite.json").read_text())
-# Members whose top-1 is not yet at one (token, dim) in every late row (see recipe_notes);
-# strict, so the day they are, this fails and the list must shrink.
-NOT_YET_FIXED = {"mini-d128-l4-h2", "mini-d128-l4-h8"}
+# Members whose top-1 is not yet at one (token, dim) in every late row (see recipe_notes:
+# mini-d160-l4-h4's outlier settles only at step 5000 of 6000); strict, so the day they
+# are, this fails and the list must shrink.
+NOT_YET_FIXED = {"mini-d160-l4-h4"}
 
 
 def test_every_member_grows_at_least_threefold(suite, measurements):
