@@ -283,14 +283,14 @@ def train_member(
             raise ValueError(
                 f"{state_file} was trained with a different member or recipe "
                 f"({_differences(saved, _resumable_as(identity))}); "
-                "use another --work folder or delete it"
+                f"delete {out} or train into another folder"
             )
         start, before = int(state["step"]), float(state.get("seconds", 0.0))
         loss_value = float(state.get("loss", math.nan))
         if start > recipe.max_steps:
             raise ValueError(
                 f"{state_file} holds step {start}, past this recipe's max_steps "
-                f"{recipe.max_steps}; raise max_steps or use another --work folder"
+                f"{recipe.max_steps}; raise max_steps or train into another folder"
             )
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
