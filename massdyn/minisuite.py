@@ -380,6 +380,9 @@ def _differences(saved: dict, current: dict) -> str:
 def emergence_report(measurements, last_fraction: float = 1 / 3):
     """Per (model, layer): how much the top1/median ratio grew, and where top-1 sits late.
 
+    The ratio is the fitting package's (:func:`fitting.batch.aggregate`), so a walk's or a
+    live run's measurements table (with ``top1_token, top1_dim``) can be passed as is.
+
     Returns:
         A DataFrame with ``model, layer, ratio_first, ratio_last, growth`` (last over first
         step), ``top1_token, top1_dim`` (the most common position of the top-1 entry over
@@ -389,10 +392,12 @@ def emergence_report(measurements, last_fraction: float = 1 / 3):
     """
     import pandas as pd
 
+    from fitting.batch import aggregate
+
+    ratio = aggregate(measurements, "ratio").groupby(["model", "layer"])["value"]
+    first, final = ratio.first(), ratio.last()
     rows = []
     for (model, layer), g in measurements.groupby(["model", "layer"]):
-        per_step = g.groupby("step")[["top1", "median"]].mean()
-        ratio = per_step["top1"] / per_step["median"]
         last = g["step"].max()
         late = g[g["step"] >= last - last_fraction * (last - g["step"].min())]
         counts = late.groupby(["top1_token", "top1_dim"]).size().sort_values(ascending=False)
@@ -400,9 +405,9 @@ def emergence_report(measurements, last_fraction: float = 1 / 3):
             {
                 "model": model,
                 "layer": layer,
-                "ratio_first": ratio.iloc[0],
-                "ratio_last": ratio.iloc[-1],
-                "growth": ratio.iloc[-1] / ratio.iloc[0],
+                "ratio_first": first[model, layer],
+                "ratio_last": final[model, layer],
+                "growth": final[model, layer] / first[model, layer],
                 "top1_token": counts.index[0][0],
                 "top1_dim": counts.index[0][1],
                 "fixed_share": counts.iloc[0] / len(late),

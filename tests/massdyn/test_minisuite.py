@@ -189,6 +189,8 @@ def test_emergence_report_finds_growth_and_a_fixed_position():
                         "layer": layer,
                         "seq": seq,
                         "top1": top1,
+                        "top2": top1 / 2,
+                        "top3": top1 / 3,
                         "median": 1.0,
                         "top1_token": token,
                         "top1_dim": dim,
