@@ -166,12 +166,10 @@ class ActivationRecorder:
         for h in self._handles:
             h.remove()
         self._handles = []
-        if self._side is not None:
-            self._side.synchronize()
 
     def table(self) -> pd.DataFrame:
         """Rows ``layer, seq, top1..k, top{i}_token, top{i}_dim, median, mean, n_massive``."""
-        if self._side is not None:
+        if self._side is not None:  # the reductions may still be running there
             self._side.synchronize()
         layers = [i for i, parts in enumerate(self._parts) if parts]
         if not layers:
@@ -184,12 +182,12 @@ class ActivationRecorder:
             "layer": np.repeat(layers, n_seq),
             "seq": np.tile(np.arange(n_seq), n_layers),
         }
-        flat = {key: v.reshape(n_layers * n_seq, -1).numpy() for key, v in stats.items()}
+        flat = {key: v.flatten(0, 1).numpy() for key, v in stats.items()}  # (layer, seq) rows
         for i in range(self.k):
             cols[f"top{i + 1}"] = flat["top"][:, i].astype(np.float64)
-        cols["median"] = flat["median"][:, 0].astype(np.float64)
-        cols["mean"] = flat["mean"][:, 0].astype(np.float64)
-        cols["n_massive"] = flat["n_massive"][:, 0]
+        cols["median"] = flat["median"].astype(np.float64)
+        cols["mean"] = flat["mean"].astype(np.float64)
+        cols["n_massive"] = flat["n_massive"]
         for i in range(self.k):
             cols[f"top{i + 1}_token"] = flat["token"][:, i]
             cols[f"top{i + 1}_dim"] = flat["dim"][:, i]

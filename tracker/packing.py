@@ -10,11 +10,6 @@ from __future__ import annotations
 import torch
 
 
-def width(k: int) -> int:
-    """Columns of a packed row: top-k values, their tokens and dims, median, mean, count."""
-    return 3 * k + 3
-
-
 def pack(top, token, dim, median, mean, n_massive) -> torch.Tensor:
     """Pack per-sequence statistics into a ``(batch, 3k + 3)`` float64 tensor."""
     stats = [median[:, None], mean[:, None], n_massive[:, None]]
