@@ -49,7 +49,7 @@ class DemoCommand:
             walk_series,
             walker_matches_live,
         )
-        from massdyn.figures import load_figure_data
+        from massdyn.figures import FigureData, figure6, load_figure_data, save
         from massdyn.io import write_table
         from massdyn.minisuite import emergence_report, shipped_data
 
@@ -96,8 +96,6 @@ class DemoCommand:
         print("[5/5] figures of the shipped mini-suite, with the held-out prediction")
         data.predicted = curves
         written = draw_figures(data, out / "figures")
-        from massdyn.figures import FigureData, figure6, save
-
         heldout = save(figure6(data, [self.held_out]), out / "figures", "heldout_prediction")
         print(f"heldout_prediction: {heldout[0]}")
         walk_data = FigureData(walked, params, tokens_per_step=data.tokens_per_step)
