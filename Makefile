@@ -35,7 +35,7 @@ demo: $(STAMP)
 # Regenerates data/minisuite from nothing (corpus download, tokenizer, training of every
 # member, live measurements, fits). About an hour on 2 CPU cores; resumable.
 minisuite: $(STAMP)
-	$(BIN)/massdyn minisuite --out data/minisuite --work minisuite-work
+	$(BIN)/massdyn minisuite --out data/minisuite --work minisuite-work --jobs 2 --threads 1
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -9,6 +9,7 @@ Pythia-style schedule by :class:`tracker.live.LiveTracker` on fixed held-out inp
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -331,6 +332,75 @@ def train_member(
     }
 
 
+def train_members(
+    members: list[Member],
+    recipe: Recipe,
+    train_tokens: np.ndarray,
+    eval_inputs: TokenInputs,
+    vocab_size: int,
+    bos_id: int,
+    work: Path,
+    jobs: int = 1,
+    threads: int | None = None,
+) -> list[dict]:
+    """Train ``members`` into ``work/<name>``, ``jobs`` at a time, each in its own process.
+
+    Small models use two cores poorly: on a 2-core machine two members trained at once with
+    one thread each get through the suite about 1.3x faster than one member at a time with
+    two. A member's numbers depend on its thread count (the order of floating-point sums
+    does), never on which process trains it or what runs beside it.
+
+    Args:
+        members: the members to train, handed to free workers in this order.
+        recipe: the shared recipe.
+        train_tokens: the training token stream.
+        eval_inputs: the fixed inputs the live tracker measures.
+        vocab_size: the tokenizer's vocabulary size.
+        bos_id: the BOS token id.
+        work: folder of the members' training folders (resumable).
+        jobs: members trained at once; 1 trains in this process.
+        threads: torch intra-op threads per member; ``None`` keeps torch's default when
+            ``jobs`` is 1, else shares the CPUs out evenly.
+
+    Returns:
+        One :func:`train_member` summary per member, in the order of ``members``, each with
+        ``wall_seconds`` (this sitting) and ``threads``.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if threads is None and jobs > 1:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+    tasks = [
+        (m, recipe, train_tokens, eval_inputs, vocab_size, bos_id, work / m.name, threads)
+        for m in members
+    ]
+    if jobs == 1:
+        return [_train_task(*t) for t in tasks]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: a forked child inherits torch's thread pools in an unusable state.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        # Submitted in order, so the queue hands members out as workers free up.
+        futures = [pool.submit(_train_task, *t) for t in tasks]
+        return [f.result() for f in futures]
+
+
+def _train_task(member, recipe, tokens, eval_inputs, vocab_size, bos_id, out, threads) -> dict:
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads or before)
+    t0 = time.perf_counter()
+    # Flushed per line: parallel workers share one stdout.
+    log = functools.partial(print, flush=True)
+    try:
+        info = train_member(member, recipe, tokens, eval_inputs, vocab_size, bos_id, out, log=log)
+    finally:
+        used = torch.get_num_threads()
+        torch.set_num_threads(before)  # jobs=1 trains in the caller's process
+    return {**info, "wall_seconds": time.perf_counter() - t0, "threads": used}
+
+
 def prepare_data(suite: Suite, cache: Path, text_file: str | None = None):
     """Corpus, tokenizer, training tokens and the fixed held-out evaluation inputs.
 
@@ -439,5 +509,6 @@ __all__ = [
     "lr_at",
     "prepare_data",
     "train_member",
+    "train_members",
     "train_tokenizer",
 ]

@@ -26,6 +26,8 @@ class MinisuiteCommand:
     members: str | None = None
     text: str | None = None
     max_steps: int | None = None
+    jobs: int = 1
+    threads: int | None = None
 
     help = "train the CPU mini-suite and write its measurements"
 
@@ -38,6 +40,10 @@ class MinisuiteCommand:
         p.add_argument("--members", default=None, help="comma list of members (default: all)")
         p.add_argument("--text", default=None, help="train on this text file instead")
         p.add_argument("--max-steps", type=int, default=None, help="override the recipe's steps")
+        p.add_argument("--jobs", type=int, default=1, help="members trained at once (processes)")
+        p.add_argument(
+            "--threads", type=int, default=None, help="torch threads per member (CPUs / jobs)"
+        )
 
     def run(self) -> int:
         """Train what is missing, then collect, fit and describe."""
@@ -47,7 +53,7 @@ class MinisuiteCommand:
         import transformers
 
         from fitting import fit_measurements
-        from massdyn.minisuite import Suite, default_cache, prepare_data, train_member
+        from massdyn.minisuite import Suite, default_cache, prepare_data, train_members
 
         suite = Suite.load(self.suite)
         if self.max_steps:
@@ -56,19 +62,19 @@ class MinisuiteCommand:
         members = [suite.member(n) for n in names]
         work, out = Path(self.work), Path(self.out)
         tokenizer, train_tokens, eval_inputs = prepare_data(suite, default_cache(), self.text)
-        runs = []
-        for m in members:
-            t0 = time.perf_counter()
-            info = train_member(
-                m,
-                suite.recipe,
-                train_tokens,
-                eval_inputs,
-                len(tokenizer),
-                tokenizer.bos_token_id,
-                work / m.name,
-            )
-            runs.append({**info, "wall_seconds": time.perf_counter() - t0})
+        t0 = time.perf_counter()
+        runs = train_members(
+            members,
+            suite.recipe,
+            train_tokens,
+            eval_inputs,
+            len(tokenizer),
+            tokenizer.bos_token_id,
+            work,
+            self.jobs,
+            self.threads,
+        )
+        sitting = {"jobs": self.jobs, "wall_seconds": time.perf_counter() - t0}
         out.mkdir(parents=True, exist_ok=True)
         (out / "configs").mkdir(exist_ok=True)
         tables = []
@@ -86,6 +92,7 @@ class MinisuiteCommand:
             "tokenizer": suite.tokenizer,
             "eval_inputs": {"sha256": eval_inputs.sha256, "source": eval_inputs.source},
             "runs": runs,
+            "sitting": sitting,
             "versions": {
                 "python": platform.python_version(),
                 "torch": torch.__version__,

@@ -228,3 +228,41 @@ def test_mixed_precision_trains_in_bfloat16_and_resumes_exactly(tmp_path):
         torch.testing.assert_close(again[k], bf16[k], rtol=0, atol=0)
     with pytest.raises(ValueError, match="recipe.precision: bf16-mixed != fp32"):
         train(flat, "bf16")
+
+
+def test_members_trained_in_parallel_equal_members_trained_one_by_one(tmp_path):
+    tokens = np.random.default_rng(0).integers(1, 300, 5000)
+    inputs = TokenInputs.from_array(np.random.default_rng(1).integers(0, 300, (2, 16)), "t")
+    members = [MEMBER, replace(MEMBER, name="u", n_layers=3, seed=4)]
+    threads = torch.get_num_threads()
+
+    def train(work, jobs):
+        return ms.train_members(members, TINY, tokens, inputs, 300, 0, work, jobs, threads=1)
+
+    alone, together = train(tmp_path / "alone", 1), train(tmp_path / "together", 2)
+    assert torch.get_num_threads() == threads  # the in-process run gave its threads back
+    assert [r["name"] for r in together] == ["t", "u"]
+    assert [r["threads"] for r in together] == [1, 1]
+    for m in ("t", "u"):
+        pd.testing.assert_frame_equal(
+            pd.read_csv(tmp_path / "alone" / m / "live" / "measurements.csv"),
+            pd.read_csv(tmp_path / "together" / m / "live" / "measurements.csv"),
+        )
+        a = torch.load(tmp_path / "alone" / m / "state.pt", weights_only=True)["model"]
+        b = torch.load(tmp_path / "together" / m / "state.pt", weights_only=True)["model"]
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert [r["final_loss"] for r in alone] == [r["final_loss"] for r in together]
+
+
+def test_a_refused_member_in_parallel_names_its_folder_and_the_others_finish(tmp_path):
+    tokens = np.random.default_rng(0).integers(1, 300, 5000)
+    inputs = TokenInputs.from_array(np.random.default_rng(1).integers(0, 300, (2, 16)), "t")
+    other = replace(MEMBER, name="u", n_layers=3)
+    _train(tmp_path, "u")  # folder u holds member t's state
+    with pytest.raises(ValueError, match=r"member\.n_layers: 2 != 3.*delete .*u or train"):
+        ms.train_members([MEMBER, other], TINY, tokens, inputs, 300, 0, tmp_path, 2, 1)
+    done = torch.load(tmp_path / "t" / "state.pt", weights_only=True)
+    assert done["step"] == TINY.max_steps
+    with pytest.raises(ValueError, match="jobs must be at least 1, got 0"):
+        ms.train_members([MEMBER], TINY, tokens, inputs, 300, 0, tmp_path, 0)
