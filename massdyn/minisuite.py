@@ -458,7 +458,10 @@ def emergence_report(measurements, last_fraction: float = 1 / 3):
         step), ``top1_token, top1_dim`` (the most common position of the top-1 entry over
         every sequence and step in the last ``last_fraction`` of training) and
         ``fixed_share``, the share of those (sequence, step) rows whose top-1 sits there
-        (1.0: the classic signature, one fixed (token, dim)).
+        (1.0: the classic signature, one fixed (token, dim)), and ``token_share``, the share
+        whose top-1 sits on that token in any dimension (an outlier that stays on one token
+        while two of its dimensions trade places has ``token_share`` 1.0 and a lower
+        ``fixed_share``).
     """
     import pandas as pd
 
@@ -481,6 +484,7 @@ def emergence_report(measurements, last_fraction: float = 1 / 3):
                 "top1_token": counts.index[0][0],
                 "top1_dim": counts.index[0][1],
                 "fixed_share": counts.iloc[0] / len(late),
+                "token_share": (late["top1_token"] == counts.index[0][0]).mean(),
             }
         )
     return pd.DataFrame(rows)

@@ -121,6 +121,6 @@ def describe(measurements, params) -> str:
             f"{model}: layer {best['layer']} ratio {best['ratio_first']:.1f} -> "
             f"{best['ratio_last']:.1f} ({best['growth']:.1f}x), top-1 at (token "
             f"{best['top1_token']}, dim {best['top1_dim']}) in {best['fixed_share']:.0%} of the "
-            f"last third; mean fit R^2 {r2:.3f}"
+            f"last third (on that token in {best['token_share']:.0%}); mean fit R^2 {r2:.3f}"
         )
     return "\n".join(lines)

@@ -120,6 +120,10 @@ def test_minisuite_command_writes_the_data_set(tmp_path, monkeypatch):
         str(tmp_path / "out"),
         "--work",
         str(tmp_path / "work"),
+        "--jobs",
+        "2",
+        "--threads",
+        "1",
     ]
     assert main(args) == 0
     m = pd.read_csv(tmp_path / "out" / "measurements.csv")
@@ -127,6 +131,7 @@ def test_minisuite_command_writes_the_data_set(tmp_path, monkeypatch):
     assert (tmp_path / "out" / "configs" / "b.json").exists()
     prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
     assert {"recipe", "runs", "versions", "eval_inputs"} <= set(prov)
+    assert prov["sitting"]["jobs"] == 2 and [r["threads"] for r in prov["runs"]] == [1, 1]
     assert len(pd.read_csv(tmp_path / "out" / "params.csv")) == 5  # 2 + 3 layers
 
 
@@ -179,9 +184,11 @@ def test_emergence_report_finds_growth_and_a_fixed_position():
     rows = []
     for step in range(0, 10):
         for seq in range(2):
-            for layer, top1 in ((0, 6.0), (1, 6.0 + 3 * step)):
+            for layer, top1 in ((0, 6.0), (1, 6.0 + 3 * step), (2, 6.0 + 2 * step)):
                 late_fixed = layer == 1 and step >= 6  # the last third: steps 6-9
                 token, dim = (0, 5) if late_fixed else (seq + step, step % 3)
+                if layer == 2:  # on token 0 throughout; dim 7 overtakes dim 5 at step 9
+                    token, dim = 0, 7 if step == 9 else 5
                 rows.append(
                     {
                         "model": "m",
@@ -201,6 +208,8 @@ def test_emergence_report_finds_growth_and_a_fixed_position():
     assert (report.loc[1, "top1_token"], report.loc[1, "top1_dim"]) == (0, 5)
     assert report.loc[1, "fixed_share"] == 1.0
     assert report.loc[0, "growth"] == 1.0 and report.loc[0, "fixed_share"] < 1.0
+    assert report.loc[0, "token_share"] < 1.0 and report.loc[1, "token_share"] == 1.0
+    assert report.loc[2, "fixed_share"] == 0.75 and report.loc[2, "token_share"] == 1.0
 
 
 def test_an_unknown_precision_is_refused_by_name():
