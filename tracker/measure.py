@@ -24,25 +24,60 @@ MASSIVE_ABS = 100.0
 MASSIVE_RATIO = 1000.0
 
 
+def _row_histograms(keys: torch.Tensor, bins: int) -> torch.Tensor:
+    """Per-row counts of the integer ``keys`` (``(rows, n)``, each in ``[0, bins)``).
+
+    Built with ``index_add_`` rather than ``bincount``, which would wait for the GPU to
+    learn the largest value.
+    """
+    b, n = keys.shape
+    offsets = torch.arange(b, device=keys.device, dtype=torch.int32)[:, None] * bins
+    flat = (keys.to(torch.int32) + offsets).reshape(-1)
+    hist = torch.zeros(b * bins, dtype=torch.int32, device=keys.device)
+    hist.index_add_(0, flat, torch.ones(1, dtype=torch.int32, device=keys.device).expand(b * n))
+    return hist.reshape(b, bins)
+
+
+def _middle_ranks(b: int, n: int, device) -> torch.Tensor:
+    """The 0-based ranks of the two middle elements of ``n`` values, for ``b`` rows."""
+    return torch.tensor([(n - 1) // 2, n // 2], device=device).expand(b, 2).contiguous()
+
+
 def _median_16bit(a: torch.Tensor) -> torch.Tensor:
     """Exact per-row median of non-negative bfloat16/float16 values from one histogram.
 
     Non-negative 16-bit floats order like their bit patterns (0..0x7FFF), so one histogram
     of the patterns and a cumulative sum locate both middle elements: a single pass over
-    the data instead of a selection per row. Built with ``index_add_`` rather than
-    ``bincount``, which would wait for the GPU to learn the largest value.
+    the data instead of a selection per row.
     """
     b, n = a.shape
-    bins = 1 << 15
-    offsets = torch.arange(b, device=a.device, dtype=torch.int32)[:, None] * bins
-    bits = (a.view(torch.int16).to(torch.int32) + offsets).reshape(-1)
-    hist = torch.zeros(b * bins, dtype=torch.int32, device=a.device)
-    hist.index_add_(0, bits, torch.ones(1, dtype=torch.int32, device=a.device).expand(bits.numel()))
-    cdf = hist.reshape(b, bins).cumsum(dim=1)
-    lo = torch.full((b, 1), (n - 1) // 2 + 1, dtype=cdf.dtype, device=a.device)
-    hi = torch.full((b, 1), n // 2 + 1, dtype=cdf.dtype, device=a.device)
-    idx = torch.searchsorted(cdf, torch.cat([lo, hi], dim=1)).to(torch.int16)
+    cdf = _row_histograms(a.view(torch.int16), 1 << 15).cumsum(dim=1)
+    idx = torch.searchsorted(cdf, _middle_ranks(b, n, a.device) + 1).to(torch.int16)
     return idx.view(a.dtype).float().mean(dim=1)
+
+
+def _median_radix32(a: torch.Tensor) -> torch.Tensor:
+    """Exact per-row median of non-negative float32 values: a radix selection.
+
+    Non-negative float32 values order like their bit patterns too. A histogram of the high
+    16 bits finds the bins that hold the two middle elements; only the few values in those
+    bins are then sorted. On CPUs this is about 4x faster than one ``kthvalue`` per row.
+    """
+    b, n = a.shape
+    high = a.view(torch.int32) >> 16
+    hist = _row_histograms(high, 1 << 15)
+    cdf = hist.cumsum(dim=1)
+    ranks = _middle_ranks(b, n, a.device)
+    bins = torch.searchsorted(cdf, ranks + 1)  # (b, 2): the bin of each middle element
+    below = torch.where(bins > 0, cdf.gather(1, (bins - 1).clamp(min=0)), 0)
+    rank_in = ranks - below  # rank inside its bin
+    picked = (high == bins[:, :1]) | (high == bins[:, 1:])
+    # Both bins' values sorted together: the lower bin's come first.
+    offset = torch.where(bins[:, 1] > bins[:, 0], hist.gather(1, bins[:, :1])[:, 0], 0)
+    rank_in[:, 1] += offset
+    values = torch.split(a[picked], picked.sum(dim=1).tolist())
+    middle = torch.stack([torch.sort(v).values[r] for v, r in zip(values, rank_in, strict=True)])
+    return middle.float().mean(dim=1)
 
 
 def _median_select(a: torch.Tensor) -> torch.Tensor:
@@ -72,12 +107,15 @@ def median_abs(a: torch.Tensor) -> torch.Tensor:
     The fastest exact method differs by device (timed on 10 x 2048 x 768 values): on CUDA a
     segmented sort (0.7 ms on an H200) beats the histogram, whose atomics contend on the few
     bins around the median (2.1 ms), and per-row selection, which runs one block per row;
-    on CPUs the 16-bit histogram and a single selection are fastest.
+    on CPUs a histogram of the (high) 16 bits is fastest: 28 ms for kthvalue against 7 ms
+    for the radix selection on 2 x 2048 x 768 float32 values.
     """
     if a.is_cuda:
         return _median_sort(a)
     if a.dtype in (torch.bfloat16, torch.float16):
         return _median_16bit(a)
+    if a.dtype == torch.float32:
+        return _median_radix32(a)
     return _median_select(a)
 
 

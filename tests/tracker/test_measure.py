@@ -124,11 +124,12 @@ def test_unmappable_architecture_is_a_clear_error():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("n", [1, 2, 7, 8, 1001])
 def test_every_median_method_is_exact(dtype, n):
-    from tracker.measure import _median_16bit, _median_select, _median_sort
+    from tracker.measure import _median_16bit, _median_radix32, _median_select, _median_sort
 
     a = torch.randn(3, n, generator=torch.Generator().manual_seed(n)).abs().to(dtype)
     a[0, : n // 2 + 1] = a[0, 0]  # many ties at the middle
     ref = np.median(a.float().numpy().astype(np.float64), axis=1)
-    methods = [_median_select, _median_sort] + ([_median_16bit] if dtype != torch.float32 else [])
+    bits = [_median_radix32] if dtype == torch.float32 else [_median_16bit]
+    methods = [_median_select, _median_sort, *bits]
     for method in methods:
         np.testing.assert_allclose(method(a).numpy(), ref, rtol=1e-7, err_msg=method.__name__)
