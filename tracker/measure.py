@@ -71,11 +71,12 @@ def _median_radix32(a: torch.Tensor) -> torch.Tensor:
     bins = torch.searchsorted(cdf, ranks + 1)  # (b, 2): the bin of each middle element
     below = torch.where(bins > 0, cdf.gather(1, (bins - 1).clamp(min=0)), 0)
     rank_in = ranks - below  # rank inside its bin
-    picked = (high == bins[:, :1]) | (high == bins[:, 1:])
+    wanted = bins.to(high.dtype)  # int64 against int32 would copy the whole tensor
+    picked = (high == wanted[:, :1]) | (high == wanted[:, 1:])
     # Both bins' values sorted together: the lower bin's come first.
     offset = torch.where(bins[:, 1] > bins[:, 0], hist.gather(1, bins[:, :1])[:, 0], 0)
     rank_in[:, 1] += offset
-    values = torch.split(a[picked], picked.sum(dim=1).tolist())
+    values = torch.split(a[picked], torch.count_nonzero(picked, dim=1).tolist())
     middle = torch.stack([torch.sort(v).values[r] for v, r in zip(values, rank_in, strict=True)])
     return middle.float().mean(dim=1)
 
@@ -148,7 +149,7 @@ def reduce_packed(h: torch.Tensor, k: int = TOP_K) -> torch.Tensor:
     median = median_abs(a)
     mean = torch.mean(a, dim=1, dtype=torch.float32)
     threshold = torch.clamp(median * MASSIVE_RATIO, min=MASSIVE_ABS)
-    n_massive = (a > threshold.to(a.dtype)[:, None]).sum(dim=1)
+    n_massive = torch.count_nonzero(a > threshold.to(a.dtype)[:, None], dim=1)
     token = torch.div(idx, d, rounding_mode="floor")
     return pack(top.float(), token, idx % d, median, mean, n_massive)
 
