@@ -53,9 +53,15 @@ def test_batches_are_a_function_of_the_step():
     assert (a[:, 2:] - a[:, 1:-1] == 1).all()  # consecutive windows of the stream
 
 
-def _train(tmp_path, name):
+def _data():
+    """A tiny training stream and fixed evaluation inputs over a 300-token vocabulary."""
     tokens = np.random.default_rng(0).integers(1, 300, 5000)
     inputs = TokenInputs.from_array(np.random.default_rng(1).integers(0, 300, (2, 16)), "t")
+    return tokens, inputs
+
+
+def _train(tmp_path, name):
+    tokens, inputs = _data()
     return train_member(MEMBER, TINY, tokens, inputs, 300, 0, tmp_path / name, log=lambda *_: None)
 
 
@@ -138,8 +144,7 @@ def test_minisuite_command_writes_the_data_set(tmp_path, monkeypatch):
 def test_resuming_with_another_recipe_is_refused_and_keeps_the_state(tmp_path):
     _train(tmp_path, "run")
     state = (tmp_path / "run" / "state.pt").read_bytes()
-    tokens = np.random.default_rng(0).integers(1, 300, 5000)
-    inputs = TokenInputs.from_array(np.random.default_rng(1).integers(0, 300, (2, 16)), "t")
+    tokens, inputs = _data()
     other = replace(TINY, lr=1e-3, max_steps=20)
     with pytest.raises(ValueError, match=r"recipe\.lr: 0\.003 != 0\.001.*delete .*run or train"):
         train_member(MEMBER, other, tokens, inputs, 300, 0, tmp_path / "run", log=lambda *_: None)
@@ -158,8 +163,7 @@ def test_a_user_text_gets_its_own_tokenizer_cache(tmp_path):
 
 def test_a_constant_rate_run_extends_to_more_steps_like_a_longer_run(tmp_path):
     flat = replace(TINY, min_lr_ratio=1.0)
-    tokens = np.random.default_rng(0).integers(1, 300, 5000)
-    inputs = TokenInputs.from_array(np.random.default_rng(1).integers(0, 300, (2, 16)), "t")
+    tokens, inputs = _data()
 
     def train(recipe, name):
         return train_member(MEMBER, recipe, tokens, inputs, 300, 0, tmp_path / name, log=print)
@@ -218,8 +222,7 @@ def test_an_unknown_precision_is_refused_by_name():
 
 
 def test_mixed_precision_trains_in_bfloat16_and_resumes_exactly(tmp_path):
-    tokens = np.random.default_rng(0).integers(1, 300, 5000)
-    inputs = TokenInputs.from_array(np.random.default_rng(1).integers(0, 300, (2, 16)), "t")
+    tokens, inputs = _data()
     flat = replace(TINY, min_lr_ratio=1.0)  # so that a run can be resumed at more steps
     mixed = replace(flat, precision="bf16-mixed")
 
@@ -240,8 +243,7 @@ def test_mixed_precision_trains_in_bfloat16_and_resumes_exactly(tmp_path):
 
 
 def test_members_trained_in_parallel_equal_members_trained_one_by_one(tmp_path):
-    tokens = np.random.default_rng(0).integers(1, 300, 5000)
-    inputs = TokenInputs.from_array(np.random.default_rng(1).integers(0, 300, (2, 16)), "t")
+    tokens, inputs = _data()
     members = [MEMBER, replace(MEMBER, name="u", n_layers=3, seed=4)]
     threads = torch.get_num_threads()
 
@@ -265,8 +267,7 @@ def test_members_trained_in_parallel_equal_members_trained_one_by_one(tmp_path):
 
 
 def test_a_refused_member_in_parallel_names_its_folder_and_the_others_finish(tmp_path):
-    tokens = np.random.default_rng(0).integers(1, 300, 5000)
-    inputs = TokenInputs.from_array(np.random.default_rng(1).integers(0, 300, (2, 16)), "t")
+    tokens, inputs = _data()
     other = replace(MEMBER, name="u", n_layers=3)
     _train(tmp_path, "u")  # folder u holds member t's state
     with pytest.raises(ValueError, match=r"member\.n_layers: 2 != 3.*delete .*u or train"):
