@@ -15,7 +15,6 @@ import pandas as pd
 import torch
 from torch import nn
 
-from tracker import fused
 from tracker.blocks import base_model, decoder_blocks
 from tracker.packing import pack, unpack
 
@@ -141,8 +140,12 @@ def reduce_packed(h: torch.Tensor, k: int = TOP_K) -> torch.Tensor:
     A 16-bit ``h`` on CUDA is reduced by the fused kernels of :mod:`tracker.fused` (same
     results, a fraction of the time); everything else by the torch code below.
     """
-    if fused.available(h):
-        return fused.reduce_fused_packed(h, k, MASSIVE_ABS, MASSIVE_RATIO)
+    if h.is_cuda:
+        # Imported here: importing Triton costs a CPU-only walk a fifth of a second.
+        from tracker import fused
+
+        if fused.available(h):
+            return fused.reduce_fused_packed(h, k, MASSIVE_ABS, MASSIVE_RATIO)
     b, n_tok, d = h.shape
     a = h.detach().abs().reshape(b, n_tok * d)
     top, idx = torch.topk(a, k, dim=1)
