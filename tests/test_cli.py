@@ -88,6 +88,7 @@ def test_demo_runs_the_main_job_end_to_end(tmp_path, capsys, monkeypatch):
     assert sorted(walked["step"].unique()) == [0, 1, 2, 4, 8, 16, 20]
     assert len(walked) == len(live)
     assert "largest relative difference 0.0e+00" in said
+    assert "fixed_share  token_share" in said  # the signature report, both shares
     params = pd.read_csv(out / "walk_params.csv")
     assert sorted(params["layer"]) == list(range(4))  # every layer of mini-d128-l4-h4
     scores = pd.read_csv(out / "heldout_scores.csv")

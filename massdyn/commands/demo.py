@@ -74,7 +74,7 @@ class DemoCommand:
         params = fit_measurements(walked, "ratio")
         write_table(params, out / "walk_params.csv")
         ratios = emergence_report(walked).merge(params[["layer", "r2"]], on="layer")
-        cols = ["layer", "ratio_first", "ratio_last", "growth", "fixed_share", "r2"]
+        cols = ["layer", "ratio_first", "ratio_last", "growth", "fixed_share", "token_share", "r2"]
         print(ratios[cols].to_string(**fmt))
         print(f"      -> {out / 'walk_params.csv'}")
 
