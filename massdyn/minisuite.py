@@ -231,6 +231,7 @@ def _save_state(
         "seconds": seconds,
         "loss": loss,
         "identity": json.dumps(identity, sort_keys=True),
+        "threads": torch.get_num_threads(),
     }
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -255,8 +256,8 @@ def train_member(
 
     Raises:
         ValueError: when ``out`` holds the state of a different member or recipe, which
-            resuming would silently mix into this run, or of a later step than
-            ``recipe.max_steps``.
+            resuming would silently mix into this run, of another torch thread count (other
+            rounding), or of a later step than ``recipe.max_steps``.
     """
     from transformers import GPTNeoXForCausalLM
 
@@ -285,6 +286,14 @@ def train_member(
                 f"{state_file} was trained with a different member or recipe "
                 f"({_differences(saved, _resumable_as(identity))}); "
                 f"delete {out} or train into another folder"
+            )
+        saved_threads, threads = state.get("threads"), torch.get_num_threads()
+        if saved_threads is not None and saved_threads != threads:
+            raise ValueError(
+                f"{state_file} was trained with {saved_threads} torch thread(s), this process "
+                f"has {threads}; the order of floating-point sums, and so the numbers, depend "
+                f"on it: resume with torch.set_num_threads({saved_threads}) (massdyn minisuite "
+                f"--threads {saved_threads}) or delete {out}"
             )
         start, before = int(state["step"]), float(state.get("seconds", 0.0))
         loss_value = float(state.get("loss", math.nan))

@@ -151,6 +151,22 @@ def test_resuming_with_another_recipe_is_refused_and_keeps_the_state(tmp_path):
     assert (tmp_path / "run" / "state.pt").read_bytes() == state
 
 
+def test_resuming_with_another_thread_count_is_refused_and_keeps_the_state(tmp_path):
+    tokens, inputs = _data()
+    flat = replace(TINY, min_lr_ratio=1.0, max_steps=6)
+
+    def train(recipe, threads):
+        return ms.train_members([MEMBER], recipe, tokens, inputs, 300, 0, tmp_path, 1, threads)
+
+    train(flat, 1)
+    state = (tmp_path / "t" / "state.pt").read_bytes()
+    longer = replace(flat, max_steps=10)
+    with pytest.raises(ValueError, match=r"1 torch thread\(s\), this process has 2.*--threads 1"):
+        train(longer, 2)
+    assert (tmp_path / "t" / "state.pt").read_bytes() == state
+    assert train(longer, 1)[0]["resumed_from"] == 6
+
+
 def test_a_user_text_gets_its_own_tokenizer_cache(tmp_path):
     suite = Suite(recipe=TINY, members=[MEMBER], tokenizer={"vocab_size": 300})
     texts = [tmp_path / "a.txt", tmp_path / "b.txt"]
