@@ -33,7 +33,7 @@ demo: $(STAMP)
 	$(BIN)/massdyn demo --out demo-output
 
 # Regenerates data/minisuite from nothing (corpus download, tokenizer, training of every
-# member, live measurements, fits). About 86 minutes on 2 CPU cores; resumable.
+# member, live measurements, fits). About 88 minutes on 2 CPU cores; resumable.
 minisuite: $(STAMP)
 	$(BIN)/massdyn minisuite --out data/minisuite --work minisuite-work --jobs 2 --threads 1
 
