@@ -23,15 +23,24 @@ def measurements():
     return pd.read_csv(DATA.joinpath("measurements.csv"))
 
 
-def test_small_and_documented(suite):
+@pytest.fixture(scope="module")
+def provenance():
+    return json.loads(DATA.joinpath("provenance.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def report(measurements):
+    return emergence_report(measurements)
+
+
+def test_small_and_documented(suite, provenance):
     total = sum(p.stat().st_size for p in _walk(DATA))
     assert total < 5 * 2**20
-    prov = json.loads(DATA.joinpath("provenance.json").read_text())
-    assert {"recipe", "members", "corpus", "versions", "runs"} <= set(prov)
+    assert {"recipe", "members", "corpus", "versions", "runs"} <= set(provenance)
     # Trained in one sitting (members in parallel), whose wall time bounds every member's.
-    assert all(r["resumed_from"] == 0 for r in prov["runs"])
-    assert prov["sitting"]["wall_seconds"] < 90 * 60
-    assert max(r["seconds"] for r in prov["runs"]) <= prov["sitting"]["wall_seconds"]
+    assert all(r["resumed_from"] == 0 for r in provenance["runs"])
+    assert provenance["sitting"]["wall_seconds"] < 90 * 60
+    assert max(r["seconds"] for r in provenance["runs"]) <= provenance["sitting"]["wall_seconds"]
     for m in suite["members"]:
         cfg = json.loads(DATA.joinpath("configs", f"{m['name']}.json").read_text())
         assert (cfg["hidden_size"], cfg["num_hidden_layers"], cfg["num_attention_heads"]) == (
@@ -41,12 +50,11 @@ def test_small_and_documented(suite):
         )
 
 
-def test_made_by_the_suite_file_as_it_stands(suite):
+def test_made_by_the_suite_file_as_it_stands(suite, provenance):
     # Editing the recipe or a member in minisuite.json without regenerating the data (make
     # minisuite) would leave the data set describing another suite.
-    prov = json.loads(DATA.joinpath("provenance.json").read_text())
     for key in ("recipe", "members", "corpus", "tokenizer"):
-        assert prov[key] == suite[key], key
+        assert provenance[key] == suite[key], key
 
 
 def test_every_member_every_step_layer_and_sequence(suite, measurements):
@@ -58,16 +66,14 @@ def test_every_member_every_step_layer_and_sequence(suite, measurements):
         assert len(mine) == len(schedule) * m["n_layers"] * r["eval_seqs"]
 
 
-def test_every_member_grows_at_least_threefold(suite, measurements):
-    report = emergence_report(measurements)
+def test_every_member_grows_at_least_threefold(suite, report):
     for m in suite["members"]:
         if m["n_layers"] >= 3:
             assert report.loc[report["model"] == m["name"], "growth"].max() >= 3, m["name"]
 
 
 @pytest.mark.parametrize("name", [m["name"] for m in SUITE["members"] if m["n_layers"] >= 3])
-def test_classic_signature(name, measurements):
-    report = emergence_report(measurements)
+def test_classic_signature(name, report):
     mine = report[report["model"] == name]
     # Some layer grew >= 3x and its top-1 sat at one (token, dim) over the last third.
     signature = mine[(mine["growth"] >= 3) & (mine["fixed_share"] == 1.0)]
