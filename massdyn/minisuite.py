@@ -483,6 +483,7 @@ def emergence_report(measurements, last_fraction: float = 1 / 3):
         last = g["step"].max()
         late = g[g["step"] >= last - last_fraction * (last - g["step"].min())]
         counts = late.groupby(["top1_token", "top1_dim"]).size().sort_values(ascending=False)
+        token, dim = counts.index[0]
         rows.append(
             {
                 "model": model,
@@ -490,10 +491,10 @@ def emergence_report(measurements, last_fraction: float = 1 / 3):
                 "ratio_first": first[model, layer],
                 "ratio_last": final[model, layer],
                 "growth": final[model, layer] / first[model, layer],
-                "top1_token": counts.index[0][0],
-                "top1_dim": counts.index[0][1],
+                "top1_token": token,
+                "top1_dim": dim,
                 "fixed_share": counts.iloc[0] / len(late),
-                "token_share": (late["top1_token"] == counts.index[0][0]).mean(),
+                "token_share": (late["top1_token"] == token).mean(),
             }
         )
     return pd.DataFrame(rows)
