@@ -24,6 +24,16 @@ def check_measurements(df: pd.DataFrame) -> None:
         raise ValueError(
             f"measurements table lacks column(s) {missing}; expected {list(MEASUREMENT_COLUMNS)}"
         )
+    if df.empty:
+        raise ValueError("the measurements table has no rows (only a header)")
+    for col in ("step", "layer", "top1", "median"):
+        if not pd.api.types.is_numeric_dtype(df[col]):
+            bad = pd.to_numeric(df[col], errors="coerce").isna() & df[col].notna()
+            first = df.loc[bad, col].iloc[0] if bad.any() else df[col].iloc[0]
+            raise ValueError(
+                f"column {col!r} must be numeric; {int(bad.sum())} row(s) are not, e.g. "
+                f"{first!r} (row {int(bad.idxmax()) + 2} of the file, counting the header)"
+            )
 
 
 def aggregate(measurements: pd.DataFrame, metric: str = "ratio") -> pd.DataFrame:
@@ -59,11 +69,32 @@ def aggregate(measurements: pd.DataFrame, metric: str = "ratio") -> pd.DataFrame
 
 def _fit_series(job) -> dict[str, object]:
     key, t, y, sigma, fit_model, config = job
+    t, y, sigma, dropped = _finite_points(t, y, sigma)
     try:
         result = fit_curve(t, y, sigma, model=fit_model, config=config)
     except Exception as exc:  # one bad series must never abort a batch
         result = FitResult.failure(fit_model, f"{type(exc).__name__}: {exc}", len(t))
-    return {**key, **result.to_row()}
+    row = {**key, **result.to_row(), "n_dropped": int(dropped.size)}
+    if dropped.size:
+        note = (
+            f"{dropped.size} non-finite point(s) dropped (step(s) "
+            f"{', '.join(f'{s:g}' for s in dropped[:5])}{', ...' if dropped.size > 5 else ''})"
+        )
+        if row["status"] == "ok":
+            row["status"], row["reason"] = "flagged", note
+        else:
+            row["reason"] = f"{row['reason']}; {note}"
+    return row
+
+
+def _finite_points(t, y, sigma):
+    """The points with finite values (and sigma), and the steps of the others."""
+    keep = np.isfinite(y) & np.isfinite(t)
+    if sigma is not None:
+        keep &= np.isfinite(sigma)
+    if keep.all():
+        return t, y, sigma, t[:0]
+    return t[keep], y[keep], None if sigma is None else sigma[keep], t[~keep]
 
 
 def _compare_series(job) -> list[dict[str, object]]:

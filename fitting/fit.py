@@ -34,6 +34,11 @@ class FitConfig:
             flagged ill-conditioned and its standard errors are withheld (NaN).
         bound_rtol: Distance to a bound, as a share of the parameter's range (in log space
             for positive scale parameters), below which a parameter counts as at the bound.
+        identifiable_cond: Condition number of the column-scaled ``J^T J`` above which the
+            data do not pin the parameters down: the fit is flagged "not identifiable"
+            (its standard errors are still reported up to ``cond_threshold``).
+        max_rel_se: Relative standard error (``se / |value|``) above which a parameter
+            counts as not identified, and the fit is flagged.
     """
 
     n_starts: int = 32
@@ -42,6 +47,13 @@ class FitConfig:
     max_nfev: int = 200
     cond_threshold: float = 1e12
     bound_rtol: float = 1e-6
+    identifiable_cond: float = 1e8
+    max_rel_se: float = 1.0
+
+    def __post_init__(self):
+        for name in ("n_starts", "n_polish", "max_nfev"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -114,7 +126,12 @@ class FitResult:
             t_peak=pk.t_peak if pk is not None and pk.exists else math.nan,
             peak_value=pk.value if pk is not None and pk.exists else math.nan,
             peak_in_window=bool(pk.in_window) if pk is not None else False,
-            peak_note=pk.reason if pk is not None else "",
+            extremum=("peak" if pk.kind == "max" else "trough")
+            if pk is not None and pk.exists
+            else "",
+            peak_note=(f"trough (A < 0): {pk.reason}" if pk.kind == "min" else pk.reason)
+            if pk is not None
+            else "",
             steady_state=self.steady_state if self.steady_state is not None else math.nan,
             n_starts=self.n_starts,
             n_reached_best=self.n_reached_best,
@@ -306,6 +323,18 @@ def fit_curve(
         issues.append(f"at bound: {', '.join(at_bound)}")
     if ill:
         issues.append(f"ill-conditioned (cond {cond:.2g}): standard errors withheld")
+    elif cond > cfg.identifiable_cond:
+        issues.append(f"not identifiable (cond {cond:.2g} > {cfg.identifiable_cond:.0e})")
+    loose = [
+        name
+        for name, se in stderr.items()
+        if math.isfinite(se) and se > cfg.max_rel_se * abs(params[name])
+    ]
+    if loose:
+        issues.append(
+            "not identifiable: standard error above "
+            f"{cfg.max_rel_se:g}x the value for {', '.join(loose)}"
+        )
     if not converged:
         issues.append("not converged: evaluation budget exhausted")
 

@@ -26,6 +26,15 @@ def training_table(archs: dict[str, Architecture], params: pd.DataFrame) -> pd.D
     Raises:
         ValueError: when a model of ``params`` has no architecture, or nothing is left.
     """
+    lacking = [c for c in ("model", "layer", *TARGETS) if c not in params.columns]
+    if lacking:
+        hint = (
+            "; this looks like a measurements table: fit it first (massdyn fit) or use the "
+            "default curve protocol"
+            if {"top1", "median", "step"} <= set(params.columns)
+            else ""
+        )
+        raise ValueError(f"the parameters table lacks column(s) {', '.join(lacking)}{hint}")
     missing = sorted(set(params["model"]) - set(archs))
     if missing:
         raise ValueError(f"no architecture for model(s) {missing}")

@@ -209,27 +209,37 @@ def pythia_architectures() -> list[Architecture]:
     return sorted(out, key=lambda a: (a.d_model * a.d_model * a.n_layers, a.name))
 
 
+def config_candidates(folder: Path, model: str) -> list[Path]:
+    """Where a model's config may be: by its full name, ``org--name`` and the bare name.
+
+    Walks of Hub series are named like ``EleutherAI/pythia-160m``, shipped configs like
+    ``pythia-160m.json``: every spelling a user is likely to have is accepted.
+    """
+    model = str(model)
+    names = dict.fromkeys([model, model.replace("/", "--"), model.rsplit("/", 1)[-1]])
+    return [p for n in names for p in (folder / f"{n}.json", folder / n / "config.json")]
+
+
 def configs_from_dir(folder: str | Path, models) -> dict[str, Architecture]:
     """Architectures for ``models`` from ``DIR/<model>.json`` or ``DIR/<model>/config.json``.
 
+    ``<model>`` may also be the model's name without its organisation, or with ``/``
+    written ``--`` (see :func:`config_candidates`).
+
     Raises:
-        ConfigError: naming a model without a config in ``folder``.
+        ConfigError: naming a model without a config in ``folder`` and the files tried.
     """
     folder = Path(folder)
+    if not folder.is_dir():
+        raise ConfigError(f"--configs {folder}: no such folder")
     out = {}
     for model in models:
-        safe = str(model).replace("/", "--")
-        for cand in (
-            folder / f"{model}.json",
-            folder / f"{safe}.json",
-            folder / str(model) / "config.json",
-        ):
-            if cand.exists():
-                out[model] = read_config(cand, name=str(model))
-                break
-        else:
+        tried = config_candidates(folder, model)
+        found = next((p for p in tried if p.exists()), None)
+        if found is None:
             raise ConfigError(
-                f"no config for model {model!r} in {folder} "
-                f"(expected {model}.json or {model}/config.json)"
+                f"no config for model {model!r} in {folder}; tried "
+                + ", ".join(str(p.relative_to(folder)) for p in tried)
             )
+        out[model] = read_config(found, name=str(model))
     return out

@@ -10,14 +10,18 @@ from predictors.features import FEATURES
 from predictors.model import TARGETS
 
 FORMAT_VERSION = 1
-# Every type a saved predictor may contain; anything else in a file is refused.
-TRUSTED_PREFIXES = (
-    "predictors.model.",
-    "sklearn.",
-    "numpy.",
-    "builtins.",
-    "scipy.",
-    "collections.",
+# The types a saved predictor holds beyond those skops trusts by itself (plain containers,
+# numpy arrays, scikit-learn estimators): exact names, so that nothing callable such as
+# builtins.exec can ride along in a file. Anything else in a file is refused.
+TRUSTED_TYPES = frozenset(
+    {
+        "predictors.model.EmergencePredictor",
+        "predictors.model.TargetTransform",
+        "sklearn.tree._tree.Tree",
+        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+        "xgboost.sklearn.XGBRegressor",
+        "xgboost.core.Booster",
+    }
 )
 
 
@@ -63,9 +67,12 @@ def load_predictor(path: str | Path):
         untrusted = sio.get_untrusted_types(file=path)
     except Exception as exc:
         raise PredictorFileError(f"{path} is not a predictor file: {exc}") from None
-    refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+    refused = sorted(t for t in untrusted if t not in TRUSTED_TYPES)
     if refused:
-        raise PredictorFileError(f"{path} holds types outside the trust list: {refused}")
+        raise PredictorFileError(
+            f"{path} holds types outside the trust list ({', '.join(refused)}); it was not "
+            "written by massdyn train-predictor, or has been tampered with: do not load it"
+        )
     data = sio.load(path, trusted=untrusted)
     schema = data.get("schema", {})
     expected = _schema()

@@ -55,6 +55,11 @@ class InputSpec:
         given = [x for x in (self.text, self.dataset, self.token_ids) if x]
         if len(given) > 1:
             raise InputError("give at most one of --text, --dataset and --token-ids")
+        if self.token_ids and self.prepend_bos:
+            raise InputError(
+                "--bos applies to text inputs; --token-ids are used as given: put the BOS id "
+                "in the array, or leave out --bos"
+            )
         if self.n_seqs < 1 or self.seq_len < 2:
             raise InputError(
                 f"need n_seqs >= 1 and seq_len >= 2, got {self.n_seqs} x {self.seq_len}"
@@ -180,13 +185,19 @@ def dataset_texts(repo_id: str, revision: str | None, want_tokens: int, tokenize
     from huggingface_hub import HfApi, hf_hub_download
 
     api = HfApi()
-    files = sorted(
-        e.path
-        for e in api.list_repo_tree(
-            repo_id, repo_type="dataset", revision=revision or "main", recursive=True
+    try:
+        tree = list(
+            api.list_repo_tree(
+                repo_id, repo_type="dataset", revision=revision or "main", recursive=True
+            )
         )
-        if e.path.endswith(TEXT_SUFFIXES) and hasattr(e, "size")
-    )
+    except Exception as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise InputError(
+            f"cannot read dataset {repo_id}@{revision or 'main'} ({type(exc).__name__}: "
+            f"{lines[0] if lines else ''}); check the id, or use --text FILE"
+        ) from None
+    files = sorted(e.path for e in tree if e.path.endswith(TEXT_SUFFIXES) and hasattr(e, "size"))
     if not files:
         raise InputError(f"dataset {repo_id} has no {'/'.join(TEXT_SUFFIXES)} files")
     tokens: list[int] = []

@@ -103,7 +103,6 @@ class LiveTracker:
         if self.save_checkpoints:
             self.model.save_pretrained(self.out / "checkpoints" / f"step{step}")
         self.store.record(table, row)
-        self.store.assemble()
         self.last_scalars = self.scalars(table, seconds)
         return self.last_scalars
 

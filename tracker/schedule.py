@@ -67,6 +67,17 @@ class StepSelection:
     min_step: int | None = None
     max_step: int | None = None
 
+    def __post_init__(self):
+        if (
+            self.min_step is not None
+            and self.max_step is not None
+            and self.min_step > self.max_step
+        ):
+            raise ValueError(
+                f"--min-step {self.min_step} is above --max-step {self.max_step}: no step can "
+                "be selected; swap them"
+            )
+
     @classmethod
     def parse(cls, spec: str, min_step: int | None = None, max_step: int | None = None):
         """Parse a CLI spec: ``all``, ``paper``, ``every:K`` or ``0,1000,2000``."""
@@ -74,10 +85,10 @@ class StepSelection:
         if spec in ("all", "paper"):
             return cls(mode=spec, min_step=min_step, max_step=max_step)
         if spec.startswith("every:"):
-            k = int(spec.split(":", 1)[1])
-            if k < 1:
-                raise ValueError(f"--steps every:K needs K >= 1, got {k}")
-            return cls(mode="every", every=k, min_step=min_step, max_step=max_step)
+            k = spec.split(":", 1)[1]
+            if not k.strip().isdigit() or int(k) < 1:
+                raise ValueError(f"--steps every:K needs an integer K >= 1, got {k!r}")
+            return cls(mode="every", every=int(k), min_step=min_step, max_step=max_step)
         try:
             steps = tuple(int(s) for s in spec.split(",") if s.strip())
         except ValueError:

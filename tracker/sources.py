@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -153,6 +154,13 @@ def folder_checkpoint(step: int, ref: str, folder: Path, verified: str, **extra)
     )
 
 
+def _read_config(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"cannot read {path}: {exc}") from None
+
+
 class LocalSource:
     """A folder holding one folder per checkpoint (``step64/``, ``checkpoint-500/``, ...).
 
@@ -166,8 +174,8 @@ class LocalSource:
     def __init__(self, root: str | Path, name: str | None = None):
         self.root = Path(root)
         if not self.root.is_dir():
-            raise CheckpointError(f"checkpoint folder not found: {self.root}")
-        self.name = name or self.root.name
+            raise CheckpointError(f"no such folder: {self.root}")
+        self.name = name or self.root.resolve().name
 
     def list_steps(self) -> dict[int, str]:
         """Map step -> checkpoint folder name, for sub-folders named like checkpoints."""
@@ -176,7 +184,24 @@ class LocalSource:
             step = step_of(p.name)
             if p.is_dir() and step is not None:
                 found.setdefault(step, p.name)
+        if not found:
+            if (self.root / "config.json").exists():
+                raise CheckpointError(
+                    f"{self.root} is a single model folder, not a series: point SOURCE at the "
+                    "folder that holds its checkpoint folders (step<N>/, checkpoint-<N>/, ...)"
+                )
+            raise CheckpointError(
+                f"{self.root} holds no checkpoint folders (step<N>/, checkpoint-<N>/ or "
+                "global_step<N>/)"
+            )
         return found
+
+    def model_config(self, ref: str) -> dict:
+        """The ``config.json`` of one checkpoint."""
+        return _read_config(self.root / ref / "config.json")
+
+    def recover(self, folder: Path, pending: set[str]) -> None:
+        """Nothing is downloaded, so nothing is left over."""
 
     def size_of(self, ref: str) -> int:
         """Local checkpoints take no extra disk."""
@@ -221,11 +246,12 @@ class HubSource:
         keep_cache: bool = False,
         cache_dir: str | None = None,
         endpoint: str | None = None,
+        name: str | None = None,
     ):
         from huggingface_hub import HfApi
 
         self.repo_id = repo_id
-        self.name = repo_id
+        self.name = name or repo_id
         self.keep_cache = keep_cache
         self.cache_dir = cache_dir
         self.endpoint = endpoint
@@ -239,6 +265,10 @@ class HubSource:
         # uses it, and only if this walk downloaded it.
         self._in_use: collections.Counter[str] = collections.Counter()
         self._downloaded: set[str] = set()
+        # The revisions this walk downloaded and has not yet deleted, kept in the results
+        # folder (see recover) so that a killed walk's downloads are deleted by its next run.
+        self._ledger: Path | None = None
+        self._ledger_refs: dict[str, str | None] = {}
 
     @staticmethod
     def offline() -> bool:
@@ -279,12 +309,30 @@ class HubSource:
                     f"HF_HUB_OFFLINE is set and the cache holds no step revisions of {self.repo_id}"
                 )
             return found
+        from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
+
         try:
             refs = self.api.list_repo_refs(self.repo_id)
-        except Exception as exc:  # network, auth or missing repo: all end here
-            if is_pythia(self.repo_id):
+        except RepositoryNotFoundError:
+            raise CheckpointError(
+                f"repository not found: {self.repo_id} (check the spelling; a private or gated "
+                "repo needs HF_TOKEN)"
+            ) from None
+        except HfHubHTTPError as exc:  # the Hub answered: a refusal, not a network fault
+            status = getattr(getattr(exc, "response", None), "status_code", None)
+            if status == 404:  # what Hub-compatible mirrors answer for an unknown repo
+                raise CheckpointError(
+                    f"repository not found: {self.repo_id} (check the spelling)"
+                ) from None
+            raise CheckpointError(
+                f"cannot list the branches of {self.repo_id}: {_first_line(exc)}"
+            ) from None
+        except Exception as exc:  # network: a known schedule still lets cached revisions work
+            if is_pythia(self.repo_id) and self.repo_id.split("/")[1] in _pythia_names():
                 return {s: f"step{s}" for s in pythia_steps()}
-            raise CheckpointError(f"cannot list the branches of {self.repo_id}: {exc}") from exc
+            raise CheckpointError(
+                f"cannot list the branches of {self.repo_id}: {_first_line(exc)}"
+            ) from None
         found = {}
         for b in refs.branches:
             m = HUB_BRANCH.match(b.name)
@@ -313,6 +361,59 @@ class HubSource:
         tree = {e.path: e for e in self._tree(ref) if hasattr(e, "size")}
         return sum(tree[f].size for f in ["config.json", *weight_files(tree)] if f in tree)
 
+    def model_config(self, ref: str) -> dict:
+        """The ``config.json`` of one revision (downloaded alone, a few kB)."""
+        from huggingface_hub import hf_hub_download
+
+        try:
+            path = hf_hub_download(
+                self.repo_id,
+                "config.json",
+                revision=ref,
+                cache_dir=self.cache_dir,
+                endpoint=self.endpoint,
+            )
+        except Exception as exc:
+            raise CheckpointError(f"no config.json at {ref}: {_first_line(exc)}") from None
+        return _read_config(Path(path))
+
+    def recover(self, folder: Path, pending: set[str]) -> None:
+        """Delete what an earlier, interrupted run of this walk downloaded and did not keep.
+
+        The ledger ``folder/downloads.json`` lists the revisions this walk downloaded and has
+        not yet deleted. Those still to be measured (``pending``) stay, and are deleted after
+        measuring as if downloaded now; the others are deleted from the cache now.
+        """
+        self._ledger = Path(folder) / "downloads.json"
+        if self._ledger.exists():
+            try:
+                self._ledger_refs = dict(json.loads(self._ledger.read_text()))
+            except ValueError:
+                self._ledger_refs = {}
+        for ref, commit in list(self._ledger_refs.items()):
+            if ref in pending and not self.keep_cache:
+                continue
+            commit = commit or self._cached_commit(ref)
+            if commit and not self.keep_cache:
+                with self._cache_lock:
+                    self._delete_revision(commit)
+            del self._ledger_refs[ref]
+        self._save_ledger()
+
+    def _cached_commit(self, ref: str) -> str | None:
+        ref_file = self._cache_repo_dir() / "refs" / ref
+        return ref_file.read_text().strip() if ref_file.exists() else None
+
+    def _save_ledger(self) -> None:
+        if self._ledger is None:
+            return
+        from tracker.store import atomic_write
+
+        if self._ledger_refs:
+            atomic_write(self._ledger, lambda f: json.dump(self._ledger_refs, f, indent=1))
+        else:
+            self._ledger.unlink(missing_ok=True)
+
     def fetch(self, step: int, ref: str) -> Fetched:
         """Download config and weights of one revision and verify them.
 
@@ -337,13 +438,19 @@ class HubSource:
             raise CheckpointError(f"revision {ref} of {self.repo_id} has no model weights")
         if "config.json" not in tree:
             raise CheckpointError(f"revision {ref} of {self.repo_id} has no config.json")
-        files = ["config.json", *files]
+        # Weights decide whose a revision is: config.json (a few kB) may have been fetched
+        # alone to check the inputs against it.
         was_cached = [
             isinstance(
                 try_to_load_from_cache(self.repo_id, f, cache_dir=self.cache_dir, revision=ref), str
             )
             for f in files
         ]
+        files = ["config.json", *files]
+        ours = ref in self._ledger_refs  # downloaded by an interrupted run of this walk
+        if not any(was_cached) and not ours:
+            self._ledger_refs[ref] = None  # recorded before a byte arrives
+            self._save_ledger()
         paths = {}
         try:
             for f in files:
@@ -360,6 +467,9 @@ class HubSource:
             raise CheckpointError(f"download of {ref} failed: {type(exc).__name__}: {exc}") from exc
         folder = paths["config.json"].parent
         commit = folder.name
+        if ref in self._ledger_refs:
+            self._ledger_refs[ref] = commit
+            self._save_ledger()
         hashes, how = {}, "git-sha1"
         for f in files:
             entry = tree[f]
@@ -384,7 +494,7 @@ class HubSource:
             path=folder,
             weights_sha256=combined_digest(hashes),
             verified=how,
-            downloaded=not any(was_cached),
+            downloaded=ref in self._ledger_refs,
             commit=commit,
             nbytes=sum(p.stat().st_size for p in paths.values()),
             files=files,
@@ -421,6 +531,9 @@ class HubSource:
             self._downloaded.discard(fetched.commit)
             if not self.keep_cache:
                 self._delete_revision(fetched.commit)
+            for ref in [r for r, c in self._ledger_refs.items() if c == fetched.commit]:
+                del self._ledger_refs[ref]  # deleted, or kept as asked: no longer a leftover
+            self._save_ledger()
 
     def _delete_revision(self, commit: str) -> None:
         from huggingface_hub import scan_cache_dir
@@ -459,14 +572,40 @@ class HubSource:
             ) from exc
 
 
+def _first_line(exc: BaseException) -> str:
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return lines[0].strip() if lines else type(exc).__name__
+
+
+def _pythia_names() -> set[str]:
+    from tracker.schedule import pythia_facts
+
+    names = set(pythia_facts()["models"])
+    return names | {f"{n}-deduped" for n in names}
+
+
+def looks_like_path(spec: str) -> bool:
+    """Whether a SOURCE is meant as a folder: absolute, ``./``, ``~``, a backslash, 3+ parts."""
+    return (
+        spec.startswith(("/", "./", "../", "~", ".\\"))
+        or spec in (".", "..")
+        or spec.endswith("/")
+        or spec.count("/") >= 2
+        or "\\" in spec
+    )
+
+
 def open_source(spec: str, keep_cache: bool = False, name: str | None = None):
     """A :class:`LocalSource` for an existing folder, else a :class:`HubSource` repo id.
 
     Raises:
-        CheckpointError: when ``spec`` is neither a folder nor of the form ``org/name``.
+        CheckpointError: when ``spec`` looks like a path but is no folder, or is neither a
+            folder nor of the form ``org/name``.
     """
-    if Path(spec).is_dir():
-        return LocalSource(spec, name=name)
+    if Path(spec).expanduser().is_dir():
+        return LocalSource(Path(spec).expanduser(), name=name)
+    if looks_like_path(spec):
+        raise CheckpointError(f"no such folder: {spec}")
     if re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
-        return HubSource(spec, keep_cache=keep_cache)
+        return HubSource(spec, keep_cache=keep_cache, name=name)
     raise CheckpointError(f"{spec!r} is neither a checkpoint folder nor a Hub repo id (org/name)")

@@ -7,17 +7,27 @@ Layout of ``DIR``::
     parts/step000001000.csv   the rows of one checkpoint
     inputs.npy, inputs.json   the token ids measured, with their sha256
     walk.json             the series and input recipe this folder belongs to
+    .lock                 held (flock) by the one process writing the folder
 
 Every file is written to a temporary name, flushed to disk and renamed over the old one,
 so a walk killed at any instant (kill -9 included) leaves each file either old or new,
 never half written. A part file exists only for a completely measured checkpoint.
+``measurements.csv`` is rewritten after every checkpoint, so it can be read (plotted,
+fitted) while a long walk runs. Files get the permissions the user's umask gives.
+
+One process writes a folder at a time: a second walk into it is refused with the holder's
+pid and host. ``walk.json`` is written only once a walk can start (inputs built and checked);
+a folder whose recorded walk never measured anything counts as empty, so a corrected
+command is not refused as "a different walk".
 """
 
 from __future__ import annotations
 
 import json
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -39,7 +49,17 @@ CHECKPOINT_COLUMNS = (
 
 
 class StoreError(ValueError):
-    """The results folder belongs to another walk or is damaged."""
+    """The results folder belongs to another walk, is in use or is damaged."""
+
+
+def _umask() -> int:
+    # os.umask can only be read by setting it; done once, at import, before any thread runs.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+FILE_MODE = 0o666 & ~_umask()
 
 
 def atomic_write(path: Path, write, binary: bool = False) -> None:
@@ -53,6 +73,7 @@ def atomic_write(path: Path, write, binary: bool = False) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, FILE_MODE)  # mkstemp creates 0600; results are as readable as inputs
         with os.fdopen(fd, "wb") if binary else os.fdopen(fd, "w", newline="") as f:
             write(f)
             f.flush()
@@ -68,13 +89,58 @@ def atomic_csv(df: pd.DataFrame, path: Path) -> None:
     atomic_write(path, lambda f: df.to_csv(f, index=False))
 
 
+# Folders this process holds the lock of: {folder: (open lock file, holders)}. flock locks
+# belong to an open file, so a second open in the same process would conflict with the
+# first; within a process the lock is shared instead.
+_HELD: dict[Path, list] = {}
+
+
+def _lock(folder: Path) -> None:
+    key = folder.resolve()
+    if key in _HELD:
+        _HELD[key][1] += 1
+        return
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, as before
+        return
+    f = (folder / ".lock").open("a+")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        f.seek(0)
+        holder = f.read().strip() or "another process"
+        f.close()
+        raise StoreError(
+            f"{folder} is being written by {holder}; wait for that walk to end or use another "
+            "--out folder"
+        ) from None
+    f.seek(0)
+    f.truncate()
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S")
+    f.write(f"pid {os.getpid()} on {socket.gethostname()} since {stamp}\n")
+    f.flush()
+    _HELD[key] = [f, 1]
+
+
+def _unlock(folder: Path) -> None:
+    key = folder.resolve()
+    held = _HELD.get(key)
+    if held is None:
+        return
+    held[1] -= 1
+    if held[1] == 0:
+        del _HELD[key]
+        held[0].close()  # closing the file releases the flock
+
+
 class ResultStore:
-    """The results folder of one walk.
+    """The results folder of one walk (or live run).
 
     Args:
         folder: ``DIR``.
-        identity: What this walk is (series and input recipe); a folder written by a walk
-            with a different identity is refused rather than mixed.
+        identity: What this walk is (series and input recipe); a folder holding measurements
+            of a walk with a different identity is refused rather than mixed.
     """
 
     def __init__(self, folder: str | Path, identity: dict):
@@ -82,37 +148,84 @@ class ResultStore:
         self.parts = self.folder / "parts"
         self.identity = identity
         self._checkpoints: dict[int, dict] = {}
+        self._frames: dict[int, pd.DataFrame] = {}
+        self._open = False
 
     def open(self) -> ResultStore:
-        """Create or reopen the folder; drop temporaries left by a killed walk.
+        """Create or reopen the folder, take its lock, drop temporaries of a killed walk.
 
         Raises:
-            StoreError: if the folder belongs to a different walk.
+            StoreError: if another process writes the folder, or it holds measurements of a
+                different walk.
         """
+        if self.folder.exists() and not self.folder.is_dir():
+            raise StoreError(f"{self.folder} is a file, not a results folder; name a folder")
         self.parts.mkdir(parents=True, exist_ok=True)
+        _lock(self.folder)
+        self._open = True
+        try:
+            self._check_identity()
+        except BaseException:
+            self.close()
+            raise
         for tmp in [*self.folder.glob(".*.tmp"), *self.parts.glob(".*.tmp")]:
             tmp.unlink(missing_ok=True)
-        walk_file = self.folder / "walk.json"
-        if walk_file.exists():
-            recorded = json.loads(walk_file.read_text())
-            diff = sorted(
-                k
-                for k in set(recorded) | set(self.identity)
-                if recorded.get(k) != self.identity.get(k)
-            )
-            if diff:
-                raise StoreError(
-                    f"{self.folder} holds results of a different walk "
-                    f"(differs in: {', '.join(diff)}); "
-                    "use another --out folder or the same settings"
-                )
-        else:
-            atomic_write(walk_file, lambda f: json.dump(self.identity, f, indent=2))
         ck = self.folder / "checkpoints.csv"
         if ck.exists():
             table = pd.read_csv(ck, keep_default_na=False, na_values=[""])
             self._checkpoints = {int(r["step"]): r for r in table.to_dict("records")}
         return self
+
+    def _check_identity(self) -> None:
+        walk_file = self.folder / "walk.json"
+        recorded = json.loads(walk_file.read_text()) if walk_file.exists() else None
+        if recorded == self.identity:
+            return
+        measured = sorted(self.parts.glob("step*.csv"))
+        if measured and recorded is None:
+            raise StoreError(
+                f"{self.folder} holds measurements but no walk.json; it is damaged or not a "
+                "massdyn results folder: use another --out folder"
+            )
+        if measured:
+            diff = sorted(
+                k
+                for k in set(recorded) | set(self.identity)
+                if recorded.get(k) != self.identity.get(k)
+            )
+            raise StoreError(
+                f"{self.folder} holds results of a different walk "
+                f"(differs in: {', '.join(diff)}); "
+                "use another --out folder or the same settings"
+            )
+        # Nothing measured: what an earlier, failed start left (its identity, its inputs,
+        # failure rows) describes no data, so the folder starts afresh.
+        for name in (
+            "walk.json",
+            "inputs.npy",
+            "inputs.json",
+            "checkpoints.csv",
+            "measurements.csv",
+        ):
+            (self.folder / name).unlink(missing_ok=True)
+
+    def commit(self) -> None:
+        """Record the folder's identity (``walk.json``), once the walk is known to start."""
+        walk_file = self.folder / "walk.json"
+        if not walk_file.exists():
+            atomic_write(walk_file, lambda f: json.dump(self.identity, f, indent=2))
+
+    def close(self) -> None:
+        """Release the folder's lock."""
+        if self._open:
+            self._open = False
+            _unlock(self.folder)
+
+    def __enter__(self) -> ResultStore:
+        return self if self._open else self.open()
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def part_path(self, step: int) -> Path:
         """File holding the rows of one checkpoint."""
@@ -131,11 +244,15 @@ class ResultStore:
         return self._checkpoints.get(step)
 
     def record(self, rows: pd.DataFrame | None, checkpoint: dict) -> None:
-        """Store one checkpoint: its rows (when measured) first, then its status row."""
+        """Store one checkpoint: its rows (when measured), its status row, the tables."""
+        self.commit()
         step = int(checkpoint["step"])
         if rows is not None:
             atomic_csv(rows, self.part_path(step))
+            self._frames[step] = rows
         self._checkpoints[step] = {c: checkpoint.get(c, "") for c in CHECKPOINT_COLUMNS}
+        if rows is not None:
+            self._write_measurements()
         atomic_csv(self.checkpoints_table(), self.folder / "checkpoints.csv")
 
     def checkpoints_table(self) -> pd.DataFrame:
@@ -156,15 +273,26 @@ class ResultStore:
         ]
         return table
 
+    def measurements(self) -> pd.DataFrame:
+        """The rows of every ``ok`` checkpoint, by step (parts read once, then kept)."""
+        steps = sorted(self.done_steps())
+        for s in steps:
+            if s not in self._frames:
+                self._frames[s] = pd.read_csv(self.part_path(s))
+        frames = [self._frames[s] for s in steps]
+        if not frames:
+            return pd.DataFrame(columns=list(MEASUREMENT_COLUMNS))
+        return pd.concat(frames, ignore_index=True)
+
+    def _write_measurements(self) -> pd.DataFrame:
+        table = self.measurements()
+        atomic_csv(table, self.folder / "measurements.csv")
+        return table
+
     def assemble(self, parquet: bool = False) -> pd.DataFrame:
         """Rebuild ``measurements.csv`` (and ``.parquet`` if asked) from the ``ok`` parts."""
-        frames = [pd.read_csv(self.part_path(s)) for s in sorted(self.done_steps())]
-        table = (
-            pd.concat(frames, ignore_index=True)
-            if frames
-            else pd.DataFrame(columns=list(MEASUREMENT_COLUMNS))
-        )
-        atomic_csv(table, self.folder / "measurements.csv")
+        self.commit()
+        table = self._write_measurements()
         if parquet:
             path = self.folder / "measurements.parquet"
             atomic_write(path, lambda f: table.to_parquet(f, index=False), binary=True)

@@ -1,91 +1,75 @@
-"""Walk a checkpoint series: fetch, load, measure, record, release, with prefetch."""
+"""Walk a checkpoint series: fetch, load, measure, record, release, with prefetch.
+
+Everything that can be checked before the first download is checked first (device, dtype,
+options, the series' listing, the inputs against the first checkpoint's config), so a bad
+command fails at once, with one message, and leaves no trace in the results folder. Ctrl-C
+ends the walk between two writes: every checkpoint measured so far is in the tables, and
+:class:`WalkInterrupted` says how many.
+"""
 
 from __future__ import annotations
 
 import gc
+import threading
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from concurrent.futures import Future
 
 import torch
 
-from tracker.inputs import InputSpec, TokenInputs, build_inputs
+from tracker.config import DTYPE_NAMES, WalkConfig, WalkSummary, human_bytes
+from tracker.inputs import InputError, TokenInputs, build_inputs
 from tracker.measure import measure
-from tracker.schedule import StepSelection
 from tracker.sources import CheckpointError, Fetched
 from tracker.store import ResultStore
 
 TOKENS_PER_BATCH = 32768
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
+# Config fields that bound the positions a model can embed, by family.
+POSITION_LIMITS = ("max_position_embeddings", "n_positions", "n_ctx", "max_seq_len")
+
+__all__ = [
+    "WalkConfig",
+    "WalkInterrupted",
+    "WalkSummary",
+    "check_inputs",
+    "load_model",
+    "load_tokenizer",
+    "resolve_device",
+    "resolve_dtype",
+    "walk",
+]
 
 
-@dataclass
-class WalkConfig:
-    """Settings of a walk.
-
-    Attributes:
-        out: Results folder.
-        steps: Which checkpoints to measure.
-        inputs: Evaluation input recipe.
-        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``, ...
-        dtype: ``auto`` (bfloat16 on GPUs that support it, else float16; float32 on CPU),
-            ``float32``, ``float16`` or ``bfloat16``.
-        batch_size: Sequences per forward pass; None: as many as fit in
-            :data:`TOKENS_PER_BATCH` tokens (all 10 x 2048 of the paper's inputs at once).
-        keep_cache: Keep downloaded revisions in the Hub cache.
-        disk_budget_gb: Most gigabytes of downloaded checkpoints held at once (None: no limit).
-        prefetch: Download the next checkpoint while measuring the current one.
-        tokenizer: Tokenizer to use instead of the series' own (path or repo id).
-        trust_remote_code: Allow model code from the checkpoint (off unless asked).
-        progress: Show a progress bar.
-        parquet: Also write ``measurements.parquet`` (needs pyarrow).
-    """
-
-    out: str = "massdyn-walk"
-    steps: StepSelection = field(default_factory=StepSelection)
-    inputs: InputSpec = field(default_factory=InputSpec)
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int | None = None
-    keep_cache: bool = False
-    disk_budget_gb: float | None = None
-    prefetch: bool = True
-    tokenizer: str | None = None
-    trust_remote_code: bool = False
-    progress: bool = True
-    parquet: bool = False
-
-
-@dataclass
-class WalkSummary:
-    """What a walk did."""
-
-    model: str
-    selected: list[int]
-    already_done: list[int]
-    ok: list[int]
-    failed: dict[int, str]
-    seconds: float
-    out: str
-    rows: int
-
-    def describe(self) -> str:
-        """A few lines for the terminal."""
-        lines = [
-            f"{self.model}: {len(self.selected)} checkpoints selected, "
-            f"{len(self.already_done)} already measured, {len(self.ok)} measured now, "
-            f"{len(self.failed)} failed, {self.seconds:.1f} s",
-            f"results: {self.out}/measurements.csv ({self.rows} rows), {self.out}/checkpoints.csv",
-        ]
-        lines += [f"  failed step {s}: {r}" for s, r in sorted(self.failed.items())]
-        return "\n".join(lines)
+class WalkInterrupted(KeyboardInterrupt):
+    """Ctrl-C during a walk; the message says what was measured and how to resume."""
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA when available, else the CPU."""
+    """``auto`` picks CUDA when available, else the CPU.
+
+    Raises:
+        ValueError: for a device this machine does not have, or a name torch does not know.
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"unknown device {device!r}; use auto, cpu, cuda or cuda:N") from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"--device {device}: this machine has no CUDA device (torch {torch.__version__}"
+                f"{'' if torch.version.cuda else ', a CPU-only build'}); use --device cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"--device {device}: only {torch.cuda.device_count()} CUDA device(s) here "
+                f"(cuda:0 to cuda:{torch.cuda.device_count() - 1})"
+            )
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError(f"--device {device}: MPS is not available here; use --device cpu")
+    return dev
 
 
 def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
@@ -114,13 +98,26 @@ def load_model(path, device: torch.device, dtype: torch.dtype, trust_remote_code
 
 
 def load_tokenizer(location: str, trust_remote_code: bool = False):
-    """A tokenizer from a local folder or repo id."""
+    """A tokenizer from a local folder or repo id.
+
+    Raises:
+        InputError: when nothing loadable is there.
+    """
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+    try:
+        return AutoTokenizer.from_pretrained(location, trust_remote_code=trust_remote_code)
+    except Exception as exc:
+        raise InputError(
+            f"cannot load a tokenizer from {location!r} ({type(exc).__name__}); pass an "
+            "existing tokenizer folder or repo id to --tokenizer, or --token-ids"
+        ) from None
 
 
 def _identity(source, config: WalkConfig) -> dict:
+    """What a results folder belongs to: series, input recipe, tokenizer."""
+    from dataclasses import asdict
+
     spec = asdict(config.inputs)
     return {"model": source.name, "inputs": spec, "tokenizer": config.tokenizer or "series"}
 
@@ -145,27 +142,69 @@ def prepare_inputs(
     return inputs
 
 
+def check_inputs(ids, model_config: dict | None, where: str) -> None:
+    """Refuse inputs the model cannot embed: too long for its positions, ids past its vocab.
+
+    Args:
+        ids: ``(n_seqs, seq_len)`` token ids.
+        model_config: The checkpoint's ``config.json`` (None: nothing to check against).
+        where: Which checkpoint the config is of, for the message.
+
+    Raises:
+        InputError: naming the limit and the option to change.
+    """
+    if not model_config:
+        return
+    seq_len = ids.shape[1]
+    for key in POSITION_LIMITS:
+        limit = model_config.get(key)
+        if isinstance(limit, int) and seq_len > limit:
+            raise InputError(
+                f"sequences of {seq_len} tokens are longer than the model's {key} = {limit} "
+                f"({where}); use --seq-len {limit} or less"
+            )
+    vocab = model_config.get("vocab_size")
+    top = int(ids.max()) if ids.size else -1
+    if isinstance(vocab, int) and top >= vocab:
+        raise InputError(
+            f"token id {top} is outside the model's vocabulary (vocab_size = {vocab}, {where}); "
+            "the token ids or the tokenizer do not belong to this model"
+        )
+
+
 class _Fetcher:
-    """Fetches checkpoints one ahead in a background thread, within a disk budget."""
+    """Fetches checkpoints one ahead in a background thread, within a disk budget.
+
+    The thread is a daemon: Ctrl-C does not wait for a download to finish (an earlier
+    run's leftovers are cleaned by the next run of the walk, see ``Source.recover``).
+    """
 
     def __init__(self, source, config: WalkConfig):
         self.source = source
         self.budget = None if config.disk_budget_gb is None else config.disk_budget_gb * 1e9
         self.prefetch = config.prefetch
-        self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="massdyn-fetch")
 
     def _fetch(self, step: int, ref: str) -> Fetched:
         if self.budget is not None:
             need = self.source.size_of(ref)
             if need > self.budget:
                 raise CheckpointError(
-                    f"needs {need / 1e9:.2f} GB, more than the disk budget "
-                    f"of {self.budget / 1e9:.2f} GB"
+                    f"needs {human_bytes(need)}, more than the disk budget of "
+                    f"{human_bytes(self.budget)} (--disk-budget {self.budget / 1e9:g})"
                 )
         return self.source.fetch(step, ref)
 
     def submit(self, step: int, ref: str) -> Future:
-        return self.pool.submit(self._fetch, step, ref)
+        future: Future = Future()
+
+        def run():
+            try:
+                future.set_result(self._fetch(step, ref))
+            except BaseException as exc:  # handed to the walk, which records it
+                future.set_exception(exc)
+
+        threading.Thread(target=run, name=f"massdyn-fetch-{step}", daemon=True).start()
+        return future
 
     def fits_beside(self, held: Fetched | None, ref: str) -> bool:
         """Whether the next download may start while ``held`` is still on disk."""
@@ -178,8 +217,12 @@ class _Fetcher:
         except CheckpointError:
             return True  # let the fetch itself report the problem
 
-    def close(self):
-        self.pool.shutdown(wait=True, cancel_futures=True)
+
+def _model_config(source, ref: str) -> dict | None:
+    try:
+        return source.model_config(ref)
+    except CheckpointError:
+        return None  # that checkpoint fails on its own, with its reason
 
 
 def walk(source, config: WalkConfig) -> WalkSummary:
@@ -195,17 +238,59 @@ def walk(source, config: WalkConfig) -> WalkSummary:
 
     Returns:
         A summary; the tables are in ``config.out``.
+
+    Raises:
+        ValueError: bad settings or inputs (nothing is written then).
+        CheckpointError: the series cannot be listed or matches no step.
+        StoreError: the folder is in use or belongs to another walk.
+        WalkInterrupted: on Ctrl-C, after recording everything measured.
     """
     t_start = time.perf_counter()
+    config.check()
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
-    store = ResultStore(config.out, _identity(source, config)).open()
     available = source.list_steps()
     selected = config.steps.select(list(available))
-    done = store.done_steps()
-    todo = [s for s in selected if s not in done]
-    present = [s for s in selected if s in available]
-    inputs = prepare_inputs(source, config, store, available[present[0]] if present else None)
+    if not selected:
+        raise CheckpointError(
+            f"no checkpoint of {source.name} matches the step selection; the series has "
+            f"{len(available)} steps, {min(available)} to {max(available)}"
+        )
+    with ResultStore(config.out, _identity(source, config)).open() as store:
+        done = store.done_steps()
+        todo = [s for s in selected if s not in done]
+        present = [s for s in selected if s in available]
+        queue = [s for s in todo if s in available]
+        source.recover(store.folder, {available[s] for s in queue})
+        first_ref = available[present[0]] if present else None
+        inputs = prepare_inputs(source, config, store, first_ref)
+        if first_ref is not None:
+            where = f"config of {first_ref}"
+            check_inputs(inputs.ids, _model_config(source, first_ref), where)
+        store.commit()
+        ok, failed = _walk_queue(
+            source, config, store, inputs, available, todo, queue, device, dtype
+        )
+        table = store.assemble(parquet=config.parquet)
+        duplicates = {
+            int(r.step): int(r.duplicate_of)
+            for r in store.checkpoints_table().itertuples()
+            if r.duplicate_of != "" and int(r.step) in selected
+        }
+    return WalkSummary(
+        model=source.name,
+        selected=selected,
+        already_done=sorted(done & set(selected)),
+        ok=ok,
+        failed=failed,
+        seconds=time.perf_counter() - t_start,
+        out=str(store.folder),
+        rows=len(table),
+        duplicates=duplicates,
+    )
+
+
+def _walk_queue(source, config, store, inputs, available, todo, queue, device, dtype):
     ids = torch.as_tensor(inputs.ids)
     # Few large passes keep the GPU busy; per-pass launch overheads dominate small ones.
     batch_size = config.batch_size or max(1, TOKENS_PER_BATCH // ids.shape[1])
@@ -220,8 +305,6 @@ def walk(source, config: WalkConfig) -> WalkSummary:
         }
 
     ok, failed = [], {}
-    fetcher = _Fetcher(source, config)
-    queue = [s for s in todo if s in available]
     for s in todo:
         if s not in available:
             reason = f"step {s} is not in the series"
@@ -229,6 +312,7 @@ def walk(source, config: WalkConfig) -> WalkSummary:
                 None, {**base_row(s), "status": "failed", "reason": reason, "seconds": 0.0}
             )
             failed[s] = reason
+    fetcher = _Fetcher(source, config)
     bar = _progress(len(queue), config.progress)
     pending: Future | None = fetcher.submit(queue[0], available[queue[0]]) if queue else None
     try:
@@ -238,6 +322,8 @@ def walk(source, config: WalkConfig) -> WalkSummary:
             fetched, reason = None, ""
             try:
                 fetched = pending.result()
+            except KeyboardInterrupt:
+                raise
             except Exception as exc:  # recorded, and the walk goes on
                 reason = _reason(exc)
             nxt = queue[i + 1] if i + 1 < len(queue) else None
@@ -247,17 +333,14 @@ def walk(source, config: WalkConfig) -> WalkSummary:
             if fetched is not None:
                 row.update(weights_sha256=fetched.weights_sha256, verified=fetched.verified)
                 try:
-                    model = load_model(fetched.path, device, dtype, config.trust_remote_code)
-                    try:
-                        table = measure(model, ids, batch_size)
-                    finally:
-                        del model
-                        _free(device)
+                    table = _measure_checkpoint(fetched, ids, batch_size, device, dtype, config)
                     table.insert(0, "step", step)
                     table.insert(0, "model", source.name)
                     row.update(status="ok", reason="", seconds=round(time.perf_counter() - t0, 3))
                     store.record(table, row)
                     ok.append(step)
+                except KeyboardInterrupt:
+                    raise
                 except Exception as exc:
                     reason = _reason(exc)
                 finally:
@@ -272,20 +355,24 @@ def walk(source, config: WalkConfig) -> WalkSummary:
                 pending = fetcher.submit(nxt, available[nxt])
             bar.set_postfix_str(f"step {step} {'ok' if step in ok else 'FAILED'}")
             bar.update(1)
-    finally:
+    except KeyboardInterrupt:
         bar.close()
-        fetcher.close()
-    table = store.assemble(parquet=config.parquet)
-    return WalkSummary(
-        model=source.name,
-        selected=selected,
-        already_done=sorted(done & set(selected)),
-        ok=ok,
-        failed=failed,
-        seconds=time.perf_counter() - t_start,
-        out=str(store.folder),
-        rows=len(table),
-    )
+        have = len(store.done_steps())
+        raise WalkInterrupted(
+            f"{len(ok)} checkpoint(s) measured in this run, {have} in {store.folder} "
+            f"(measurements.csv is up to date); rerun the same command to resume"
+        ) from None
+    bar.close()
+    return ok, failed
+
+
+def _measure_checkpoint(fetched, ids, batch_size, device, dtype, config):
+    model = load_model(fetched.path, device, dtype, config.trust_remote_code)
+    try:
+        return measure(model, ids, batch_size)
+    finally:
+        del model
+        _free(device)
 
 
 def _reason(exc: BaseException) -> str:

@@ -8,6 +8,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_MEMBER = "mini-d128-l4-h4"
+
+
+def _indented(line: str) -> None:
+    print(f"      {line}")
+
+
 DEFAULT_HELD_OUT = "mini-d128-l4-h8"
 
 
@@ -59,7 +65,9 @@ class DemoCommand:
         fmt = {"float_format": lambda v: f"{v:.3g}", "index": False}
 
         print(f"[1/5] training {self.member} for {self.steps} steps on CPU (checkpoints saved)")
-        run = train_series(out, self.member, self.steps, self.text, log=lambda *_: None)
+        run = train_series(
+            out, self.member, self.steps, self.text, log=lambda *_: None, note=_indented
+        )
         print(f"      live measurements: {run / 'live' / 'measurements.csv'}")
 
         print("[2/5] walking the saved checkpoints with the walker")

@@ -53,11 +53,25 @@ class MinisuiteCommand:
         import transformers
 
         from fitting import fit_measurements
-        from massdyn.minisuite import Suite, default_cache, prepare_data, train_members
+        from massdyn.minisuite import (
+            Suite,
+            cpu_has_bf16,
+            default_cache,
+            precision_note,
+            prepare_data,
+            train_members,
+        )
 
         suite = Suite.load(self.suite)
         if self.max_steps:
             suite.recipe = replace(suite.recipe, max_steps=self.max_steps)
+        note = precision_note(suite.recipe, cpu_has_bf16())
+        if note:
+            print(
+                f'warning: {note}; set "precision": "fp32" in the recipe of a copy of the '
+                "suite file and pass it with --suite (its numbers then differ from the shipped "
+                "data set, which was trained in bf16-mixed)"
+            )
         names = self.members.split(",") if self.members else [m.name for m in suite.members]
         members = [suite.member(n) for n in names]
         work, out = Path(self.work), Path(self.out)

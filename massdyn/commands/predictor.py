@@ -5,6 +5,10 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
+# predictors.model.REGRESSORS plus xgboost (checked by a test); written here so that --help
+# does not import scikit-learn.
+REGRESSORS = ("ridge", "lasso", "rf", "gb", "hgb", "xgb")
+
 
 @dataclass
 class TrainPredictorCommand:
@@ -26,14 +30,12 @@ class TrainPredictorCommand:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
         """Declare the command's options."""
-        from predictors.model import REGRESSORS
-
         p.add_argument("params", help="parameters table from `massdyn fit` (.csv or .parquet)")
         p.add_argument(
             "--configs", required=True, help="folder of <model>.json or <model>/config.json"
         )
         p.add_argument("--out", default="predictor.skops", help="predictor file to write")
-        p.add_argument("--regressor", default="rf", choices=[*REGRESSORS, "xgb"])
+        p.add_argument("--regressor", default="rf", choices=REGRESSORS)
         p.add_argument("--seed", type=int, default=0)
 
     def run(self) -> int:

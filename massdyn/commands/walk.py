@@ -5,10 +5,7 @@ from __future__ import annotations
 import argparse
 from dataclasses import dataclass
 
-from tracker.inputs import InputSpec
-from tracker.schedule import StepSelection
-from tracker.sources import open_source
-from tracker.walker import DTYPES, WalkConfig, walk
+from tracker.config import DTYPE_NAMES
 
 
 def quiet_transformers() -> None:
@@ -83,7 +80,7 @@ class WalkCommand:
             "--out", default="massdyn-walk", help="results folder (default massdyn-walk)"
         )
         p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-        p.add_argument("--dtype", default="auto", choices=["auto", *DTYPES])
+        p.add_argument("--dtype", default="auto", choices=["auto", *DTYPE_NAMES])
         p.add_argument(
             "--batch-size", type=int, default=None, help="sequences per pass (default: 32k tokens)"
         )
@@ -105,8 +102,11 @@ class WalkCommand:
 
     def run(self) -> int:
         """Walk and print a summary."""
-        quiet_transformers()
-        source = open_source(self.source, keep_cache=self.keep_cache, name=self.name)
+        from tracker.config import WalkConfig
+        from tracker.inputs import InputSpec
+        from tracker.schedule import StepSelection
+        from tracker.sources import open_source
+
         config = WalkConfig(
             out=self.out,
             steps=StepSelection.parse(self.steps, self.min_step, self.max_step),
@@ -130,6 +130,11 @@ class WalkCommand:
             trust_remote_code=self.trust_remote_code,
             parquet=self.parquet,
         )
+        config.check()  # before torch and transformers load: bad options answer at once
+        from tracker.walker import walk
+
+        quiet_transformers()
+        source = open_source(self.source, keep_cache=self.keep_cache, name=self.name)
         summary = walk(source, config)
         print(summary.describe())
         return 1 if summary.failed else 0

@@ -3,13 +3,12 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.conftest import MEASURED
 from tracker.inputs import TokenInputs
 from tracker.live import LiveTracker, MassiveActivationCallback, attach, pythia_style_schedule
 from tracker.sources import LocalSource
 from tracker.synthetic import tiny_config
 from tracker.walker import WalkConfig, walk
-
-from .conftest import MEASURED
 
 
 def test_pythia_style_schedule():

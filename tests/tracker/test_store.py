@@ -1,4 +1,7 @@
+import json
 import os
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -36,9 +39,63 @@ def test_record_and_assemble(tmp_path):
 
 
 def test_other_walk_is_refused(tmp_path):
-    ResultStore(tmp_path, {"model": "m", "inputs": 1}).open()
+    store = ResultStore(tmp_path, {"model": "m", "inputs": 1}).open()
+    store.record(rows(10), {"model": "m", "step": 10, "status": "ok"})
+    store.close()
     with pytest.raises(StoreError, match="differs in: inputs"):
         ResultStore(tmp_path, {"model": "m", "inputs": 2}).open()
+
+
+def test_a_folder_whose_walk_measured_nothing_counts_as_empty(tmp_path):
+    first = ResultStore(tmp_path, {"model": "m", "inputs": 1}).open()
+    first.record(None, {"model": "m", "step": 10, "status": "failed", "reason": "typo"})
+    (tmp_path / "inputs.json").write_text("{}")  # inputs of the failed start
+    first.close()
+    again = ResultStore(tmp_path, {"model": "m", "inputs": 2}).open()
+    assert again.checkpoint(10) is None
+    assert not (tmp_path / "inputs.json").exists() and not (tmp_path / "walk.json").exists()
+    again.commit()
+    assert json.loads((tmp_path / "walk.json").read_text()) == {"model": "m", "inputs": 2}
+
+
+def test_measurements_are_current_after_every_checkpoint(tmp_path):
+    store = ResultStore(tmp_path, {"model": "m"}).open()
+    store.record(rows(10), {"model": "m", "step": 10, "status": "ok"})
+    assert sorted(pd.read_csv(tmp_path / "measurements.csv")["step"].unique()) == [10]
+    store.record(rows(30), {"model": "m", "step": 30, "status": "ok"})
+    assert sorted(pd.read_csv(tmp_path / "measurements.csv")["step"].unique()) == [10, 30]
+
+
+def test_files_follow_the_umask_not_mkstemps_0600(tmp_path):
+    store = ResultStore(tmp_path, {"model": "m"}).open()
+    store.record(rows(10), {"model": "m", "step": 10, "status": "ok"})
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("measurements.csv", "checkpoints.csv", "walk.json", "parts/step000000010.csv"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+
+
+LOCK_HOLDER = """
+import sys, time
+from tracker.store import ResultStore
+ResultStore(sys.argv[1], {"model": "m"}).open()
+print("locked", flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_second_process_is_refused_while_one_writes_the_folder(tmp_path):
+    holder = subprocess.Popen(
+        [sys.executable, "-c", LOCK_HOLDER, str(tmp_path)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(StoreError, match=f"pid {holder.pid} on .* wait for that walk"):
+            ResultStore(tmp_path, {"model": "m"}).open()
+    finally:
+        holder.kill()
+        holder.wait()
+    ResultStore(tmp_path, {"model": "m"}).open().close()  # free again once the holder is gone
 
 
 def test_crash_during_write_leaves_old_file_whole(tmp_path, monkeypatch):

@@ -1,16 +1,16 @@
 """The Hub code path for real, against olah serving git repos on loopback."""
 
+import json
 import os
 
 import pandas as pd
 import pytest
 
+from tests.conftest import run_cli
 from tracker.inputs import InputSpec, build_inputs
 from tracker.schedule import StepSelection
 from tracker.sources import CheckpointError, HubSource
 from tracker.walker import WalkConfig, walk
-
-from .conftest import run_cli
 
 
 def hub_env(hub, cache, **extra):
@@ -204,3 +204,57 @@ def test_branches_sharing_a_commit_are_both_measured_then_deleted(hub, text_file
     assert list(ck.index) == [0, 10, 100, 1000, 2000] and (ck["status"] == "ok").all()
     assert ck.loc[2000, "duplicate_of"] == 1000
     assert snapshots_of(cache, "tiny/neox-alias") == []
+
+
+def test_what_a_killed_walk_downloaded_is_deleted_by_its_next_run(hub, text_file, tmp_path):
+    cache, out = tmp_path / "cache", tmp_path / "o"
+    cfg = WalkConfig(
+        out=str(out),
+        steps=StepSelection.parse("0,10"),
+        inputs=InputSpec(n_seqs=2, seq_len=16, text=str(text_file), prepend_bos=True),
+        progress=False,
+    )
+    # A walk that downloads step0 and step100 and dies before measuring or releasing them:
+    # the same calls the walker makes, then the process "ends".
+    dead = HubSource("tiny/neox", cache_dir=str(cache), endpoint=hub.url)
+    dead.recover(out, {"step0", "step100"})
+    dead.fetch(0, "step0")
+    dead.fetch(100, "step100")
+    assert len(snapshots_of(cache, "tiny/neox")) == 2
+    assert set(json.loads((out / "downloads.json").read_text())) == {"step0", "step100"}
+    # Its next run: step0 is still to be measured and is used as it is; step100 is not
+    # selected any more and is deleted at the start. Both are gone at the end.
+    src = HubSource("tiny/neox", cache_dir=str(cache), endpoint=hub.url)
+    summary = walk(src, cfg)
+    assert summary.ok == [0, 10]
+    assert snapshots_of(cache, "tiny/neox") == []
+    assert not (out / "downloads.json").exists()
+
+
+def test_name_is_used_for_hub_sources_and_the_summary_counts_duplicates(hub, text_file, tmp_path):
+    out = run_cli(
+        "walk",
+        "tiny/neox-lfs",
+        "--name",
+        "my-series",
+        *walk_args(text_file, tmp_path / "o"),
+        env=hub_env(hub, tmp_path / "c"),
+    )
+    assert out.returncode == 0, out.stderr
+    assert (pd.read_csv(tmp_path / "o" / "measurements.csv")["model"] == "my-series").all()
+    assert "1 duplicates of an earlier step" in out.stdout
+    assert "step 101 has the same weights as step 100" in out.stdout
+
+
+def test_disk_budget_message_names_sizes_in_readable_units(hub, text_file, tmp_path):
+    src = HubSource("tiny/neox", cache_dir=str(tmp_path / "c"), endpoint=hub.url)
+    need = src.size_of("step0")
+    cfg = WalkConfig(
+        out=str(tmp_path / "a"),
+        steps=StepSelection.parse("0"),
+        disk_budget_gb=need / 2e9,
+        inputs=InputSpec(n_seqs=2, seq_len=16, text=str(text_file)),
+        progress=False,
+    )
+    reason = walk(src, cfg).failed[0]
+    assert f"needs {need / 1e3:.2f} kB, more than the disk budget of {need / 2e3:.2f} kB" in reason

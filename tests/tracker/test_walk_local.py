@@ -10,13 +10,12 @@ import pandas as pd
 import pytest
 import torch
 
+from tests.conftest import MEASURED, run_cli
 from tracker.inputs import InputSpec
 from tracker.schedule import StepSelection
 from tracker.sources import LocalSource, step_of
 from tracker.synthetic import planted_model, tiny_config, write_series
 from tracker.walker import WalkConfig, walk
-
-from .conftest import MEASURED, run_cli
 
 
 def config(out, text_file, **kw):
@@ -157,6 +156,83 @@ def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_table(
     assert list(ck["step"]) == list(range(0, 160, 10)) and (ck["status"] == "ok").all()
 
 
+@pytest.fixture(scope="module")
+def long_series(tmp_path_factory, tokenizer):
+    return write_series(
+        tmp_path_factory.mktemp("long") / "long", tuple(range(0, 300, 10)), tokenizer=tokenizer
+    )
+
+
+def long_walk(root, text_file, out):
+    args = [root, "--text", text_file, "--seqs", 3, "--seq-len", 24, "--bos", "--device", "cpu"]
+    return [sys.executable, "-m", "massdyn.cli", "walk", *map(str, args), "--out", str(out)]
+
+
+def wait_for_parts(out, n, proc, limit=120):
+    t0 = time.monotonic()
+    while len(list((out / "parts").glob("step*.csv"))) < n:
+        assert proc.poll() is None, "the walk ended before it could be interrupted"
+        assert time.monotonic() - t0 < limit
+        time.sleep(0.05)
+
+
+def test_ctrl_c_ends_cleanly_with_one_line_and_the_tables_current(long_series, text_file, tmp_path):
+    out = tmp_path / "o"
+    proc = subprocess.Popen(
+        long_walk(long_series, text_file, out),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for_parts(out, 2, proc)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "Traceback" not in stderr + stdout
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("massdyn walk: interrupted: ") and "rerun the same command" in last
+    measured = pd.read_csv(out / "measurements.csv")
+    done = sorted(step_of(p.stem) for p in (out / "parts").glob("step*.csv"))
+    assert sorted(measured["step"].unique()) == done and len(done) >= 2
+    assert f", {len(done)} in " in last
+    again = subprocess.run(long_walk(long_series, text_file, out), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert sorted(pd.read_csv(out / "measurements.csv")["step"].unique()) == list(range(0, 300, 10))
+
+
+def test_a_second_walk_into_a_busy_folder_is_refused_and_no_row_is_lost(
+    long_series, text_file, tmp_path
+):
+    out = tmp_path / "o"
+    first = subprocess.Popen(
+        long_walk(long_series, text_file, out), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        wait_for_parts(out, 1, first)
+        second = run_cli(
+            "walk",
+            long_series,
+            "--text",
+            text_file,
+            "--seqs",
+            3,
+            "--seq-len",
+            24,
+            "--bos",
+            "--steps",
+            "5,15",
+            "--out",
+            out,
+        )
+        assert second.returncode == 2
+        assert f"is being written by pid {first.pid}" in second.stderr
+        assert "Traceback" not in second.stderr
+    finally:
+        assert first.wait(timeout=300) == 0
+    m = pd.read_csv(out / "measurements.csv")
+    assert sorted(m["step"].unique()) == list(range(0, 300, 10))
+
+
 def test_cli_walk_exit_status_and_summary(tmp_path, tokenizer, text_file):
     root = write_series(tmp_path / "s", (0, 10), tokenizer=tokenizer)
     ok = run_cli(
@@ -180,10 +256,9 @@ def test_cli_walk_exit_status_and_summary(tmp_path, tokenizer, text_file):
     )
     assert bad.returncode == 1 and "failed step 5" in bad.stdout
     nothing = run_cli("walk", tmp_path / "no-such-dir", "--out", tmp_path / "o3")
-    assert (
-        nothing.returncode == 2
-        and "neither a checkpoint folder nor a Hub repo id" in nothing.stderr
-    )
+    assert nothing.returncode == 2 and "no such folder" in nothing.stderr
+    odd = run_cli("walk", "not a repo", "--out", tmp_path / "o4")
+    assert odd.returncode == 2 and "neither a checkpoint folder nor a Hub repo id" in odd.stderr
 
 
 def test_token_ids_input_through_the_walker(series, tmp_path):

@@ -1,0 +1,371 @@
+"""The mistakes users make, through the CLI: each exits 2 with one line and loses nothing.
+
+Every case runs ``massdyn`` in a subprocess, as a user would, next to a results folder of
+a good walk (and a good parameters table); afterwards those files must be byte-for-byte
+what they were.
+"""
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import skops.io as sio
+import torch
+
+from tests.conftest import run_cli
+from tests.fitting.synth import measurements_table
+
+GOOD = ["--seqs", 2, "--seq-len", 16, "--bos"]
+
+
+def hub_env(hub, cache):
+    return {"HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(cache), "HF_HUB_DISABLE_XET": "1"}
+
+
+def snapshot(folder: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != ".lock"
+    }
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory, series, text_file, hub):
+    """A good walk, a good measurements and parameters table, and the bad inputs."""
+    root = tmp_path_factory.mktemp("campaign")
+    walked = root / "walked"
+    out = run_cli("walk", series, "--text", text_file, *GOOD, "--out", walked, check=True)
+    assert out.returncode == 0
+    m = measurements_table(models=("m",), layers=2)
+    m.to_csv(root / "m.csv", index=False)
+    run_cli("fit", root / "m.csv", "--out", root / "params.csv", "--jobs", 1, check=True)
+    bad = m.astype({"top1": object})
+    bad.loc[3, "top1"] = "oops"
+    bad.to_csv(root / "strings.csv", index=False)
+    m.head(0).to_csv(root / "header.csv", index=False)
+    (root / "a-file").write_text("not a folder")
+    (root / "empty").mkdir()
+    np.save(root / "big-ids.npy", np.full((2, 16), 10_000, dtype=np.int64))
+    np.save(root / "ids.npy", np.ones((2, 16), dtype=np.int64))
+    sio.dump({"predictor": exec, "schema": {}, "info": {}}, root / "evil.skops")
+    (root / "cfg.json").write_text((series / "step0" / "config.json").read_text())
+    fake = root / "no-pyarrow" / "pyarrow"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('pyarrow is not installed')\n")
+    return {"root": root, "walked": walked, "series": series, "text": text_file, "hub": hub}
+
+
+CASES = {
+    "tokenizer path missing": lambda w: [
+        "walk",
+        w["series"],
+        "--text",
+        w["text"],
+        *GOOD,
+        "--tokenizer",
+        "/missing/path",
+        "--out",
+        w["walked"],
+    ],
+    "device gpu": lambda w: [
+        "walk",
+        w["series"],
+        "--text",
+        w["text"],
+        *GOOD,
+        "--device",
+        "gpu",
+        "--out",
+        w["walked"],
+    ],
+    "out is a file": lambda w: [
+        "walk",
+        w["series"],
+        "--text",
+        w["text"],
+        *GOOD,
+        "--out",
+        w["root"] / "a-file",
+    ],
+    "seq-len past the positions": lambda w: [
+        "walk",
+        w["series"],
+        "--text",
+        w["text"],
+        "--seqs",
+        2,
+        "--seq-len",
+        600,
+        "--out",
+        w["root"] / "long",
+    ],
+    "ids past the vocabulary": lambda w: [
+        "walk",
+        w["series"],
+        "--token-ids",
+        w["root"] / "big-ids.npy",
+        "--out",
+        w["root"] / "vocab",
+    ],
+    "mistyped local path": lambda w: ["walk", "./no/such/series", "--out", w["walked"]],
+    "empty folder": lambda w: [
+        "walk",
+        w["root"] / "empty",
+        "--text",
+        w["text"],
+        *GOOD,
+        "--out",
+        w["walked"],
+    ],
+    "single model folder": lambda w: [
+        "walk",
+        w["series"] / "step0",
+        "--text",
+        w["text"],
+        *GOOD,
+        "--out",
+        w["walked"],
+    ],
+    "min-step above max-step": lambda w: [
+        "walk",
+        w["series"],
+        "--text",
+        w["text"],
+        *GOOD,
+        "--min-step",
+        100,
+        "--max-step",
+        10,
+        "--out",
+        w["walked"],
+    ],
+    "no step selected": lambda w: [
+        "walk",
+        w["series"],
+        "--text",
+        w["text"],
+        *GOOD,
+        "--min-step",
+        5000,
+        "--out",
+        w["walked"],
+    ],
+    "bos with token ids": lambda w: [
+        "walk",
+        w["series"],
+        "--token-ids",
+        w["root"] / "ids.npy",
+        "--bos",
+        "--out",
+        w["walked"],
+    ],
+    "batch size 0": lambda w: [
+        "walk",
+        w["series"],
+        "--text",
+        w["text"],
+        *GOOD,
+        "--batch-size",
+        0,
+        "--out",
+        w["walked"],
+    ],
+    "text file missing": lambda w: [
+        "walk",
+        w["series"],
+        "--text",
+        w["root"] / "nope.txt",
+        *GOOD,
+        "--out",
+        w["walked"],
+    ],
+    "steps spec": lambda w: ["walk", w["series"], "--steps", "every:x", "--out", w["walked"]],
+    "fit strings in a numeric column": lambda w: [
+        "fit",
+        w["root"] / "strings.csv",
+        "--out",
+        w["root"] / "params.csv",
+    ],
+    "fit header-only table": lambda w: [
+        "fit",
+        w["root"] / "header.csv",
+        "--out",
+        w["root"] / "params.csv",
+    ],
+    "fit starts 0": lambda w: [
+        "fit",
+        w["root"] / "m.csv",
+        "--starts",
+        0,
+        "--out",
+        w["root"] / "params.csv",
+    ],
+    "fit missing table": lambda w: [
+        "fit",
+        w["root"] / "nope.csv",
+        "--out",
+        w["root"] / "params.csv",
+    ],
+    "predictor trusting builtins.exec": lambda w: [
+        "predict",
+        w["root"] / "cfg.json",
+        "--predictor",
+        w["root"] / "evil.skops",
+        "--out",
+        w["root"] / "pred.csv",
+    ],
+}
+
+HUB_CASES = {
+    "mistyped hub repo": lambda w: [
+        "walk",
+        "tiny/neox-typo",
+        "--text",
+        w["text"],
+        *GOOD,
+        "--out",
+        w["walked"],
+    ],
+    "mistyped pythia name": lambda w: [
+        "walk",
+        "EleutherAI/pythia-160n",
+        "--text",
+        w["text"],
+        *GOOD,
+        "--out",
+        w["walked"],
+    ],
+    "dataset that does not exist": lambda w: [
+        "walk",
+        "tiny/neox",
+        "--dataset",
+        "nosuch/dataset",
+        *GOOD,
+        "--out",
+        w["root"] / "ds",
+    ],
+}
+
+EXPECTED = {
+    "tokenizer path missing": "no such folder",
+    "device gpu": "unknown device 'gpu'",
+    "out is a file": "is a file, not a folder",
+    "seq-len past the positions": "max_position_embeddings = 512",
+    "ids past the vocabulary": "vocab_size = 300",
+    "mistyped local path": "no such folder: ./no/such/series",
+    "empty folder": "holds no checkpoint folders",
+    "single model folder": "single model folder",
+    "min-step above max-step": "--min-step 100 is above --max-step 10",
+    "no step selected": "no checkpoint of",
+    "bos with token ids": "--bos applies to text inputs",
+    "batch size 0": "--batch-size must be at least 1",
+    "text file missing": "no such file",
+    "steps spec": "every:K needs an integer",
+    "fit strings in a numeric column": "column 'top1' must be numeric",
+    "fit header-only table": "no rows",
+    "fit starts 0": "n_starts must be at least 1",
+    "fit missing table": "no such table",
+    "predictor trusting builtins.exec": "builtins.exec",
+    "mistyped hub repo": "repository not found: tiny/neox-typo",
+    "mistyped pythia name": "repository not found: EleutherAI/pythia-160n",
+    "dataset that does not exist": "cannot read dataset nosuch/dataset",
+}
+
+
+def check_refused(world, args, expected, env=None):
+    before = snapshot(world["root"])
+    out = run_cli(*args, env=env, timeout=120)
+    lines = [line for line in out.stderr.splitlines() if line.strip()]
+    assert out.returncode == 2, (out.returncode, out.stdout, out.stderr)
+    assert "Traceback" not in out.stderr + out.stdout
+    assert len(lines) == 1 and lines[0].startswith(f"massdyn {args[0]}: error: "), lines
+    assert expected in lines[0], lines[0]
+    after = snapshot(world["root"])
+    assert {k: v for k, v in after.items() if k in before} == before, "recorded results changed"
+    return lines[0]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_refused_with_one_line_and_nothing_lost(world, case):
+    check_refused(world, CASES[case](world), EXPECTED[case])
+
+
+@pytest.mark.parametrize("case", sorted(HUB_CASES))
+def test_hub_mistakes_refused_once(world, case, tmp_path):
+    check_refused(
+        world, HUB_CASES[case](world), EXPECTED[case], env=hub_env(world["hub"], tmp_path)
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_cuda_without_cuda(world):
+    args = [
+        "walk",
+        world["series"],
+        "--text",
+        world["text"],
+        *GOOD,
+        "--device",
+        "cuda",
+        "--out",
+        world["walked"],
+    ]
+    check_refused(world, args, "has no CUDA device")
+
+
+def test_parquet_without_pyarrow_is_refused_before_walking(world):
+    env = {"PYTHONPATH": os.pathsep.join([str(world["root"] / "no-pyarrow"), *sys.path])}
+    out_dir = world["root"] / "parquet-walk"
+    args = ["walk", world["series"], "--text", world["text"], *GOOD, "--parquet", "--out", out_dir]
+    check_refused(world, args, "pip install 'massdyn[parquet]'", env=env)
+    assert not out_dir.exists()
+
+
+def test_train_predictor_given_the_wrong_table(world):
+    configs = world["root"] / "configs"
+    configs.mkdir(exist_ok=True)
+    (configs / "m.json").write_text((world["series"] / "step0" / "config.json").read_text())
+    args = [
+        "train-predictor",
+        world["root"] / "m.csv",
+        "--configs",
+        configs,
+        "--protocol",
+        "paper",
+        "--out",
+        world["root"] / "p.skops",
+    ]
+    check_refused(world, args, "looks like a measurements table")
+
+
+def test_a_failed_start_leaves_no_identity_behind(world, tmp_path):
+    """A typo, then the corrected command: the folder is not 'a different walk'."""
+    out_dir = tmp_path / "o"
+    typo = run_cli(
+        "walk",
+        world["series"],
+        "--text",
+        world["text"],
+        "--seqs",
+        2,
+        "--seq-len",
+        600,
+        "--out",
+        out_dir,
+    )
+    assert typo.returncode == 2
+    assert not (out_dir / "walk.json").exists()
+    fixed = run_cli("walk", world["series"], "--text", world["text"], *GOOD, "--out", out_dir)
+    assert fixed.returncode == 0, fixed.stderr
+    assert json.loads((out_dir / "walk.json").read_text())["inputs"]["seq_len"] == 16
+
+
+def test_results_are_what_the_good_walk_wrote(world):
+    m = pd.read_csv(world["walked"] / "measurements.csv")
+    assert sorted(m["step"].unique()) == [0, 10, 100, 1000] and len(m) == 4 * 2 * 2

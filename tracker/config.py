@@ -1,0 +1,141 @@
+"""Settings and summary of a walk, and the checks that need no model.
+
+This module imports neither torch nor transformers, so the command line can declare and
+validate a walk before anything heavy is loaded.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tracker.inputs import InputSpec
+from tracker.schedule import StepSelection
+from tracker.sources import looks_like_path
+
+DTYPE_NAMES = ("float32", "float16", "bfloat16")
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+
+
+@dataclass
+class WalkConfig:
+    """Settings of a walk.
+
+    Attributes:
+        out: Results folder.
+        steps: Which checkpoints to measure.
+        inputs: Evaluation input recipe.
+        device: ``auto`` (CUDA when present), ``cpu``, ``cuda``, ``cuda:1``, ...
+        dtype: ``auto`` (bfloat16 on GPUs that support it, else float16; float32 on CPU),
+            ``float32``, ``float16`` or ``bfloat16``.
+        batch_size: Sequences per forward pass; None: as many as fit in 32k tokens (all
+            10 x 2048 of the paper's inputs at once).
+        keep_cache: Keep downloaded revisions in the Hub cache.
+        disk_budget_gb: Most gigabytes of downloaded checkpoints held at once (None: no limit).
+        prefetch: Download the next checkpoint while measuring the current one.
+        tokenizer: Tokenizer to use instead of the series' own (path or repo id).
+        trust_remote_code: Allow model code from the checkpoint (off unless asked).
+        progress: Show a progress bar.
+        parquet: Also write ``measurements.parquet`` (needs pyarrow).
+    """
+
+    out: str = "massdyn-walk"
+    steps: StepSelection = field(default_factory=StepSelection)
+    inputs: InputSpec = field(default_factory=InputSpec)
+    device: str = "auto"
+    dtype: str = "auto"
+    batch_size: int | None = None
+    keep_cache: bool = False
+    disk_budget_gb: float | None = None
+    prefetch: bool = True
+    tokenizer: str | None = None
+    trust_remote_code: bool = False
+    progress: bool = True
+    parquet: bool = False
+
+    def check(self) -> None:
+        """Refuse settings that cannot work, before anything is loaded or written.
+
+        Raises:
+            ValueError: naming the setting and the fix.
+        """
+        if not DEVICE_PATTERN.match(self.device):
+            raise ValueError(
+                f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N (e.g. cuda:1)"
+            )
+        if self.dtype != "auto" and self.dtype not in DTYPE_NAMES:
+            raise ValueError(
+                f"unknown dtype {self.dtype!r}; use auto or one of {', '.join(DTYPE_NAMES)}"
+            )
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(
+                f"--batch-size must be at least 1, got {self.batch_size} "
+                "(leave it out for as many sequences as fit in 32k tokens)"
+            )
+        if self.disk_budget_gb is not None and self.disk_budget_gb <= 0:
+            raise ValueError(
+                f"--disk-budget must be a positive number of GB, got {self.disk_budget_gb}"
+            )
+        if self.parquet and not _importable("pyarrow"):
+            raise ValueError(
+                "--parquet needs pyarrow, which is not installed: pip install 'massdyn[parquet]'"
+                " (or leave out --parquet; measurements.csv is always written)"
+            )
+        for option, name in (("--text", self.inputs.text), ("--token-ids", self.inputs.token_ids)):
+            if name and not Path(name).is_file():
+                raise ValueError(f"{option} {name}: no such file")
+        if self.tokenizer and looks_like_path(self.tokenizer) and not Path(self.tokenizer).exists():
+            raise ValueError(f"--tokenizer {self.tokenizer}: no such folder")
+        out = Path(self.out)
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"--out {out} is a file, not a folder; name a results folder")
+
+
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+    except ImportError:
+        return False
+    return True
+
+
+def human_bytes(n: float) -> str:
+    """``1234567`` -> ``'1.23 MB'`` (decimal units, as the Hub reports sizes)."""
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if abs(n) < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+@dataclass
+class WalkSummary:
+    """What a walk did."""
+
+    model: str
+    selected: list[int]
+    already_done: list[int]
+    ok: list[int]
+    failed: dict[int, str]
+    seconds: float
+    out: str
+    rows: int
+    duplicates: dict[int, int] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        """A few lines for the terminal."""
+        lines = [
+            f"{self.model}: {len(self.selected)} checkpoints selected, "
+            f"{len(self.already_done)} already measured, {len(self.ok)} measured now, "
+            f"{len(self.failed)} failed, {len(self.duplicates)} duplicates of an earlier step, "
+            f"{self.seconds:.1f} s",
+            f"results: {self.out}/measurements.csv ({self.rows} rows), {self.out}/checkpoints.csv",
+        ]
+        lines += [f"  failed step {s}: {r}" for s, r in sorted(self.failed.items())]
+        lines += [
+            f"  step {s} has the same weights as step {d}"
+            for s, d in sorted(self.duplicates.items())
+        ]
+        return "\n".join(lines)
