@@ -322,7 +322,9 @@ def fit_curve(
     if at_bound:
         issues.append(f"at bound: {', '.join(at_bound)}")
     if ill:
-        issues.append(f"ill-conditioned (cond {cond:.2g}): standard errors withheld")
+        issues.append(
+            f"ill-conditioned (cond {cond:.2g}): not identifiable, standard errors withheld"
+        )
     elif cond > cfg.identifiable_cond:
         issues.append(f"not identifiable (cond {cond:.2g} > {cfg.identifiable_cond:.0e})")
     loose = [

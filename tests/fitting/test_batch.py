@@ -68,8 +68,9 @@ def test_one_bad_series_never_aborts_the_batch():
     df.loc[flat, "top1"] = 1.0
     df.loc[flat, "median"] = 1.0
     out = fit_measurements(df, n_jobs=2).set_index(["model", "layer"])
-    assert out.loc[("tiny-a", 1), "status"] == "failed"
-    assert "non-finite" in out.loc[("tiny-a", 1), "reason"]
+    # One non-finite point no longer fails its series: it is dropped and the fit flagged.
+    assert out.loc[("tiny-a", 1), "status"] == "flagged"
+    assert "1 non-finite point(s) dropped" in out.loc[("tiny-a", 1), "reason"]
     assert out.loc[("tiny-b", 2), "status"] == "failed"
     assert "constant" in out.loc[("tiny-b", 2), "reason"]
     assert (out.drop([("tiny-a", 1), ("tiny-b", 2)])["status"] != "failed").all()
@@ -103,3 +104,16 @@ def test_compare_measurements_ranks_per_series():
     assert len(table) == 2 * 3
     for _, grp in table.groupby("layer"):
         assert sorted(grp["rank"]) == [1, 2, 3]
+
+
+def test_one_non_finite_point_is_dropped_counted_and_flagged():
+    from tests.fitting.synth import measurements_table
+
+    df = measurements_table(models=("m",), layers=2, seqs=1)
+    bad_step = sorted(df["step"].unique())[5]
+    df.loc[(df["layer"] == 1) & (df["step"] == bad_step), "median"] = float("nan")
+    params = fit_measurements(df, "ratio", n_jobs=1).set_index("layer")
+    assert params.loc[0, "n_dropped"] == 0
+    assert params.loc[1, "n_dropped"] == 1 and params.loc[1, "status"] == "flagged"
+    assert f"1 non-finite point(s) dropped (step(s) {bad_step:g})" in params.loc[1, "reason"]
+    assert params.loc[1, "n"] == df["step"].nunique() - 1

@@ -171,3 +171,45 @@ def test_failed_result_cannot_predict():
     assert not r.ok and r.to_row()["status"] == "failed"
     with pytest.raises(ValueError, match="because"):
         r.predict([1.0])
+
+
+def test_an_ok_fit_pins_every_parameter_down():
+    """Over many series: ``ok`` only with every SE below the value and cond <= 1e8."""
+    cfg = FitConfig()
+    seen = {"ok": 0, "not identifiable": 0}
+    for shape, p in SHAPES.items():
+        for seed in range(3):
+            for last in (30, len(SUBSET_37)):  # the whole run, or its rising start only
+                t = SUBSET_37[:last]
+                y = noisy(emergence(t, *p), np.random.default_rng(seed))
+                r = fit_curve(t, y)
+                if r.status == "ok":
+                    seen["ok"] += 1
+                    assert r.cond <= cfg.identifiable_cond
+                    assert all(r.stderr[k] <= abs(v) for k, v in r.params.items())
+                elif "not identifiable" in r.reason:
+                    seen["not identifiable"] += 1
+    assert seen["ok"] and seen["not identifiable"]
+
+
+def test_a_runaway_fit_is_flagged_not_ok():
+    # A straight line: the emergence function fits it only in a degenerate corner (huge |A|
+    # traded against K), which the old status called ok.
+    t = SUBSET_37[:20]
+    y = 2.0 + 0.01 * t + np.random.default_rng(0).normal(0, 0.05, t.size)
+    r = fit_curve(t, y)
+    assert r.status == "flagged" and "not identifiable" in r.reason
+
+
+def test_a_trough_is_called_a_trough():
+    p = (-20.0, 0.15, 2e-4, 1.0, 30.0)
+    r = fit_curve(SUBSET_37, emergence(SUBSET_37, *p))
+    row = r.to_row()
+    assert row["extremum"] == "trough" and row["peak_note"].startswith("trough (A < 0)")
+    up = fit_curve(SUBSET_37, emergence(SUBSET_37, *SHAPES["early_peak"])).to_row()
+    assert up["extremum"] == "peak"
+
+
+def test_fit_config_refuses_zero_starts():
+    with pytest.raises(ValueError, match="n_starts must be at least 1"):
+        FitConfig(n_starts=0)

@@ -292,3 +292,43 @@ def test_a_refused_member_in_parallel_names_its_folder_and_the_others_finish(tmp
     assert done["step"] == TINY.max_steps
     with pytest.raises(ValueError, match="jobs must be at least 1, got 0"):
         ms.train_members([MEMBER], TINY, tokens, inputs, 300, 0, tmp_path, 0)
+
+
+def test_without_bfloat16_units_the_demo_trains_in_float32_and_says_so(tmp_path, monkeypatch):
+    from massdyn.demo import train_series
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(ms, "cpu_has_bf16", lambda: False)  # as on an AVX2-only CPU
+    words = SAMPLE_TEXT.split()
+    rng = np.random.default_rng(0)
+    (tmp_path / "t.txt").write_text(" ".join(rng.choice(words, 60_000)))
+    notes = []
+    run = train_series(
+        tmp_path / "demo",
+        "mini-d128-l4-h4",
+        2,
+        str(tmp_path / "t.txt"),
+        log=lambda *_: None,
+        note=notes.append,
+    )
+    assert len(notes) == 1 and "no bfloat16 units" in notes[0] and "float32" in notes[0]
+    state = torch.load(run / "state.pt", weights_only=True)
+    assert json.loads(state["identity"])["recipe"]["precision"] == "fp32"
+    assert Suite.load().recipe.precision == "bf16-mixed"  # the shipped recipe is unchanged
+
+
+def test_with_bfloat16_units_the_recipe_is_kept_and_the_minisuite_warns_only_without():
+    recipe = Suite.load().recipe
+    assert ms.for_this_cpu(recipe, has_bf16=True) == (recipe, None)
+    fp32, note = ms.for_this_cpu(recipe, has_bf16=False)
+    assert fp32.precision == "fp32" and "20x slower" in note
+    assert ms.precision_note(replace(recipe, precision="fp32"), has_bf16=False) is None
+
+
+def test_minisuite_command_warns_on_a_cpu_without_bfloat16(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(ms, "cpu_has_bf16", lambda: False)
+    # An unknown member stops the command right after the warning, before any training.
+    args = ["minisuite", "--members", "nosuch", "--work", str(tmp_path / "w")]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    captured = capsys.readouterr()
+    assert '"precision": "fp32"' in captured.out and "no member 'nosuch'" in captured.err

@@ -1,5 +1,6 @@
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -107,3 +108,19 @@ def test_bad_configs_name_field_and_source(cfg, message):
 def test_missing_file():
     with pytest.raises(ConfigError, match="not found"):
         read_config("/nonexistent/config.json")
+
+
+def test_configs_are_found_under_the_names_users_write(tmp_path):
+    from importlib.resources import files
+
+    from predictors import ConfigError, configs_from_dir
+
+    shipped = Path(str(files("massdyn.data").joinpath("pythia_configs")))
+    archs = configs_from_dir(shipped, ["EleutherAI/pythia-160m", "pythia-70m"])
+    assert archs["EleutherAI/pythia-160m"].n_layers == 12 and archs["pythia-70m"].n_layers == 6
+    (tmp_path / "EleutherAI--pythia-1b.json").write_text((shipped / "pythia-1b.json").read_text())
+    assert (
+        configs_from_dir(tmp_path, ["EleutherAI/pythia-1b"])["EleutherAI/pythia-1b"].n_layers == 16
+    )
+    with pytest.raises(ConfigError, match=r"tried EleutherAI/pythia-9b\.json, .*pythia-9b\.json"):
+        configs_from_dir(shipped, ["EleutherAI/pythia-9b"])

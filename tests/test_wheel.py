@@ -1,0 +1,132 @@
+"""The wheel as users install it: a fresh virtual environment, run from outside the checkout.
+
+An editable install finds every package folder in the source tree; a wheel holds only what
+pyproject.toml lists. This test builds the wheel, installs it (with the dependencies this
+machine already has, taken from the test environment's site-packages), and runs the CLI
+from a temporary folder.
+"""
+
+import os
+import subprocess
+import sys
+import sysconfig
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def venv(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp / "dist"),
+            str(ROOT),
+        ],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    wheel = next((tmp / "dist").glob("massdyn-*.whl"))
+    env_dir = tmp / "venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", str(env_dir)], check=True
+    )
+    python = env_dir / "bin" / "python"
+    # The dependencies come from this interpreter's site-packages (no index is reached);
+    # massdyn itself only from the wheel, never from the checkout.
+    site = sysconfig.get_paths()["purelib"]
+    (
+        Path(
+            subprocess.run(
+                [str(python), "-c", "import sysconfig;print(sysconfig.get_paths()['purelib'])"],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.strip()
+        )
+        / "deps.pth"
+    ).write_text(site + "\n")
+    subprocess.run(
+        [str(python), "-m", "pip", "install", "--no-deps", "--no-index", "-q", str(wheel)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return env_dir, tmp
+
+
+def run(venv, *args, cwd):
+    env_dir, _ = venv
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH",)}
+    return subprocess.run(
+        [str(env_dir / "bin" / "massdyn"), *map(str, args)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+
+
+def test_the_installed_massdyn_is_the_wheel(venv):
+    env_dir, tmp = venv
+    out = subprocess.run(
+        [str(env_dir / "bin" / "python"), "-c", "import massdyn, tracker; print(massdyn.__file__)"],
+        cwd=tmp,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert str(ROOT) not in out.stdout and "site-packages" in out.stdout
+
+
+def test_help_fit_and_figures_from_another_folder(venv):
+    _, tmp = venv
+    work = tmp / "elsewhere"
+    work.mkdir()
+    out = run(venv, "--help", cwd=work)
+    assert out.returncode == 0 and "train-predictor" in out.stdout, out.stderr
+    for command in ("walk", "fit", "train-predictor", "predict", "figures", "minisuite", "demo"):
+        sub = run(venv, command, "--help", cwd=work)
+        assert sub.returncode == 0, (command, sub.stderr)
+    from tests.fitting.synth import measurements_table
+
+    measurements_table(models=("m",), layers=1).to_csv(work / "m.csv", index=False)
+    fit = run(venv, "fit", "m.csv", "--out", "p.csv", "--jobs", 1, cwd=work)
+    assert fit.returncode == 0, fit.stderr
+    assert (work / "p.csv").exists() and "fitted 1 series" in fit.stdout
+    figs = run(venv, "figures", "--out", "figs", cwd=work)
+    assert figs.returncode == 0, figs.stderr
+    assert len(list((work / "figs").glob("*.png"))) >= 10
+
+
+def test_help_and_argument_errors_answer_without_the_heavy_imports(venv):
+    """--help must not import torch, transformers, scikit-learn or pandas (seconds each)."""
+    env_dir, tmp = venv
+    probe = (
+        "import sys\n"
+        "from massdyn.cli import main\n"
+        "for argv in (['--help'], ['walk', '--help'], ['fit', '--bogus']):\n"
+        "    try:\n"
+        "        main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = sorted(m for m in ('torch', 'transformers', 'sklearn', 'pandas', 'scipy')\n"
+        "               if m in sys.modules)\n"
+        "print('HEAVY', heavy)\n"
+    )
+    out = subprocess.run(
+        [str(env_dir / "bin" / "python"), "-c", probe], cwd=tmp, capture_output=True, text=True
+    )
+    assert "HEAVY []" in out.stdout, out.stdout + out.stderr
