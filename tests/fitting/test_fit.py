@@ -177,7 +177,7 @@ def test_an_ok_fit_pins_every_parameter_down():
     """Over many series: ``ok`` only with every SE below the value and cond <= 1e8."""
     cfg = FitConfig()
     seen = {"ok": 0, "not identifiable": 0}
-    for shape, p in SHAPES.items():
+    for p in SHAPES.values():
         for seed in range(3):
             for last in (30, len(SUBSET_37)):  # the whole run, or its rising start only
                 t = SUBSET_37[:last]
