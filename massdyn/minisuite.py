@@ -137,6 +137,8 @@ class Suite:
     members: list[Member]
     corpus: dict = field(default_factory=dict)
     tokenizer: dict = field(default_factory=dict)
+    # Seed replicates of some members: same architecture and recipe, another seed.
+    replicates: list[Member] = field(default_factory=list)
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Suite:
@@ -150,19 +152,29 @@ class Suite:
         recipe = spec.get("recipe", {})
         if "betas" in recipe:
             recipe = {**recipe, "betas": tuple(recipe["betas"])}
+        members = [Member(**m) for m in spec["members"]]
+        by_name = {m.name: m for m in members}
+        reps = spec.get("replicates", {})
+        replicates = [
+            replace(by_name[name], name=f"{name}-s{seed}", seed=seed)
+            for seed in reps.get("seeds", [])
+            for name in reps.get("of", [])
+        ]
         return cls(
             recipe=Recipe(**recipe),
-            members=[Member(**m) for m in spec["members"]],
+            members=members,
             corpus=spec.get("corpus", {}),
             tokenizer=spec.get("tokenizer", {}),
+            replicates=replicates,
         )
 
     def member(self, name: str) -> Member:
-        """Look a member up by name."""
-        for m in self.members:
+        """Look a member (or a seed replicate) up by name."""
+        for m in [*self.members, *self.replicates]:
             if m.name == name:
                 return m
-        raise ValueError(f"no member {name!r}; members: {', '.join(m.name for m in self.members)}")
+        known = ", ".join(m.name for m in [*self.members, *self.replicates])
+        raise ValueError(f"no member {name!r}; members: {known}")
 
 
 def fetch_corpus(

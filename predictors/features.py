@@ -220,26 +220,28 @@ def config_candidates(folder: Path, model: str) -> list[Path]:
     return [p for n in names for p in (folder / f"{n}.json", folder / n / "config.json")]
 
 
-def configs_from_dir(folder: str | Path, models) -> dict[str, Architecture]:
+def configs_from_dir(folder, models) -> dict[str, Architecture]:
     """Architectures for ``models`` from ``DIR/<model>.json`` or ``DIR/<model>/config.json``.
 
     ``<model>`` may also be the model's name without its organisation, or with ``/``
-    written ``--`` (see :func:`config_candidates`).
+    written ``--`` (see :func:`config_candidates`). ``folder`` may be a list of folders,
+    searched in turn.
 
     Raises:
         ConfigError: naming a model without a config in ``folder`` and the files tried.
     """
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ConfigError(f"--configs {folder}: no such folder")
+    folders = [Path(f) for f in (folder if isinstance(folder, (list, tuple)) else [folder])]
+    for f in folders:
+        if not f.is_dir():
+            raise ConfigError(f"--configs {f}: no such folder")
     out = {}
     for model in models:
-        tried = config_candidates(folder, model)
-        found = next((p for p in tried if p.exists()), None)
+        tried = [(f, p) for f in folders for p in config_candidates(f, model)]
+        found = next((p for _, p in tried if p.exists()), None)
         if found is None:
             raise ConfigError(
-                f"no config for model {model!r} in {folder}; tried "
-                + ", ".join(str(p.relative_to(folder)) for p in tried)
+                f"no config for model {model!r} in {', '.join(map(str, folders))}; tried "
+                + ", ".join(str(p.relative_to(f)) for f, p in tried)
             )
         out[model] = read_config(found, name=str(model))
     return out

@@ -15,6 +15,7 @@ FORMAT_VERSION = 1
 # builtins.exec can ride along in a file. Anything else in a file is refused.
 TRUSTED_TYPES = frozenset(
     {
+        "predictors.curve.CurvePredictor",
         "predictors.model.EmergencePredictor",
         "predictors.model.TargetTransform",
         "sklearn.tree._tree.Tree",

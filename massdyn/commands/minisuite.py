@@ -114,12 +114,29 @@ class MinisuiteCommand:
                 "tokenizers": tokenizers.__version__,
                 "pandas": pd.__version__,
             },
-            "machine": {"cpus": __import__("os").cpu_count(), "platform": platform.platform()},
+            "machine": {
+                "cpus": __import__("os").cpu_count(),
+                "platform": platform.platform(),
+                "processor": _cpu_name(),
+                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                "bfloat16_units": cpu_has_bf16(),
+            },
         }
         (out / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
         print(describe(measurements, params))
         print(f"wrote {out}/measurements.csv, params.csv, configs/, provenance.json")
         return 0
+
+
+def _cpu_name() -> str:
+    """The CPU's model name (Linux), else what platform says."""
+    try:
+        for line in open("/proc/cpuinfo", encoding="utf-8"):
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
 
 
 def describe(measurements, params) -> str:

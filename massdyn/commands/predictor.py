@@ -10,37 +10,129 @@ from dataclasses import dataclass
 REGRESSORS = ("ridge", "lasso", "rf", "gb", "hgb", "xgb")
 
 
+MIN_ARCHITECTURES = 10  # below this, held-out scores are anecdotes, and are said to be
+
+
 @dataclass
 class TrainPredictorCommand:
-    """Train a predictor from a parameters table and the configs of its models.
+    """Train an architecture -> emergence-curve predictor from measured suites.
 
-    PARAMS is a table written by `massdyn fit` (one row per model, layer). DIR holds one HF
-    config per model, as DIR/<model>.json or DIR/<model>/config.json. Prints per-target R^2
-    and MAE under the paper's protocol (random 80/20 split, 5-fold CV) and leave-one-model-out.
+    MEASUREMENTS is a table in the walker's format (one row per model, step, layer, seq);
+    DIR holds one HF config per model (DIR/<model>.json, DIR/<model>/config.json, or the
+    name without its organisation). The default protocol predicts log(ratio) curves from a
+    depth-mean base plus shrunk architecture offsets and prints leave-one-architecture-out
+    scores per held-out model next to the base. ``--protocol paper`` fits the five
+    parameters first and regresses them (arXiv 2508.03616, Table 3), printing R^2 and MAE
+    per target under a random 80/20 split, 5-fold CV and leave-one-model-out.
     """
 
-    params: str
-    configs: str
+    measurements: list[str]
+    configs: list[str]
     out: str = "predictor.skops"
+    protocol: str = "curve"
     regressor: str = "rf"
     seed: int = 0
 
-    help = "train an architecture -> emergence-parameters predictor"
+    help = "train an architecture -> emergence-curve predictor"
 
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
         """Declare the command's options."""
-        p.add_argument("params", help="parameters table from `massdyn fit` (.csv or .parquet)")
         p.add_argument(
-            "--configs", required=True, help="folder of <model>.json or <model>/config.json"
+            "measurements", nargs="+", help="measurements tables of the walker (.csv, .parquet)"
+        )
+        p.add_argument(
+            "--configs",
+            required=True,
+            nargs="+",
+            help="folder(s) of <model>.json or <model>/config.json",
         )
         p.add_argument("--out", default="predictor.skops", help="predictor file to write")
-        p.add_argument("--regressor", default="rf", choices=REGRESSORS)
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument(
+            "--protocol",
+            default="curve",
+            choices=("curve", "paper"),
+            help="curve: log-ratio curves (default); paper: the paper's parameter regressors",
+        )
+        p.add_argument(
+            "--regressor", default="rf", choices=REGRESSORS, help="paper protocol's regressor"
+        )
+        p.add_argument("--seed", type=int, default=0, help="seed of splits and bootstrap")
 
     def run(self) -> int:
-        """Train, report both protocols, save."""
+        """Train, report, save."""
+        import pandas as pd
+
         from massdyn.io import read_table
+
+        table = pd.concat([read_table(p) for p in self.measurements], ignore_index=True)
+        is_params = {"A", "lambda", "gamma", "t0", "K"} <= set(table.columns)
+        if not is_params and not {"step", "top1", "median"} <= set(table.columns):
+            raise ValueError(
+                f"{' '.join(self.measurements)} is neither a measurements table (model, step, layer, seq,"
+                " top1, median) nor a parameters table of massdyn fit"
+            )
+        if self.protocol == "curve":
+            if is_params:
+                raise ValueError(
+                    f"{' '.join(self.measurements)} is a parameters table (from massdyn fit); the curve "
+                    "protocol learns from the measurements themselves: pass the measurements "
+                    "table, or --protocol paper"
+                )
+            return self._curve(table)
+        return self._paper(table, is_params)
+
+    def _curve(self, measurements) -> int:
+        import math
+
+        from fitting.batch import check_measurements
+        from predictors import configs_from_dir, save_predictor
+        from predictors.curve import CurvePredictor, bootstrap_gain, score_heldout, seed_noise
+
+        check_measurements(measurements)
+        archs = configs_from_dir(self.configs, sorted(measurements["model"].unique()))
+        est = CurvePredictor().fit(measurements, archs)
+        scores = score_heldout(est)
+        n_arch = len(set(est.groups_.values()))
+        print(
+            f"{len(scores)} models, {n_arch} architectures, "
+            f"{int(scores['layers'].sum())} (model, layer) curves on {est.grid_.size} log-spaced "
+            f"steps up to {est.max_step_:g}"
+        )
+        if n_arch < MIN_ARCHITECTURES:
+            print(
+                f"warning: only {n_arch} architectures: the scores below are a handful of "
+                f"cases, not an estimate (at least {MIN_ARCHITECTURES} are needed to mean much)"
+            )
+        chosen = "none (the base alone)" if math.isinf(est.alpha_) else f"ridge alpha {est.alpha_:g}"
+        print(f"architecture offsets chosen by grouped CV: {chosen}")
+        print("leave one architecture out (curve R^2 in ratio space, median |log error|):")
+        cols = ["model", "layers", "curve_r2", "base_curve_r2", "log_err", "base_log_err"]
+        print(scores[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+        mid, lo, hi = bootstrap_gain(scores, seed=self.seed)
+        print(
+            f"median curve R^2 {scores['curve_r2'].median():.3f} (base "
+            f"{scores['base_curve_r2'].median():.3f}); gain over the base in |log error| "
+            f"{mid:.4f}, 90% bootstrap over models {lo:.4f} to {hi:.4f}"
+        )
+        noise = seed_noise(est)
+        if noise["pairs"]:
+            print(
+                f"seed replicates: {noise['pairs']} pair(s), seed-to-seed median |log difference|"
+                f" {noise['floor']:.3f}; architecture explains {noise['arch_share']:.0%} of the "
+                "variance of the curves of equally deep members"
+            )
+        info = {
+            "protocol": "curve",
+            "models": sorted(archs),
+            "scores": scores.to_dict("records"),
+            "seed_noise": noise,
+        }
+        print(f"wrote {save_predictor(est, self.out, info)}")
+        return 0
+
+    def _paper(self, table, is_params) -> int:
+        from fitting import fit_measurements
         from predictors import (
             EmergencePredictor,
             configs_from_dir,
@@ -49,17 +141,24 @@ class TrainPredictorCommand:
             training_table,
         )
 
-        params = read_table(self.params)
+        params = table if is_params else fit_measurements(table, "ratio", n_jobs=1)
         archs = configs_from_dir(self.configs, sorted(params["model"].unique()))
-        table = training_table(archs, params)
-        scores = evaluate(table, self.regressor, self.seed)
-        n_models = table["model"].nunique()
-        print(
-            f"{len(table)} (model, layer) rows from {n_models} models; regressor {self.regressor}"
-        )
-        print(scores.pivot(index="target", columns="protocol", values="r2").round(3).to_string())
-        est = EmergencePredictor(regressor=self.regressor, random_state=self.seed).fit(table, table)
+        rows = training_table(archs, params)
+        n_models = rows["model"].nunique()
+        print(f"{len(rows)} (model, layer) rows from {n_models} models; regressor {self.regressor}")
+        if n_models < MIN_ARCHITECTURES or len(rows) < 50:
+            print(
+                f"warning: {len(rows)} rows from {n_models} models are too few for these scores "
+                f"to mean much (the 80/20 split tests on {max(1, round(0.2 * len(rows)))} rows)"
+            )
+        scores = evaluate(rows, self.regressor, self.seed)
+        for value in ("r2", "mae"):
+            print(f"{value.upper()} per target:")
+            table = scores.pivot(index="target", columns="protocol", values=value)
+            print(table.to_string(float_format=lambda v: f"{v:.4g}"))
+        est = EmergencePredictor(regressor=self.regressor, random_state=self.seed).fit(rows, rows)
         info = {
+            "protocol": "paper",
             "models": sorted(archs),
             "regressor": self.regressor,
             "scores": scores.to_dict("records"),
@@ -70,18 +169,21 @@ class TrainPredictorCommand:
 
 @dataclass
 class PredictCommand:
-    """Predict per-layer emergence parameters and curves for an architecture.
+    """Predict the emergence curves of architectures that have not been trained.
 
-    CONFIG is a config.json, a model folder or a Hub repo id (config.json only is fetched).
-    Writes the per-layer parameters with bootstrap intervals and derived quantities to OUT,
-    and the predicted curves with their 10-90% band to OUT with a _curves suffix.
+    CONFIG is a config.json, a model folder or a Hub repo id (config.json only is fetched);
+    several may be given. Writes one row per (model, layer, step) with the predicted ratio
+    and its 10-90% band to OUT, and per (model, layer) the final ratio, growth and step of
+    half the rise (plus, labelled as such, the emergence parameters fitted to the predicted
+    curve) to OUT with a _summary suffix. Warns about every field outside the training
+    suite's range.
     """
 
-    config: str
+    config: list[str]
     predictor: str
+    steps: str = "grid"
     out: str = "predicted.csv"
     plot: str | None = None
-    max_step: float = 143000.0
     revision: str | None = None
 
     help = "predict emergence curves for a new architecture"
@@ -89,35 +191,105 @@ class PredictCommand:
     @staticmethod
     def add_arguments(p: argparse.ArgumentParser) -> None:
         """Declare the command's options."""
-        p.add_argument("config", help="config.json, model folder or Hub repo id")
+        p.add_argument("config", nargs="+", help="config.json, model folder or Hub repo id")
         p.add_argument("--predictor", required=True, help="file from `massdyn train-predictor`")
-        p.add_argument("--out", default="predicted.csv", help="per-layer parameters table")
+        p.add_argument(
+            "--steps",
+            default="grid",
+            help="grid (the predictor's log-spaced steps), paper (Pythia's ~37) or a comma list",
+        )
+        p.add_argument("--out", default="predicted.csv", help="per (model, layer, step) table")
         p.add_argument("--plot", default=None, help="also draw the curves to this image file")
-        p.add_argument("--max-step", type=float, default=143000.0, help="end of the step grid")
         p.add_argument("--revision", default=None, help="Hub revision of CONFIG")
 
     def run(self) -> int:
         """Predict, write tables, optionally plot."""
-        from fitting.emergence import step_grid
+        import sys
+
+        import numpy as np
+        import pandas as pd
+
         from massdyn.io import write_table
-        from predictors import load_predictor, predict_architecture, read_config
+        from predictors import load_predictor, read_config
+        from predictors.curve import CurvePredictor, summarize
 
         est, info = load_predictor(self.predictor)
-        arch = read_config(self.config, revision=self.revision)
-        steps = step_grid(self.max_step)
-        params, curves = predict_architecture(est, arch, steps)
-        out = write_table(params, self.out)
-        curves_path = write_table(curves, out.with_name(f"{out.stem}_curves{out.suffix}"))
-        print(
-            f"{arch.name}: {arch.n_layers} layers (trained on {', '.join(info.get('models', []))})"
-        )
-        cols = ["layer", "A", "lambda", "gamma", "t0", "K", "t_peak", "peak_in_window"]
-        print(params[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
-        print(f"wrote {out} and {curves_path}")
+        if not isinstance(est, CurvePredictor):
+            return self._paper(est, info)
+        archs = [read_config(c, revision=self.revision) for c in self.config]
+        steps = self._steps(est)
+        curves, summaries = [], []
+        for arch in archs:
+            for note in est.out_of_range(arch, float(np.max(steps))):
+                print(f"warning: {arch.name}: {note}", file=sys.stderr)
+            table = est.predict_table(arch, steps)
+            summary = summarize(table)
+            for row in summary[summary["below_1"]].itertuples():
+                print(
+                    f"warning: {arch.name} layer {row.layer}: predicted ratio below 1, which a "
+                    "top-1/median ratio cannot be: the prediction is unreliable there",
+                    file=sys.stderr,
+                )
+            summaries.append(summary.merge(_fit_predicted(table), on=["model", "layer"]))
+            curves.append(table)
+        curves, summary = pd.concat(curves, ignore_index=True), pd.concat(summaries)
+        out = write_table(curves, self.out)
+        summary_path = write_table(summary, out.with_name(f"{out.stem}_summary{out.suffix}"))
+        print(f"trained on {', '.join(info.get('models', []))}")
+        cols = ["model", "layer", "final_ratio", "final_lo", "final_hi", "growth", "t_half"]
+        print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(f"wrote {out} and {summary_path}")
         if self.plot:
-            plot_curves(curves, self.plot, arch.name)
+            plot_curves(curves, self.plot, ", ".join(a.name for a in archs))
             print(f"wrote {self.plot}")
         return 0
+
+    def _steps(self, est):
+        import numpy as np
+
+        if self.steps == "grid":
+            return np.unique(np.round(np.expm1(est.grid_)))
+        if self.steps == "paper":
+            from tracker.schedule import paper_subset, pythia_steps
+
+            return np.array(paper_subset(pythia_steps()), float)
+        try:
+            steps = np.array([float(s) for s in self.steps.split(",") if s.strip()])
+        except ValueError:
+            raise ValueError(
+                f"--steps must be grid, paper or a comma list of steps, got {self.steps!r}"
+            ) from None
+        if not steps.size or (steps < 0).any():
+            raise ValueError(f"--steps needs steps >= 0, got {self.steps!r}")
+        return np.sort(steps)
+
+    def _paper(self, est, info) -> int:
+        from fitting.emergence import step_grid
+        from massdyn.io import write_table
+        from predictors import predict_architecture, read_config
+
+        for config in self.config:
+            arch = read_config(config, revision=self.revision)
+            params, curves = predict_architecture(est, arch, step_grid(143000.0))
+            out = write_table(params, self.out if len(self.config) == 1 else f"{arch.name}-{self.out}")
+            print(f"{arch.name} (paper protocol): per-layer parameters -> {out}")
+        return 0
+
+
+def _fit_predicted(table):
+    """The emergence parameters fitted to each predicted central curve, labelled as such."""
+    import pandas as pd
+
+    from fitting import fit_curve
+
+    rows = []
+    for (model, layer), c in table.groupby(["model", "layer"]):
+        r = fit_curve(c["step"].to_numpy(float), c["ratio"].to_numpy(float))
+        row = {"model": model, "layer": layer}
+        row.update({f"fit_of_predicted_{k}": v for k, v in r.params.items()})
+        row["fit_of_predicted_status"] = r.status
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def plot_curves(curves, path: str, title: str) -> None:
@@ -129,12 +301,13 @@ def plot_curves(curves, path: str, title: str) -> None:
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6), constrained_layout=True)
     cmap = plt.get_cmap("viridis")
-    layers = sorted(curves["layer"].unique())
-    for i, layer in enumerate(layers):
-        c = curves[curves["layer"] == layer]
-        color = cmap(i / max(1, len(layers) - 1))
-        ax.plot(c["step"] + 1, c["predicted"], color=color, label=f"layer {layer}")
-        ax.fill_between(c["step"] + 1, c["lower"], c["upper"], color=color, alpha=0.15, linewidth=0)
+    groups = list(curves.groupby(["model", "layer"], sort=False))
+    for i, ((model, layer), c) in enumerate(groups):
+        color = cmap(i / max(1, len(groups) - 1))
+        ax.plot(c["step"] + 1, c["ratio"], color=color, label=f"{model} layer {layer}")
+        ax.fill_between(
+            c["step"] + 1, c["ratio_lo"], c["ratio_hi"], color=color, alpha=0.15, linewidth=0
+        )
     ax.set_xscale("log")
     ax.set_xlabel("training step + 1")
     ax.set_ylabel("predicted top-1 / median")

@@ -1,0 +1,407 @@
+"""Predict emergence curves, not parameters: log(ratio) on a log-spaced step grid.
+
+The five emergence parameters are not pinned down by series that are still rising (their
+refits vary 10x while the curve moves by 0.02%), so regressing them from architecture
+averages degenerate corners. This predictor works where the data are firm, in curve space:
+
+1. Every (model, layer) series of top1/median ratios becomes ``log(ratio)`` on a fixed grid
+   of ``log1p(step)`` (linear interpolation inside the measured range; none outside it).
+2. The **base** is architecture-free: at relative depth ``layer / (L - 1)`` and grid point
+   ``g``, the mean over the training models of their curves interpolated to that depth.
+3. **Architecture offsets** are a ridge regression of what the base leaves (computed with
+   the model itself left out of the base) on architecture features crossed with
+   ``[1, depth, log-step]``. The ridge strength is chosen by cross-validation grouped by
+   architecture (seed replicates of one architecture are held out together), among a grid
+   that includes "no offsets at all": with data that carry no architecture signal the
+   predictor is the base.
+4. **Bands**: 10% and 90% quantiles, per grid point, of the grouped cross-validation
+   errors of the chosen predictor (in log space), added to the central line.
+
+Everything is in log space, so every predicted ratio is positive.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from fitting.batch import aggregate
+from predictors.features import Architecture
+
+# Architecture-level inputs of the offsets (per model, not per layer).
+ARCH_FEATURES = (
+    "log_d_model",
+    "n_layers",
+    "log_n_heads",
+    "log_heads_per_dim",
+    "ff_ratio",
+    "rotary_fraction",
+)
+# Fields checked against the training suite's range before predicting.
+RANGE_FIELDS = ("d_model", "n_layers", "n_heads", "heads_per_dim", "ff_ratio", "rotary_fraction")
+ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, math.inf)  # inf: the base alone
+
+
+def arch_values(arch: Architecture) -> dict[str, float]:
+    """The architecture's values of :data:`ARCH_FEATURES` and :data:`RANGE_FIELDS`."""
+    return {
+        "log_d_model": math.log(arch.d_model),
+        "n_layers": float(arch.n_layers),
+        "log_n_heads": math.log(arch.n_heads),
+        "log_heads_per_dim": math.log(arch.n_heads / arch.d_model),
+        "ff_ratio": arch.d_ff / arch.d_model,
+        "rotary_fraction": float(arch.rotary_fraction),
+        "d_model": float(arch.d_model),
+        "n_heads": float(arch.n_heads),
+        "heads_per_dim": arch.n_heads / arch.d_model,
+    }
+
+
+def arch_key(arch: Architecture) -> tuple:
+    """Architectures equal up to the name (seed replicates) share a key."""
+    return (arch.family, arch.d_model, arch.n_layers, arch.n_heads, arch.d_ff,
+            arch.rotary_base, arch.rotary_fraction)
+
+
+def depths(n_layers: int) -> np.ndarray:
+    """Relative depth of each block: ``layer / (L - 1)``.
+
+    The first and the last block, the two that behave most distinctly, sit at 0 and 1 in
+    every model, so a model's curves at another model's depths are interpolated, never
+    extrapolated.
+    """
+    if n_layers == 1:
+        return np.ones(1)
+    return np.arange(n_layers) / (n_layers - 1.0)
+
+
+@dataclass
+class Curves:
+    """The log-ratio curves of a suite on one grid: ``{model: (L, G) array}`` (NaN: unmeasured)."""
+
+    grid: np.ndarray  # log1p(step) of each grid point
+    logs: dict[str, np.ndarray]
+
+    @classmethod
+    def from_measurements(cls, measurements: pd.DataFrame, n_grid: int = 32) -> Curves:
+        """Interpolate every (model, layer) series of the ratio onto a log-step grid."""
+        series = aggregate(measurements, "ratio")
+        if (series["value"] <= 0).any():
+            raise ValueError("the top1/median ratio must be positive to be predicted in log space")
+        last = float(np.log1p(series["step"].max()))
+        grid = np.linspace(0.0, last, n_grid)
+        logs = {}
+        for model, g in series.groupby("model"):
+            rows = []
+            for _, s in g.groupby("layer"):
+                x, y = np.log1p(s["step"].to_numpy(float)), np.log(s["value"].to_numpy(float))
+                curve = np.interp(grid, x, y)
+                curve[(grid < x.min() - 1e-9) | (grid > x.max() + 1e-9)] = np.nan
+                rows.append(curve)
+            logs[str(model)] = np.vstack(rows)
+        return cls(grid, logs)
+
+
+def _at_depths(curve: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """A model's (L, G) curves interpolated to other relative depths, per grid point."""
+    own = depths(curve.shape[0])
+    out = np.empty((target.size, curve.shape[1]))
+    for g in range(curve.shape[1]):
+        col = curve[:, g]
+        out[:, g] = np.interp(target, own, col) if np.isfinite(col).all() else np.nan
+    return out
+
+
+def _design(arch_rows: np.ndarray, depth: np.ndarray, u: np.ndarray) -> np.ndarray:
+    """Architecture features crossed with ``[1, depth, u]``, plus depth and u themselves.
+
+    One row per (layer, grid point). The plain depth and u columns (and the intercept the
+    solver adds) carry what the base of a held-out set misses on average.
+    """
+    n_l, n_g = depth.size, u.size
+    d = np.repeat(depth, n_g)[:, None]
+    t = np.tile(u, n_l)[:, None]
+    a = np.tile(arch_rows, (n_l * n_g, 1))
+    return np.hstack([a, a * d, a * t, d, t])
+
+
+@dataclass
+class CurvePredictor:
+    """Architecture -> log(ratio) curves per layer; see the module docstring.
+
+    Attributes:
+        alphas: Ridge strengths tried (``inf``: the base alone).
+        n_grid: Points of the log-step grid.
+        alpha_: The chosen strength (set by :meth:`fit`).
+    """
+
+    alphas: tuple[float, ...] = ALPHAS
+    n_grid: int = 32
+    alpha_: float = math.inf
+    grid_: np.ndarray | None = None
+    logs_: dict[str, np.ndarray] = field(default_factory=dict)
+    archs_: dict[str, dict] = field(default_factory=dict)
+    groups_: dict[str, int] = field(default_factory=dict)
+    mean_: np.ndarray | None = None
+    scale_: np.ndarray | None = None
+    coef_: np.ndarray | None = None
+    band_: np.ndarray | None = None  # (2, G): 10% and 90% quantiles of CV errors
+    cv_: dict[str, float] = field(default_factory=dict)  # alpha -> CV median |log error|
+    ranges_: dict[str, tuple[float, float]] = field(default_factory=dict)
+    max_step_: float = 0.0
+
+    def fit(self, measurements: pd.DataFrame, archs: dict[str, Architecture]) -> CurvePredictor:
+        """Learn from a walker-format measurements table and each model's architecture.
+
+        Raises:
+            ValueError: with fewer than two architectures, or models without architecture.
+        """
+        curves = Curves.from_measurements(measurements, self.n_grid)
+        missing = sorted(set(curves.logs) - set(archs))
+        if missing:
+            raise ValueError(f"no architecture for model(s) {', '.join(missing)}")
+        self.grid_, self.logs_ = curves.grid, curves.logs
+        self.archs_ = {m: arch_values(archs[m]) for m in self.logs_}
+        keys = {}
+        self.groups_ = {m: keys.setdefault(arch_key(archs[m]), len(keys)) for m in self.logs_}
+        if len(keys) < 2:
+            raise ValueError("need at least two different architectures to learn from")
+        self.ranges_ = {
+            f: (min(a[f] for a in self.archs_.values()), max(a[f] for a in self.archs_.values()))
+            for f in RANGE_FIELDS
+        }
+        self.max_step_ = float(np.expm1(self.grid_[-1]))
+        errors = {a: self._cv_errors(a) for a in self.alphas}
+        self.cv_ = {str(a): float(np.nanmedian(np.abs(e))) for a, e in errors.items()}
+        self.alpha_ = min(self.alphas, key=lambda a: (self.cv_[str(a)], -a))
+        err = errors[self.alpha_]
+        self.band_ = np.nanquantile(err, [0.1, 0.9], axis=0)
+        self._fit_offsets(list(self.logs_), self.alpha_)
+        return self
+
+    # -- the pieces ---------------------------------------------------------------------
+
+    def _base(self, target_layers: int, exclude: set[str]) -> np.ndarray:
+        d = depths(target_layers)
+        stack = [_at_depths(c, d) for m, c in self.logs_.items() if m not in exclude]
+        with np.errstate(all="ignore"), _quiet():
+            return np.nanmean(np.stack(stack), axis=0)
+
+    def _arch_row(self, values: dict) -> np.ndarray:
+        return np.array([values[f] for f in ARCH_FEATURES], float)
+
+    def _rows(self, models: list[str], held: set[str]):
+        """Design and residual rows of ``models``, each with its own group out of the base."""
+        X, y = [], []
+        u = self.grid_ / self.grid_[-1]
+        for m in models:
+            same = {k for k, g in self.groups_.items() if g == self.groups_[m]}
+            curve = self.logs_[m]
+            resid = curve - self._base(curve.shape[0], same | held)
+            X.append(_design(self._arch_row(self.archs_[m]), depths(curve.shape[0]), u))
+            y.append(resid.ravel())
+        X, y = np.vstack(X), np.concatenate(y)
+        keep = np.isfinite(y)
+        return X[keep], y[keep]
+
+    def _solve(self, X, y, alpha):
+        """Ridge on standardised columns with an unpenalised intercept (``coef[-1]``)."""
+        mean, scale = X.mean(axis=0), X.std(axis=0)
+        scale[scale == 0] = 1.0
+        Z = (X - mean) / scale
+        y0 = y.mean()
+        coef = np.linalg.solve(Z.T @ Z + alpha * np.eye(Z.shape[1]), Z.T @ (y - y0))
+        return mean, scale, np.append(coef, y0)
+
+    def _fit_offsets(self, models, alpha):
+        if math.isinf(alpha):
+            self.mean_ = self.scale_ = self.coef_ = None
+            return
+        X, y = self._rows(models, set())
+        self.mean_, self.scale_, self.coef_ = self._solve(X, y, alpha)
+
+    def _offset(self, values: dict, n_layers: int, mean, scale, coef) -> np.ndarray:
+        if coef is None:
+            return np.zeros((n_layers, self.grid_.size))
+        X = _design(self._arch_row(values), depths(n_layers), self.grid_ / self.grid_[-1])
+        return (((X - mean) / scale) @ coef[:-1] + coef[-1]).reshape(n_layers, -1)
+
+    def _cv_errors(self, alpha) -> np.ndarray:
+        """Held-out log errors, one row per (model, layer), leaving one architecture out."""
+        errs = []
+        for group in sorted(set(self.groups_.values())):
+            held = {m for m, g in self.groups_.items() if g == group}
+            train = [m for m in self.logs_ if m not in held]
+            fitted = (None, None, None)
+            if not math.isinf(alpha):
+                fitted = self._solve(*self._rows(train, held), alpha)
+            for m in sorted(held):
+                curve = self.logs_[m]
+                pred = self._base(curve.shape[0], held)
+                pred = pred + self._offset(self.archs_[m], curve.shape[0], *fitted)
+                errs.append(curve - pred)
+        return np.vstack(errs)
+
+    def heldout(self, model: str) -> np.ndarray:
+        """The (L, G) log-ratio prediction of a training model with its architecture left out."""
+        held = {m for m, g in self.groups_.items() if g == self.groups_[model]}
+        train = [m for m in self.logs_ if m not in held]
+        fitted = (None, None, None)
+        if not math.isinf(self.alpha_):
+            fitted = self._solve(*self._rows(train, held), self.alpha_)
+        n = self.logs_[model].shape[0]
+        return self._base(n, held), self._base(n, held) + self._offset(self.archs_[model], n, *fitted)
+
+    # -- prediction ---------------------------------------------------------------------
+
+    def predict_log(self, arch: Architecture) -> np.ndarray:
+        """The (L, G) central log-ratio curves of an architecture on :attr:`grid_`."""
+        values = arch_values(arch)
+        base = self._base(arch.n_layers, set())
+        return base + self._offset(values, arch.n_layers, self.mean_, self.scale_, self.coef_)
+
+    def out_of_range(self, arch: Architecture, max_step: float | None = None) -> list[str]:
+        """One warning per field outside the training suite's range (and for the horizon)."""
+        values = arch_values(arch)
+        notes = []
+        for f, (lo, hi) in self.ranges_.items():
+            v = values[f]
+            if v < lo * (1 - 1e-9) or v > hi * (1 + 1e-9):
+                notes.append(f"{f} = {v:g} is outside the training suite's range {lo:g}-{hi:g}")
+        if max_step is not None and max_step > self.max_step_:
+            notes.append(
+                f"steps up to {max_step:g} go past the longest training run ({self.max_step_:g});"
+                " beyond it the curve is held at its last value"
+            )
+        return notes
+
+    def predict_table(self, arch: Architecture, steps) -> pd.DataFrame:
+        """Rows ``model, layer, step, ratio, ratio_lo, ratio_hi`` at the given steps."""
+        steps = np.asarray(steps, float)
+        central = self.predict_log(arch)
+        x = np.log1p(steps)
+        rows = []
+        for layer in range(arch.n_layers):
+            c = np.interp(x, self.grid_, central[layer])
+            lo = c + np.interp(x, self.grid_, self.band_[0])
+            hi = c + np.interp(x, self.grid_, self.band_[1])
+            rows.append(pd.DataFrame({
+                "model": arch.name, "layer": layer, "step": steps,
+                "ratio": np.exp(c), "ratio_lo": np.exp(lo), "ratio_hi": np.exp(hi),
+            }))
+        return pd.concat(rows, ignore_index=True)
+
+
+def summarize(curves: pd.DataFrame) -> pd.DataFrame:
+    """Per (model, layer) of :meth:`CurvePredictor.predict_table`: the firm quantities.
+
+    ``final_ratio`` (with its band), ``growth`` (last over first step) and ``t_half`` (the
+    first step at which the ratio has made half its rise from the first step to the last),
+    plus ``below_1`` (whether any central value falls under 1, which a top-1/median ratio
+    cannot).
+    """
+    rows = []
+    for (model, layer), c in curves.groupby(["model", "layer"], sort=True):
+        r = c["ratio"].to_numpy()
+        half = r[0] + 0.5 * (r[-1] - r[0])
+        crossed = np.flatnonzero((r - half) * np.sign(r[-1] - r[0]) >= 0)
+        rows.append({
+            "model": model, "layer": layer,
+            "final_ratio": r[-1], "final_lo": c["ratio_lo"].iloc[-1],
+            "final_hi": c["ratio_hi"].iloc[-1], "growth": r[-1] / r[0],
+            "t_half": float(c["step"].iloc[crossed[0]]) if crossed.size else math.nan,
+            "below_1": bool((r < 1).any()),
+        })
+    return pd.DataFrame(rows)
+
+
+def score_heldout(predictor: CurvePredictor) -> pd.DataFrame:
+    """Leave-one-architecture-out scores per model: the predictor next to the depth-mean base.
+
+    Returns:
+        One row per model: ``curve_r2`` and ``base_curve_r2`` (mean over layers, ratio space,
+        on the grid points it was measured at), ``log_err`` and ``base_log_err`` (median
+        absolute log error), and ``layers``.
+    """
+    rows = []
+    for m, curve in predictor.logs_.items():
+        base, pred = predictor.heldout(m)
+        out = {"model": m, "layers": curve.shape[0]}
+        for name, p in (("", pred), ("base_", base)):
+            r2 = []
+            for layer in range(curve.shape[0]):
+                ok = np.isfinite(curve[layer]) & np.isfinite(p[layer])
+                y, yhat = np.exp(curve[layer, ok]), np.exp(p[layer, ok])
+                r2.append(1 - np.sum((y - yhat) ** 2) / np.sum((y - y.mean()) ** 2))
+            out[f"{name}curve_r2"] = float(np.mean(r2))
+            out[f"{name}log_err"] = float(np.nanmedian(np.abs(curve - p)))
+        rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def bootstrap_gain(scores: pd.DataFrame, n: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+    """Median over models of (base - predictor) |log error|, with a 90% bootstrap interval."""
+    gain = (scores["base_log_err"] - scores["log_err"]).to_numpy()
+    rng = np.random.default_rng(seed)
+    boot = np.median(rng.choice(gain, size=(n, gain.size)), axis=1)
+    return float(np.median(gain)), float(np.quantile(boot, 0.05)), float(np.quantile(boot, 0.95))
+
+
+def seed_noise(predictor: CurvePredictor) -> dict[str, float]:
+    """What seed replicates say: the seed-to-seed floor and the share architecture explains.
+
+    ``floor`` is the median |log difference| between the curves of two seeds of one
+    architecture; ``arch_share`` is 1 - (within-architecture variance / total variance) of
+    the log-ratio curves over the members of the most common depth. NaN without replicates.
+    """
+    groups: dict[int, list[str]] = {}
+    for m, g in predictor.groups_.items():
+        groups.setdefault(g, []).append(m)
+    diffs = []
+    for members in groups.values():
+        for i, a in enumerate(members):
+            for b in members[i + 1:]:
+                diffs.append(np.abs(predictor.logs_[a] - predictor.logs_[b]).ravel())
+    if not diffs:
+        return {"floor": math.nan, "arch_share": math.nan, "pairs": 0}
+    floor = float(np.nanmedian(np.concatenate(diffs)))
+    depth_counts = pd.Series({m: c.shape[0] for m, c in predictor.logs_.items()}).value_counts()
+    common = int(depth_counts.index[0])
+    same_depth = [m for m, c in predictor.logs_.items() if c.shape[0] == common]
+    stack = np.stack([predictor.logs_[m] for m in same_depth])
+    with _quiet():
+        total = np.nanmean(np.nanvar(stack, axis=0))
+        within = np.nanmean([
+            np.nanmean(np.nanvar(np.stack([predictor.logs_[m] for m in ms]), axis=0))
+            for ms in groups.values() if len(ms) > 1 and ms[0] in same_depth
+        ])
+    return {"floor": floor, "arch_share": float(1 - within / total), "pairs": len(diffs)}
+
+
+class _quiet:
+    """Silence numpy's warnings about all-NaN slices (unmeasured grid points)."""
+
+    def __enter__(self):
+        import warnings
+
+        self._w = warnings.catch_warnings()
+        self._w.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        self._w.__exit__(*exc)
+
+
+__all__ = [
+    "ARCH_FEATURES",
+    "CurvePredictor",
+    "Curves",
+    "arch_values",
+    "bootstrap_gain",
+    "score_heldout",
+    "seed_noise",
+    "summarize",
+]

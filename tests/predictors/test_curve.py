@@ -1,0 +1,104 @@
+"""The curve-space predictor on synthetic suites whose dependence on architecture is known."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from predictors.curve import CurvePredictor, score_heldout, seed_noise, summarize
+from predictors.features import Architecture
+
+STEPS = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 4000, 8000], float)
+DESIGN = [(d, L, H) for d in (96, 128, 192, 256) for L, H in ((2, 2), (4, 4), (6, 8), (8, 16))]
+
+
+def arch(name, d, L, H):
+    return Architecture(name, "gpt_neox", d, L, H, 4 * d, 10000.0, 0.25)
+
+
+def suite(law: float, seeds=(1,), noise=0.03, rng_seed=0, shift=0.0):
+    """log ratio = a depth/time shape + law * log(H/d) * time, plus per-run noise.
+
+    ``noise`` is drawn per point, ``shift`` once per (run, layer) curve.
+    """
+    rng = np.random.default_rng(rng_seed)
+    rows, archs = [], {}
+    for d, L, H in DESIGN:
+        for seed in seeds:
+            name = f"d{d}-l{L}-h{H}-s{seed}"
+            archs[name] = arch(name, d, L, H)
+            u = np.log1p(STEPS) / np.log1p(STEPS[-1])
+            for layer in range(L):
+                depth = layer / (L - 1)
+                log_ratio = 1.5 + (1.0 + 1.5 * depth) * u + law * math.log(H / d) * u
+                log_ratio = log_ratio + noise * rng.standard_normal(u.size)
+                log_ratio = log_ratio + shift * rng.standard_normal()
+                for s, v in zip(STEPS, np.exp(log_ratio), strict=True):
+                    rows.append((name, int(s), layer, 0, v, 0.9 * v, 0.8 * v, 1.0))
+    cols = ["model", "step", "layer", "seq", "top1", "top2", "top3", "median"]
+    return pd.DataFrame(rows, columns=cols), archs
+
+
+def test_a_known_architecture_law_is_recovered_far_better_than_the_base():
+    m, archs = suite(law=0.4)
+    est = CurvePredictor().fit(m, archs)
+    assert math.isfinite(est.alpha_)
+    scores = score_heldout(est)
+    assert scores["log_err"].median() < 0.5 * scores["base_log_err"].median()
+    assert scores["curve_r2"].median() > 0.9 > scores["base_curve_r2"].median()
+
+
+def test_without_an_architecture_signal_it_is_no_worse_than_the_base():
+    m, archs = suite(law=0.0, noise=0.08)
+    est = CurvePredictor().fit(m, archs)
+    scores = score_heldout(est)
+    assert scores["log_err"].median() <= 1.02 * scores["base_log_err"].median()
+
+
+def test_predicted_ratios_are_positive_banded_and_out_of_range_fields_named():
+    m, archs = suite(law=0.4)
+    est = CurvePredictor().fit(m, archs)
+    new = arch("wide", 512, 4, 4)
+    table = est.predict_table(new, [0, 100, 8000, 20000])
+    assert (table["ratio"] > 0).all()
+    assert (table["ratio_lo"] <= table["ratio"]).all() and (table["ratio"] <= table["ratio_hi"]).all()
+    notes = est.out_of_range(new, 20000)
+    assert any(n.startswith("d_model = 512 is outside") for n in notes)
+    assert any("past the longest training run (8000)" in n for n in notes)
+    assert not est.out_of_range(arch("inside", 128, 4, 4), 8000)
+
+
+def test_the_band_covers_held_out_members_about_as_promised():
+    m, archs = suite(law=0.4, rng_seed=3)
+    est = CurvePredictor().fit(m, archs)
+    inside = []
+    for model, curve in est.logs_.items():
+        _, pred = est.heldout(model)
+        lo, hi = pred + est.band_[0], pred + est.band_[1]
+        ok = np.isfinite(curve)
+        inside.append(((curve >= lo) & (curve <= hi))[ok])
+    coverage = np.concatenate(inside).mean()
+    assert 0.65 <= coverage <= 0.95
+
+
+def test_seed_replicates_give_the_noise_floor():
+    # One shift per curve survives the interpolation to the grid unchanged.
+    m, archs = suite(law=0.4, seeds=(1, 2), noise=0.0, shift=0.05)
+    est = CurvePredictor().fit(m, archs)
+    assert len(set(est.groups_.values())) == len(DESIGN)  # replicates share a group
+    noise = seed_noise(est)
+    # |difference of two N(0, 0.05)|: median 0.05 * sqrt(2) * 0.674
+    assert noise["floor"] == pytest.approx(0.05 * math.sqrt(2) * 0.674, rel=0.25)
+    assert 0.5 < noise["arch_share"] < 1.0
+
+
+def test_summary_finds_the_half_rise_and_flags_ratios_below_1():
+    table = pd.DataFrame({
+        "model": "x", "layer": 0, "step": [0.0, 10, 100, 1000],
+        "ratio": [2.0, 3.0, 7.0, 10.0], "ratio_lo": 1.0, "ratio_hi": 11.0,
+    })
+    row = summarize(table).iloc[0]
+    assert row["t_half"] == 100 and row["growth"] == 5 and not row["below_1"]
+    table["ratio"] = [0.5, 0.7, 0.8, 0.9]
+    assert summarize(table).iloc[0]["below_1"]
