@@ -81,27 +81,30 @@ def walker_matches_live(walked: pd.DataFrame, run: Path) -> float:
     return float(max(r.max() for r in rel))
 
 
-def heldout_prediction(
-    measurements: pd.DataFrame, params: pd.DataFrame, configs: Path, held_out: str, seed: int = 0
-):
-    """Train the predictor on every suite member but ``held_out``; predict and score it.
+def heldout_prediction(measurements: pd.DataFrame, configs, held_out: str):
+    """Train the curve predictor on every suite member but ``held_out``; predict and score it.
+
+    Members of the held-out architecture (its seed replicates) are left out with it.
 
     Returns:
-        ``(predicted_params, curves, scores)``: the held-out model's predicted parameters and
-        curves (with band, merged with the measured ratio), and one row per layer with the
-        curve R^2 and the final measured and predicted ratio.
+        ``(curves, scores)``: the held-out model's predicted curves (``predicted, lower,
+        upper``, merged with the ``measured`` ratio) and one row per layer with the curve
+        R^2 of the predictor and of the depth-mean base, and the final measured and
+        predicted ratio with the band.
     """
-    from predictors import EmergencePredictor, configs_from_dir, predict_architecture
-    from predictors.evaluate import curve_r2, training_table
+    from predictors import configs_from_dir
+    from predictors.curve import CurvePredictor, arch_key, figure_curves
+    from predictors.evaluate import curve_r2
 
-    archs = configs_from_dir(configs, sorted(params["model"].unique()))
+    archs = configs_from_dir(configs, sorted(measurements["model"].unique()))
     if held_out not in archs:
         raise ValueError(f"no member {held_out!r}; members: {', '.join(sorted(archs))}")
-    train = params[params["model"] != held_out]
-    table = training_table({m: a for m, a in archs.items() if m != held_out}, train)
-    predictor = EmergencePredictor(random_state=seed).fit(table, table)
+    same = {m for m, a in archs.items() if arch_key(a) == arch_key(archs[held_out])}
+    train = measurements[~measurements["model"].isin(same)]
+    predictor = CurvePredictor().fit(train, {m: a for m, a in archs.items() if m not in same})
     steps = np.sort(measurements.loc[measurements["model"] == held_out, "step"].unique())
-    predicted, curves = predict_architecture(predictor, archs[held_out], steps.astype(float))
+    curves = figure_curves(predictor.predict_table(archs[held_out], steps.astype(float)))
+    base = predictor.base(archs[held_out].n_layers)
     measured = aggregate(measurements[measurements["model"] == held_out], "ratio")
     curves = curves.merge(
         measured[["layer", "step", "value"]].rename(columns={"value": "measured"}),
@@ -110,14 +113,16 @@ def heldout_prediction(
     rows = []
     for layer, c in curves.groupby("layer"):
         y, yhat = c["measured"].to_numpy(), c["predicted"].to_numpy()
+        b = np.exp(np.interp(np.log1p(c["step"].to_numpy(float)), predictor.grid_, base[layer]))
         rows.append(
             {
                 "layer": layer,
                 "curve_r2": curve_r2(y, yhat),
+                "base_curve_r2": curve_r2(y, b),
                 "final_measured": y[-1],
                 "final_predicted": yhat[-1],
                 "final_lower": c["lower"].iloc[-1],
                 "final_upper": c["upper"].iloc[-1],
             }
         )
-    return predicted, curves, pd.DataFrame(rows)
+    return curves, pd.DataFrame(rows)

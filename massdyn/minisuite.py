@@ -155,6 +155,12 @@ class Suite:
         members = [Member(**m) for m in spec["members"]]
         by_name = {m.name: m for m in members}
         reps = spec.get("replicates", {})
+        unknown = [n for n in reps.get("of", []) if n not in by_name]
+        if unknown:
+            raise ValueError(
+                f"the suite's replicates name member(s) it does not define: {', '.join(unknown)}"
+                "; add them to members or remove them from replicates"
+            )
         replicates = [
             replace(by_name[name], name=f"{name}-s{seed}", seed=seed)
             for seed in reps.get("seeds", [])

@@ -62,8 +62,15 @@ def arch_values(arch: Architecture) -> dict[str, float]:
 
 def arch_key(arch: Architecture) -> tuple:
     """Architectures equal up to the name (seed replicates) share a key."""
-    return (arch.family, arch.d_model, arch.n_layers, arch.n_heads, arch.d_ff,
-            arch.rotary_base, arch.rotary_fraction)
+    return (
+        arch.family,
+        arch.d_model,
+        arch.n_layers,
+        arch.n_heads,
+        arch.d_ff,
+        arch.rotary_base,
+        arch.rotary_fraction,
+    )
 
 
 def depths(n_layers: int) -> np.ndarray:
@@ -184,10 +191,11 @@ class CurvePredictor:
 
     # -- the pieces ---------------------------------------------------------------------
 
-    def _base(self, target_layers: int, exclude: set[str]) -> np.ndarray:
+    def base(self, target_layers: int, exclude=frozenset()) -> np.ndarray:
+        """The depth-mean curves (L, G) for a model of ``target_layers``, without ``exclude``."""
         d = depths(target_layers)
         stack = [_at_depths(c, d) for m, c in self.logs_.items() if m not in exclude]
-        with np.errstate(all="ignore"), _quiet():
+        with np.errstate(all="ignore"), _Quiet():
             return np.nanmean(np.stack(stack), axis=0)
 
     def _arch_row(self, values: dict) -> np.ndarray:
@@ -200,7 +208,7 @@ class CurvePredictor:
         for m in models:
             same = {k for k, g in self.groups_.items() if g == self.groups_[m]}
             curve = self.logs_[m]
-            resid = curve - self._base(curve.shape[0], same | held)
+            resid = curve - self.base(curve.shape[0], same | held)
             X.append(_design(self._arch_row(self.archs_[m]), depths(curve.shape[0]), u))
             y.append(resid.ravel())
         X, y = np.vstack(X), np.concatenate(y)
@@ -240,7 +248,7 @@ class CurvePredictor:
                 fitted = self._solve(*self._rows(train, held), alpha)
             for m in sorted(held):
                 curve = self.logs_[m]
-                pred = self._base(curve.shape[0], held)
+                pred = self.base(curve.shape[0], held)
                 pred = pred + self._offset(self.archs_[m], curve.shape[0], *fitted)
                 errs.append(curve - pred)
         return np.vstack(errs)
@@ -253,14 +261,14 @@ class CurvePredictor:
         if not math.isinf(self.alpha_):
             fitted = self._solve(*self._rows(train, held), self.alpha_)
         n = self.logs_[model].shape[0]
-        return self._base(n, held), self._base(n, held) + self._offset(self.archs_[model], n, *fitted)
+        return self.base(n, held), self.base(n, held) + self._offset(self.archs_[model], n, *fitted)
 
     # -- prediction ---------------------------------------------------------------------
 
     def predict_log(self, arch: Architecture) -> np.ndarray:
         """The (L, G) central log-ratio curves of an architecture on :attr:`grid_`."""
         values = arch_values(arch)
-        base = self._base(arch.n_layers, set())
+        base = self.base(arch.n_layers, set())
         return base + self._offset(values, arch.n_layers, self.mean_, self.scale_, self.coef_)
 
     def out_of_range(self, arch: Architecture, max_step: float | None = None) -> list[str]:
@@ -288,11 +296,25 @@ class CurvePredictor:
             c = np.interp(x, self.grid_, central[layer])
             lo = c + np.interp(x, self.grid_, self.band_[0])
             hi = c + np.interp(x, self.grid_, self.band_[1])
-            rows.append(pd.DataFrame({
-                "model": arch.name, "layer": layer, "step": steps,
-                "ratio": np.exp(c), "ratio_lo": np.exp(lo), "ratio_hi": np.exp(hi),
-            }))
+            rows.append(
+                pd.DataFrame(
+                    {
+                        "model": arch.name,
+                        "layer": layer,
+                        "step": steps,
+                        "ratio": np.exp(c),
+                        "ratio_lo": np.exp(lo),
+                        "ratio_hi": np.exp(hi),
+                    }
+                )
+            )
         return pd.concat(rows, ignore_index=True)
+
+
+def figure_curves(table: pd.DataFrame) -> pd.DataFrame:
+    """A :meth:`CurvePredictor.predict_table` table in the figures' column names."""
+    names = {"ratio": "predicted", "ratio_lo": "lower", "ratio_hi": "upper"}
+    return table.rename(columns=names)
 
 
 def summarize(curves: pd.DataFrame) -> pd.DataFrame:
@@ -308,13 +330,18 @@ def summarize(curves: pd.DataFrame) -> pd.DataFrame:
         r = c["ratio"].to_numpy()
         half = r[0] + 0.5 * (r[-1] - r[0])
         crossed = np.flatnonzero((r - half) * np.sign(r[-1] - r[0]) >= 0)
-        rows.append({
-            "model": model, "layer": layer,
-            "final_ratio": r[-1], "final_lo": c["ratio_lo"].iloc[-1],
-            "final_hi": c["ratio_hi"].iloc[-1], "growth": r[-1] / r[0],
-            "t_half": float(c["step"].iloc[crossed[0]]) if crossed.size else math.nan,
-            "below_1": bool((r < 1).any()),
-        })
+        rows.append(
+            {
+                "model": model,
+                "layer": layer,
+                "final_ratio": r[-1],
+                "final_lo": c["ratio_lo"].iloc[-1],
+                "final_hi": c["ratio_hi"].iloc[-1],
+                "growth": r[-1] / r[0],
+                "t_half": float(c["step"].iloc[crossed[0]]) if crossed.size else math.nan,
+                "below_1": bool((r < 1).any()),
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -342,7 +369,9 @@ def score_heldout(predictor: CurvePredictor) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def bootstrap_gain(scores: pd.DataFrame, n: int = 2000, seed: int = 0) -> tuple[float, float, float]:
+def bootstrap_gain(
+    scores: pd.DataFrame, n: int = 2000, seed: int = 0
+) -> tuple[float, float, float]:
     """Median over models of (base - predictor) |log error|, with a 90% bootstrap interval."""
     gain = (scores["base_log_err"] - scores["log_err"]).to_numpy()
     rng = np.random.default_rng(seed)
@@ -363,7 +392,7 @@ def seed_noise(predictor: CurvePredictor) -> dict[str, float]:
     diffs = []
     for members in groups.values():
         for i, a in enumerate(members):
-            for b in members[i + 1:]:
+            for b in members[i + 1 :]:
                 diffs.append(np.abs(predictor.logs_[a] - predictor.logs_[b]).ravel())
     if not diffs:
         return {"floor": math.nan, "arch_share": math.nan, "pairs": 0}
@@ -372,16 +401,19 @@ def seed_noise(predictor: CurvePredictor) -> dict[str, float]:
     common = int(depth_counts.index[0])
     same_depth = [m for m, c in predictor.logs_.items() if c.shape[0] == common]
     stack = np.stack([predictor.logs_[m] for m in same_depth])
-    with _quiet():
+    with _Quiet():
         total = np.nanmean(np.nanvar(stack, axis=0))
-        within = np.nanmean([
-            np.nanmean(np.nanvar(np.stack([predictor.logs_[m] for m in ms]), axis=0))
-            for ms in groups.values() if len(ms) > 1 and ms[0] in same_depth
-        ])
+        within = np.nanmean(
+            [
+                np.nanmean(np.nanvar(np.stack([predictor.logs_[m] for m in ms]), axis=0))
+                for ms in groups.values()
+                if len(ms) > 1 and ms[0] in same_depth
+            ]
+        )
     return {"floor": floor, "arch_share": float(1 - within / total), "pairs": len(diffs)}
 
 
-class _quiet:
+class _Quiet:
     """Silence numpy's warnings about all-NaN slices (unmeasured grid points)."""
 
     def __enter__(self):
@@ -401,6 +433,7 @@ __all__ = [
     "Curves",
     "arch_values",
     "bootstrap_gain",
+    "figure_curves",
     "score_heldout",
     "seed_noise",
     "summarize",

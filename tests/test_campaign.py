@@ -331,17 +331,11 @@ def test_train_predictor_given_the_wrong_table(world):
     configs = world["root"] / "configs"
     configs.mkdir(exist_ok=True)
     (configs / "m.json").write_text((world["series"] / "step0" / "config.json").read_text())
-    args = [
-        "train-predictor",
-        world["root"] / "m.csv",
-        "--configs",
-        configs,
-        "--protocol",
-        "paper",
-        "--out",
-        world["root"] / "p.skops",
-    ]
-    check_refused(world, args, "looks like a measurements table")
+    out = ["--out", world["root"] / "p.skops"]
+    args = ["train-predictor", world["root"] / "params.csv", "--configs", configs, *out]
+    check_refused(world, args, "is a parameters table (from massdyn fit)")
+    ckpts = world["walked"] / "checkpoints.csv"
+    check_refused(world, ["train-predictor", ckpts, "--configs", configs, *out], "is neither")
 
 
 def test_a_failed_start_leaves_no_identity_behind(world, tmp_path):

@@ -92,7 +92,9 @@ def test_demo_runs_the_main_job_end_to_end(tmp_path, capsys, monkeypatch):
     params = pd.read_csv(out / "walk_params.csv")
     assert sorted(params["layer"]) == list(range(4))  # every layer of mini-d128-l4-h4
     scores = pd.read_csv(out / "heldout_scores.csv")
-    held_out = pd.read_csv(out / "heldout_predicted_params.csv")
-    assert set(held_out["model"]) == {"mini-d128-l4-h8"} and len(scores) == len(held_out)
+    held_out = pd.read_csv(out / "heldout_curves.csv")
+    assert set(held_out["model"]) == {"mini-d128-l4-h8"} and len(scores) == 4
+    assert (held_out["predicted"] > 1).all()  # a top-1/median ratio, predicted in log space
+    assert {"curve_r2", "base_curve_r2"} <= set(scores.columns)
     assert (out / "figures" / "fig6_fits.pdf").exists()
     assert (out / "figures" / "walk_fits.png").exists()

@@ -67,16 +67,17 @@ class TrainPredictorCommand:
 
         table = pd.concat([read_table(p) for p in self.measurements], ignore_index=True)
         is_params = {"A", "lambda", "gamma", "t0", "K"} <= set(table.columns)
+        named = " ".join(self.measurements)
         if not is_params and not {"step", "top1", "median"} <= set(table.columns):
             raise ValueError(
-                f"{' '.join(self.measurements)} is neither a measurements table (model, step, layer, seq,"
-                " top1, median) nor a parameters table of massdyn fit"
+                f"{named} is neither a measurements table (model, step, layer, seq, top1, "
+                "median) nor a parameters table of massdyn fit"
             )
         if self.protocol == "curve":
             if is_params:
                 raise ValueError(
-                    f"{' '.join(self.measurements)} is a parameters table (from massdyn fit); the curve "
-                    "protocol learns from the measurements themselves: pass the measurements "
+                    f"{named} is a parameters table (from massdyn fit); the curve protocol "
+                    "learns from the measurements themselves: pass the measurements "
                     "table, or --protocol paper"
                 )
             return self._curve(table)
@@ -104,7 +105,9 @@ class TrainPredictorCommand:
                 f"warning: only {n_arch} architectures: the scores below are a handful of "
                 f"cases, not an estimate (at least {MIN_ARCHITECTURES} are needed to mean much)"
             )
-        chosen = "none (the base alone)" if math.isinf(est.alpha_) else f"ridge alpha {est.alpha_:g}"
+        chosen = (
+            "none (the base alone)" if math.isinf(est.alpha_) else f"ridge alpha {est.alpha_:g}"
+        )
         print(f"architecture offsets chosen by grouped CV: {chosen}")
         print("leave one architecture out (curve R^2 in ratio space, median |log error|):")
         cols = ["model", "layers", "curve_r2", "base_curve_r2", "log_err", "base_log_err"]
@@ -264,15 +267,27 @@ class PredictCommand:
         return np.sort(steps)
 
     def _paper(self, est, info) -> int:
+        """A predictor of the paper's protocol: parameters per layer, then their curves."""
         from fitting.emergence import step_grid
         from massdyn.io import write_table
         from predictors import predict_architecture, read_config
 
-        for config in self.config:
-            arch = read_config(config, revision=self.revision)
-            params, curves = predict_architecture(est, arch, step_grid(143000.0))
-            out = write_table(params, self.out if len(self.config) == 1 else f"{arch.name}-{self.out}")
-            print(f"{arch.name} (paper protocol): per-layer parameters -> {out}")
+        if len(self.config) > 1:
+            raise ValueError("a paper-protocol predictor takes one CONFIG at a time")
+        arch = read_config(self.config[0], revision=self.revision)
+        params, curves = predict_architecture(est, arch, step_grid(143000.0))
+        out = write_table(params, self.out)
+        curves_path = write_table(curves, out.with_name(f"{out.stem}_curves{out.suffix}"))
+        print(f"{arch.name} (paper protocol; trained on {', '.join(info.get('models', []))})")
+        cols = ["layer", "A", "lambda", "gamma", "t0", "K", "t_peak", "peak_in_window"]
+        print(params[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+        print(f"wrote {out} and {curves_path}")
+        if self.plot:
+            renamed = curves.rename(
+                columns={"predicted": "ratio", "lower": "ratio_lo", "upper": "ratio_hi"}
+            )
+            plot_curves(renamed.assign(model=arch.name), self.plot, arch.name)
+            print(f"wrote {self.plot}")
         return 0
 
 
@@ -280,14 +295,18 @@ def _fit_predicted(table):
     """The emergence parameters fitted to each predicted central curve, labelled as such."""
     import pandas as pd
 
-    from fitting import fit_curve
+    from fitting import SeriesError, fit_curve
 
     rows = []
     for (model, layer), c in table.groupby(["model", "layer"]):
-        r = fit_curve(c["step"].to_numpy(float), c["ratio"].to_numpy(float))
         row = {"model": model, "layer": layer}
-        row.update({f"fit_of_predicted_{k}": v for k, v in r.params.items()})
-        row["fit_of_predicted_status"] = r.status
+        try:
+            r = fit_curve(c["step"].to_numpy(float), c["ratio"].to_numpy(float))
+        except SeriesError as exc:  # too few steps asked for, say
+            row["fit_of_predicted_status"] = f"not fitted: {exc}"
+        else:
+            row.update({f"fit_of_predicted_{k}": v for k, v in r.params.items()})
+            row["fit_of_predicted_status"] = r.status
         rows.append(row)
     return pd.DataFrame(rows)
 

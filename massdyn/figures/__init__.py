@@ -44,9 +44,14 @@ def load_figure_data(measurements=None, params=None, configs=None, predictor=Non
     archs = configs_from_dir(configs, sorted(m["model"].unique())) if configs else {}
     predicted = None
     if predictor:
+        from predictors.curve import CurvePredictor, figure_curves
+
         est, _ = load_predictor(predictor)
         steps = step_grid(m["step"].max(), 100)
-        parts = [predict_architecture(est, a, steps)[1] for a in archs.values()]
+        if isinstance(est, CurvePredictor):
+            parts = [figure_curves(est.predict_table(a, steps)) for a in archs.values()]
+        else:
+            parts = [predict_architecture(est, a, steps)[1] for a in archs.values()]
         predicted = pd.concat(parts, ignore_index=True) if parts else None
     return FigureData(m, p, archs, known_tokens_per_step(), predicted)
 

@@ -110,6 +110,7 @@ def test_minisuite_command_writes_the_data_set(tmp_path, monkeypatch):
         },
     }
     suite["tokenizer"]["vocab_size"] = 300
+    suite.pop("replicates")
     suite["members"] = [
         {"name": "a", "d_model": 32, "n_layers": 2, "n_heads": 4, "seed": 1},
         {"name": "b", "d_model": 32, "n_layers": 3, "n_heads": 4, "seed": 1},
@@ -332,3 +333,14 @@ def test_minisuite_command_warns_on_a_cpu_without_bfloat16(tmp_path, monkeypatch
     assert main([*args, "--out", str(tmp_path / "o")]) == 2
     captured = capsys.readouterr()
     assert '"precision": "fp32"' in captured.out and "no member 'nosuch'" in captured.err
+
+
+def test_replicates_are_the_members_with_other_seeds_and_must_name_members(tmp_path):
+    suite = Suite.load()
+    rep = suite.member("mini-d160-l4-h4-s3")
+    assert rep == replace(suite.member("mini-d160-l4-h4"), name="mini-d160-l4-h4-s3", seed=3)
+    spec = json.loads(files("massdyn.data").joinpath("minisuite.json").read_text())
+    spec["replicates"]["of"] = ["mini-nosuch"]
+    (tmp_path / "s.json").write_text(json.dumps(spec))
+    with pytest.raises(ValueError, match="does not define: mini-nosuch"):
+        Suite.load(tmp_path / "s.json")

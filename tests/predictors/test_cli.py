@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pandas as pd
 
 from massdyn.cli import main
@@ -34,11 +35,13 @@ def test_train_predictor_then_predict_a_new_config(tmp_path, capsys):
             str(tmp_path / "p.skops"),
             "--regressor",
             "ridge",
+            "--protocol",
+            "paper",
         ]
     )
     assert rc == 0
     text = capsys.readouterr().out
-    assert "lomo" in text and "paper-split" in text
+    assert "lomo" in text and "paper-split" in text and "MAE per target" in text
     rc = main(
         [
             "predict",
@@ -65,6 +68,88 @@ def test_missing_config_is_a_clear_error(tmp_path, capsys):
     synthetic_table().to_csv(tmp_path / "params.csv", index=False)
     (tmp_path / "configs").mkdir()
     rc = main(
-        ["train-predictor", str(tmp_path / "params.csv"), "--configs", str(tmp_path / "configs")]
+        [
+            "train-predictor",
+            str(tmp_path / "params.csv"),
+            "--configs",
+            str(tmp_path / "configs"),
+            "--protocol",
+            "paper",
+        ]
     )
     assert rc == 2 and "no config for model" in capsys.readouterr().err
+
+
+def test_curve_protocol_through_the_cli(tmp_path, capsys):
+    from tests.predictors.test_curve import suite
+
+    m, archs = suite(law=0.4)
+    held = "d128-l4-h4-s1"
+    m[m["model"] != held].to_csv(tmp_path / "m.csv", index=False)
+    (tmp_path / "configs").mkdir()
+    for name, a in archs.items():
+        cfg = {
+            "model_type": "gpt_neox",
+            "hidden_size": a.d_model,
+            "num_hidden_layers": a.n_layers,
+            "num_attention_heads": a.n_heads,
+            "intermediate_size": a.d_ff,
+            "rotary_pct": 0.25,
+            "rotary_emb_base": 10000,
+        }
+        (tmp_path / "configs" / f"{name}.json").write_text(json.dumps(cfg))
+    out = ["--out", str(tmp_path / "p.skops")]
+    assert (
+        main(
+            [
+                "train-predictor",
+                str(tmp_path / "m.csv"),
+                "--configs",
+                str(tmp_path / "configs"),
+                *out,
+            ]
+        )
+        == 0
+    )
+    text = capsys.readouterr().out
+    assert "15 models, 15 architectures" in text and "base_log_err" in text
+    assert "architecture offsets chosen by grouped CV: ridge alpha" in text
+    (tmp_path / "wide.json").write_text(json.dumps({**cfg, "hidden_size": 1024}))
+    args = [
+        "predict",
+        str(tmp_path / "configs" / f"{held}.json"),
+        str(tmp_path / "wide.json"),
+        "--predictor",
+        str(tmp_path / "p.skops"),
+        "--steps",
+        "0,100,8000,16000",
+        "--out",
+        str(tmp_path / "pred.csv"),
+        "--plot",
+        str(tmp_path / "pred.png"),
+    ]
+    assert main(args) == 0
+    captured = capsys.readouterr()
+    pred = pd.read_csv(tmp_path / "pred.csv")
+    assert list(pred.columns) == ["model", "layer", "step", "ratio", "ratio_lo", "ratio_hi"]
+    assert set(pred["model"]) == {held, "wide"} and (pred["ratio"] > 0).all()
+    assert "wide: d_model = 1024 is outside" in captured.err
+    assert "past the longest training run" in captured.err
+    summary = pd.read_csv(tmp_path / "pred_summary.csv")
+    assert {"final_ratio", "growth", "t_half"} <= set(summary.columns)
+    assert summary["fit_of_predicted_status"].str.startswith("not fitted").all()  # 4 steps
+    grid = [
+        "predict",
+        str(tmp_path / "configs" / f"{held}.json"),
+        "--predictor",
+        str(tmp_path / "p.skops"),
+        "--out",
+        str(tmp_path / "grid.csv"),
+    ]
+    assert main(grid) == 0
+    fitted = pd.read_csv(tmp_path / "grid_summary.csv")
+    assert fitted["fit_of_predicted_K"].notna().all()
+    # The held-out member's predicted final ratio is close to what it measured.
+    measured = m[(m["model"] == held) & (m["step"] == 8000)].groupby("layer")["top1"].mean()
+    got = pred[(pred["model"] == held) & (pred["step"] == 8000)].set_index("layer")["ratio"]
+    assert np.allclose(got, measured, rtol=0.15)

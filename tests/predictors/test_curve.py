@@ -62,7 +62,9 @@ def test_predicted_ratios_are_positive_banded_and_out_of_range_fields_named():
     new = arch("wide", 512, 4, 4)
     table = est.predict_table(new, [0, 100, 8000, 20000])
     assert (table["ratio"] > 0).all()
-    assert (table["ratio_lo"] <= table["ratio"]).all() and (table["ratio"] <= table["ratio_hi"]).all()
+    assert (table["ratio_lo"] <= table["ratio"]).all() and (
+        table["ratio"] <= table["ratio_hi"]
+    ).all()
     notes = est.out_of_range(new, 20000)
     assert any(n.startswith("d_model = 512 is outside") for n in notes)
     assert any("past the longest training run (8000)" in n for n in notes)
@@ -94,10 +96,16 @@ def test_seed_replicates_give_the_noise_floor():
 
 
 def test_summary_finds_the_half_rise_and_flags_ratios_below_1():
-    table = pd.DataFrame({
-        "model": "x", "layer": 0, "step": [0.0, 10, 100, 1000],
-        "ratio": [2.0, 3.0, 7.0, 10.0], "ratio_lo": 1.0, "ratio_hi": 11.0,
-    })
+    table = pd.DataFrame(
+        {
+            "model": "x",
+            "layer": 0,
+            "step": [0.0, 10, 100, 1000],
+            "ratio": [2.0, 3.0, 7.0, 10.0],
+            "ratio_lo": 1.0,
+            "ratio_hi": 11.0,
+        }
+    )
     row = summarize(table).iloc[0]
     assert row["t_half"] == 100 and row["growth"] == 5 and not row["below_1"]
     table["ratio"] = [0.5, 0.7, 0.8, 0.9]
