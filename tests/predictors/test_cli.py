@@ -8,12 +8,8 @@ from massdyn.cli import main
 from .synth import synthetic_archs, synthetic_table
 
 
-def test_train_predictor_then_predict_a_new_config(tmp_path, capsys):
-    archs = synthetic_archs()
-    held = "s-d128-l4-h2"
-    params = synthetic_table()
-    params[params["model"] != held].to_csv(tmp_path / "params.csv", index=False)
-    (tmp_path / "configs").mkdir()
+def write_configs(folder, archs) -> dict:
+    """One GPT-NeoX config.json per architecture; returns the last one written."""
     for name, a in archs.items():
         cfg = {
             "model_type": "gpt_neox",
@@ -24,7 +20,17 @@ def test_train_predictor_then_predict_a_new_config(tmp_path, capsys):
             "rotary_pct": 0.25,
             "rotary_emb_base": 10000,
         }
-        (tmp_path / "configs" / f"{name}.json").write_text(json.dumps(cfg))
+        (folder / f"{name}.json").write_text(json.dumps(cfg))
+    return cfg
+
+
+def test_train_predictor_then_predict_a_new_config(tmp_path, capsys):
+    archs = synthetic_archs()
+    held = "s-d128-l4-h2"
+    params = synthetic_table()
+    params[params["model"] != held].to_csv(tmp_path / "params.csv", index=False)
+    (tmp_path / "configs").mkdir()
+    write_configs(tmp_path / "configs", archs)
     rc = main(
         [
             "train-predictor",
@@ -87,17 +93,7 @@ def test_curve_protocol_through_the_cli(tmp_path, capsys):
     held = "d128-l4-h4-s1"
     m[m["model"] != held].to_csv(tmp_path / "m.csv", index=False)
     (tmp_path / "configs").mkdir()
-    for name, a in archs.items():
-        cfg = {
-            "model_type": "gpt_neox",
-            "hidden_size": a.d_model,
-            "num_hidden_layers": a.n_layers,
-            "num_attention_heads": a.n_heads,
-            "intermediate_size": a.d_ff,
-            "rotary_pct": 0.25,
-            "rotary_emb_base": 10000,
-        }
-        (tmp_path / "configs" / f"{name}.json").write_text(json.dumps(cfg))
+    cfg = write_configs(tmp_path / "configs", archs)
     out = ["--out", str(tmp_path / "p.skops")]
     assert (
         main(
