@@ -322,8 +322,6 @@ def _walk_queue(source, config, store, inputs, available, todo, queue, device, d
             fetched, reason = None, ""
             try:
                 fetched = pending.result()
-            except KeyboardInterrupt:
-                raise
             except Exception as exc:  # recorded, and the walk goes on
                 reason = _reason(exc)
             nxt = queue[i + 1] if i + 1 < len(queue) else None
@@ -339,8 +337,6 @@ def _walk_queue(source, config, store, inputs, available, todo, queue, device, d
                     row.update(status="ok", reason="", seconds=round(time.perf_counter() - t0, 3))
                     store.record(table, row)
                     ok.append(step)
-                except KeyboardInterrupt:
-                    raise
                 except Exception as exc:
                     reason = _reason(exc)
                 finally:
