@@ -192,10 +192,11 @@ def dataset_texts(repo_id: str, revision: str | None, want_tokens: int, tokenize
             )
         )
     except Exception as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        from tracker.sources import first_line
+
         raise InputError(
             f"cannot read dataset {repo_id}@{revision or 'main'} ({type(exc).__name__}: "
-            f"{lines[0] if lines else ''}); check the id, or use --text FILE"
+            f"{first_line(exc)}); check the id, or use --text FILE"
         ) from None
     files = sorted(e.path for e in tree if e.path.endswith(TEXT_SUFFIXES) and hasattr(e, "size"))
     if not files:

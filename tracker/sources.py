@@ -325,13 +325,13 @@ class HubSource:
                     f"repository not found: {self.repo_id} (check the spelling)"
                 ) from None
             raise CheckpointError(
-                f"cannot list the branches of {self.repo_id}: {_first_line(exc)}"
+                f"cannot list the branches of {self.repo_id}: {first_line(exc)}"
             ) from None
         except Exception as exc:  # network: a known schedule still lets cached revisions work
             if is_pythia(self.repo_id) and self.repo_id.split("/")[1] in _pythia_names():
                 return {s: f"step{s}" for s in pythia_steps()}
             raise CheckpointError(
-                f"cannot list the branches of {self.repo_id}: {_first_line(exc)}"
+                f"cannot list the branches of {self.repo_id}: {first_line(exc)}"
             ) from None
         found = {}
         for b in refs.branches:
@@ -374,7 +374,7 @@ class HubSource:
                 endpoint=self.endpoint,
             )
         except Exception as exc:
-            raise CheckpointError(f"no config.json at {ref}: {_first_line(exc)}") from None
+            raise CheckpointError(f"no config.json at {ref}: {first_line(exc)}") from None
         return _read_config(Path(path))
 
     def recover(self, folder: Path, pending: set[str]) -> None:
@@ -572,7 +572,8 @@ class HubSource:
             ) from exc
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
+    """The first non-blank line of an exception's message (its type name when it has none)."""
     lines = [line for line in str(exc).splitlines() if line.strip()]
     return lines[0].strip() if lines else type(exc).__name__
 
