@@ -7,8 +7,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
-
-from fitting import emergence, fit_curve, fit_paper_baseline
+from massdyn.fitting import emergence, fit_curve, fit_paper_baseline
 
 STEPS = np.concatenate(
     [[0.0] + [2.0**k for k in range(10)], np.linspace(1000, 143000, 26).round(-3)]

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from massdyn.data import read_json
 
 VOCAB = 50304  # Pythia's padded vocabulary (the shipped configs omit it)
 # Overhead on a GPU for these; the original-capture comparison (host float64 copies of
@@ -35,11 +36,10 @@ GPU_SHAPES = ("pythia-160m", "pythia-1b", "pythia-2.8b", "pythia-6.9b", "pythia-
 
 def _setup(shape: str, device: str):
     """A Pythia-shaped model (the real config from data/pythia_configs, random weights)."""
-    from importlib.resources import files
 
     from transformers import AutoModelForCausalLM, GPTNeoXConfig
 
-    spec = json.loads(files("massdyn.data").joinpath("pythia_configs", f"{shape}.json").read_text())
+    spec = read_json("pythia_configs", f"{shape}.json")
     spec = {k: v for k, v in spec.items() if not k.startswith("_") and k != "architectures"}
     cfg = GPTNeoXConfig(**{"vocab_size": VOCAB, **spec})
     torch.manual_seed(0)
@@ -58,7 +58,7 @@ def _sync(device):
 
 def bare_forward(model, ids, batch_size):
     """The base model's forward pass alone, as the walker batches it."""
-    from tracker.blocks import base_model
+    from massdyn.tracker.blocks import base_model
 
     body = base_model(model)
     device = next(model.parameters()).device
@@ -69,7 +69,7 @@ def bare_forward(model, ids, batch_size):
 
 def original_capture(model, ids, batch_size):
     """The capture method of the original study: host float64 copies, full sorts."""
-    from tracker.blocks import base_model, decoder_blocks
+    from massdyn.tracker.blocks import base_model, decoder_blocks
 
     device = next(model.parameters()).device
     kept: list[list[np.ndarray]] = [[] for _ in decoder_blocks(model)]
@@ -96,14 +96,14 @@ def original_capture(model, ids, batch_size):
 
 def ours(model, ids, batch_size):
     """The walker's measurement."""
-    from tracker.measure import measure
+    from massdyn.tracker.measure import measure
 
     return measure(model, ids, batch_size)
 
 
 def ours_in_stream(model, ids, batch_size):
     """The walker's measurement with each reduction on the forward pass's own stream."""
-    from tracker.measure import measure
+    from massdyn.tracker.measure import measure
 
     return measure(model, ids, batch_size, overlap=False)
 
@@ -210,8 +210,8 @@ def prefetch_walk(n_steps: int = 6) -> None:
         print("[3] skipped: olah (the local Hub server) is not installed here")
         return
 
-    from tracker.localhub import LocalHub
-    from tracker.synthetic import SAMPLE_TEXT, tiny_config, tiny_tokenizer, write_series
+    from massdyn.testing.localhub import LocalHub
+    from massdyn.testing.synthetic import SAMPLE_TEXT, tiny_config, tiny_tokenizer, write_series
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

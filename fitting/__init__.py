@@ -3,10 +3,10 @@
 This package depends on no other part of massdyn.
 """
 
-from fitting.baseline import fit_paper_baseline
-from fitting.batch import aggregate, compare_measurements, fit_measurements
-from fitting.compare import compare
-from fitting.emergence import (
+from massdyn.fitting.baseline import fit_paper_baseline
+from massdyn.fitting.batch import aggregate, compare_measurements, fit_measurements
+from massdyn.fitting.compare import compare
+from massdyn.fitting.emergence import (
     EmergenceParams,
     Peak,
     ReparamParams,
@@ -17,10 +17,10 @@ from fitting.emergence import (
     reparam_jacobian,
     steady_state,
 )
-from fitting.estimator import EmergenceRegressor
-from fitting.fit import FitConfig, FitResult, fit_curve
-from fitting.models import MODELS, CurveModel, get_model
-from fitting.validate import SeriesError
+from massdyn.fitting.estimator import EmergenceRegressor
+from massdyn.fitting.fit import FitConfig, FitResult, fit_curve
+from massdyn.fitting.models import MODELS, CurveModel, get_model
+from massdyn.fitting.validate import SeriesError
 
 __all__ = [
     "MODELS",

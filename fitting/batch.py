@@ -8,9 +8,8 @@ from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pandas as pd
-
-from fitting.compare import compare
-from fitting.fit import FitConfig, FitResult, fit_curve
+from massdyn.fitting.compare import compare
+from massdyn.fitting.fit import FitConfig, FitResult, fit_curve
 
 MEASUREMENT_COLUMNS = ("model", "step", "layer", "seq", "top1", "top2", "top3", "median")
 METRICS = ("ratio", "top1", "median")

@@ -6,9 +6,8 @@ import math
 
 import numpy as np
 import pandas as pd
-
-from fitting.fit import FitConfig, FitResult, fit_curve
-from fitting.models import MODELS
+from massdyn.fitting.fit import FitConfig, FitResult, fit_curve
+from massdyn.fitting.models import MODELS
 
 
 def compare(
@@ -25,7 +24,7 @@ def compare(
         t: Training steps.
         y: Values.
         sigma: Optional per-point standard deviations.
-        models: Model names; all of :data:`fitting.models.MODELS` by default.
+        models: Model names; all of :data:`massdyn.fitting.models.MODELS` by default.
         config: Fitter settings.
         criterion: ``"aicc"`` (default), ``"aic"`` or ``"bic"``.
 

@@ -1,12 +1,11 @@
-"""A scikit-learn estimator facade over :func:`fitting.fit.fit_curve`."""
+"""A scikit-learn estimator facade over :func:`massdyn.fitting.fit.fit_curve`."""
 
 from __future__ import annotations
 
 import numpy as np
+from massdyn.fitting.fit import FitConfig, fit_curve
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
-
-from fitting.fit import FitConfig, fit_curve
 
 
 class EmergenceRegressor(RegressorMixin, BaseEstimator):
@@ -17,13 +16,13 @@ class EmergenceRegressor(RegressorMixin, BaseEstimator):
     ``clone``/``GridSearchCV`` like any regressor.
 
     Args:
-        model: Curve model name (see :data:`fitting.models.MODELS`).
+        model: Curve model name (see :data:`massdyn.fitting.models.MODELS`).
         n_starts: Space-filling starts screened.
         n_polish: Best distinct starts polished.
         random_state: Seed of the starts.
 
     Attributes:
-        result_: The full :class:`fitting.fit.FitResult`.
+        result_: The full :class:`massdyn.fitting.fit.FitResult`.
         params_: Fitted parameters keyed by name.
         stderr_: Their standard errors (NaN when withheld as ill-conditioned).
         n_features_in_: Always 1.

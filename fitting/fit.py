@@ -13,12 +13,11 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from massdyn.fitting.emergence import EmergenceParams, Peak, peak, steady_state
+from massdyn.fitting.models import CurveModel, get_model
+from massdyn.fitting.validate import SeriesError, check_series
 from scipy.optimize import least_squares
 from scipy.special import expit, logit
-
-from fitting.emergence import EmergenceParams, Peak, peak, steady_state
-from fitting.models import CurveModel, get_model
-from fitting.validate import SeriesError, check_series
 
 
 @dataclass(frozen=True)
@@ -41,14 +40,24 @@ class FitConfig:
             counts as not identified, and the fit is flagged.
     """
 
-    n_starts: int = 32
-    n_polish: int = 4
-    seed: int = 0
-    max_nfev: int = 200
-    cond_threshold: float = 1e12
-    bound_rtol: float = 1e-6
-    identifiable_cond: float = 1e8
-    max_rel_se: float = 1.0
+    n_starts: int = field(
+        default=32, metadata={"help": "space-filling starts per fit", "flag": "--starts"}
+    )
+    n_polish: int = field(default=4, metadata={"help": "best starts polished on all parameters"})
+    seed: int = field(default=0, metadata={"help": "seed of the starts"})
+    max_nfev: int = field(default=200, metadata={"help": "function evaluations per polish"})
+    cond_threshold: float = field(
+        default=1e12, metadata={"help": "condition number above which SEs are withheld"}
+    )
+    bound_rtol: float = field(
+        default=1e-6, metadata={"help": "distance to a bound (share of range) that counts as at it"}
+    )
+    identifiable_cond: float = field(
+        default=1e8, metadata={"help": "condition number above which a fit is not identifiable"}
+    )
+    max_rel_se: float = field(
+        default=1.0, metadata={"help": "relative SE above which a parameter is not identified"}
+    )
 
     def __post_init__(self):
         for name in ("n_starts", "n_polish", "max_nfev"):
@@ -250,7 +259,7 @@ def fit_curve(
         t: Training steps (>= 0, distinct; any order).
         y: Observed values.
         sigma: Optional per-point standard deviations; residuals are divided by them.
-        model: A name from :data:`fitting.models.MODELS` or a model instance.
+        model: A name from :data:`massdyn.fitting.models.MODELS` or a model instance.
         config: Fitter settings; defaults to :class:`FitConfig`.
 
     Returns:
@@ -258,7 +267,7 @@ def fit_curve(
         result with ``status == "failed"``.
 
     Raises:
-        SeriesError: for unusable input (see :func:`fitting.validate.check_series`).
+        SeriesError: for unusable input (see :func:`massdyn.fitting.validate.check_series`).
     """
     cfg = config or FitConfig()
     mdl = get_model(model)

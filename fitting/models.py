@@ -15,14 +15,13 @@ import math
 from abc import ABC, abstractmethod
 
 import numpy as np
-
-from fitting.emergence import (
+from massdyn.fitting.emergence import (
     ORIGINAL_NAMES,
     ReparamParams,
     emergence,
     emergence_jacobian,
 )
-from fitting.projection import project, space_filling
+from massdyn.fitting.projection import project, space_filling
 
 
 class CurveModel(ABC):

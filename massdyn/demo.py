@@ -12,11 +12,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fitting.batch import aggregate
-from massdyn.minisuite import Suite, default_cache, for_this_cpu, prepare_data, train_member
-from tracker.inputs import InputSpec
-from tracker.sources import LocalSource
-from tracker.walker import WalkConfig, walk
+from massdyn.fitting.batch import aggregate
+from massdyn.minisuite.dataset import default_cache, prepare_data
+from massdyn.minisuite.spec import Suite
+from massdyn.minisuite.train import for_this_cpu, train_member
+from massdyn.tracker.inputs import InputSpec
+from massdyn.tracker.sources import LocalSource
+from massdyn.tracker.walker import WalkConfig, walk
 
 
 def train_series(
@@ -92,9 +94,9 @@ def heldout_prediction(measurements: pd.DataFrame, configs, held_out: str):
         R^2 of the predictor and of the depth-mean base, and the final measured and
         predicted ratio with the band.
     """
-    from predictors import configs_from_dir
-    from predictors.curve import CurvePredictor, arch_key, figure_curves
-    from predictors.evaluate import curve_r2
+    from massdyn.predictors import configs_from_dir
+    from massdyn.predictors.curve import CurvePredictor, arch_key, figure_curves
+    from massdyn.predictors.evaluate import curve_r2
 
     archs = configs_from_dir(configs, sorted(measurements["model"].unique()))
     if held_out not in archs:

@@ -1,7 +1,7 @@
 """Predict emergence-curve parameters from architecture configs (may import ``fitting``)."""
 
-from predictors.evaluate import curve_r2_lomo, evaluate, feature_importance, training_table
-from predictors.features import (
+from massdyn.predictors.evaluate import curve_r2_lomo, evaluate, feature_importance, training_table
+from massdyn.predictors.features import (
     FEATURES,
     Architecture,
     ConfigError,
@@ -9,9 +9,15 @@ from predictors.features import (
     pythia_architectures,
     read_config,
 )
-from predictors.model import REGRESSORS, TARGETS, EmergencePredictor, TargetTransform, make_pipeline
-from predictors.persist import PredictorFileError, load_predictor, save_predictor
-from predictors.predict import predict_architecture
+from massdyn.predictors.model import (
+    REGRESSORS,
+    TARGETS,
+    EmergencePredictor,
+    TargetTransform,
+    make_pipeline,
+)
+from massdyn.predictors.persist import PredictorFileError, load_predictor, save_predictor
+from massdyn.predictors.predict import predict_architecture
 
 __all__ = [
     "FEATURES",

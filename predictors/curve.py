@@ -27,9 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-
-from fitting.batch import aggregate
-from predictors.features import Architecture
+from massdyn.fitting.batch import aggregate
+from massdyn.predictors.features import Architecture
 
 # Architecture-level inputs of the offsets (per model, not per layer).
 ARCH_FEATURES = (

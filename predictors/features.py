@@ -12,10 +12,11 @@ import math
 import re
 from dataclasses import dataclass
 from functools import cache
-from importlib.resources import files
 from pathlib import Path
 
 import pandas as pd
+from massdyn.data import path as data_path
+from massdyn.data import read_json
 
 CORE = ("d_model", "n_layers", "n_heads", "d_ff", "rotary_base", "rotary_fraction")
 DERIVED = (
@@ -39,7 +40,7 @@ class ConfigError(ValueError):
 
 @cache
 def _family_fields() -> dict[str, dict]:
-    spec = json.loads(files("massdyn.data").joinpath("architectures.json").read_text())
+    spec = read_json("architectures.json")
     return {k: v["features"] for k, v in spec["families"].items() if "features" in v}
 
 
@@ -199,7 +200,7 @@ def read_config(source, name: str | None = None, revision: str | None = None) ->
 
 def pythia_architectures() -> list[Architecture]:
     """The nine Pythia models from ``data/pythia_configs``."""
-    folder = files("massdyn.data").joinpath("pythia_configs")
+    folder = data_path("pythia_configs")
     out = []
     for entry in sorted(folder.iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".json"):

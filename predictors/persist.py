@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import sklearn
-
-from predictors.features import FEATURES
-from predictors.model import TARGETS
+from massdyn.predictors.features import FEATURES
+from massdyn.predictors.model import TARGETS
 
 FORMAT_VERSION = 1
 # The types a saved predictor holds beyond those skops trusts by itself (plain containers,
@@ -15,9 +14,9 @@ FORMAT_VERSION = 1
 # builtins.exec can ride along in a file. Anything else in a file is refused.
 TRUSTED_TYPES = frozenset(
     {
-        "predictors.curve.CurvePredictor",
-        "predictors.model.EmergencePredictor",
-        "predictors.model.TargetTransform",
+        "massdyn.predictors.curve.CurvePredictor",
+        "massdyn.predictors.model.EmergencePredictor",
+        "massdyn.predictors.model.TargetTransform",
         "sklearn.tree._tree.Tree",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         "xgboost.sklearn.XGBRegressor",

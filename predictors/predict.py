@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-
-from fitting.emergence import EmergenceParams, emergence, peak, steady_state
-from predictors.features import Architecture
-from predictors.model import TARGETS, EmergencePredictor
+from massdyn.fitting.emergence import EmergenceParams, emergence, peak, steady_state
+from massdyn.predictors.features import Architecture
+from massdyn.predictors.model import TARGETS, EmergencePredictor
 
 
 def predict_architecture(

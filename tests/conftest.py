@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from tracker.localhub import LocalHub
-from tracker.synthetic import SAMPLE_TEXT, tiny_config, tiny_tokenizer, write_series
+from massdyn.testing.localhub import LocalHub
+from massdyn.testing.synthetic import SAMPLE_TEXT, tiny_config, tiny_tokenizer, write_series
 
 STEPS = (0, 10, 100, 1000)
 # Columns every measurements table of the walker and the live tracker carries.

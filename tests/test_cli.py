@@ -8,8 +8,8 @@ import pytest
 
 import massdyn
 from massdyn.cli import main
+from massdyn.testing.synthetic import SAMPLE_TEXT
 from tests.fitting.synth import measurements_table
-from tracker.synthetic import SAMPLE_TEXT
 
 
 def test_version_and_help_through_the_console_script():

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from functools import cache
-from importlib.resources import files
 
+from massdyn.data import read_json
 from torch import nn
 
 
@@ -16,7 +15,7 @@ class UnsupportedArchitectureError(ValueError):
 @cache
 def block_paths() -> dict[str, str]:
     """``model_type -> attribute path of the block list`` from ``data/architectures.json``."""
-    spec = json.loads(files("massdyn.data").joinpath("architectures.json").read_text())
+    spec = read_json("architectures.json")
     return {k: v["blocks"] for k, v in spec["families"].items()}
 
 

@@ -8,15 +8,45 @@ from __future__ import annotations
 
 import importlib
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 
-from tracker.inputs import InputSpec
-from tracker.schedule import StepSelection
-from tracker.sources import looks_like_path
+from massdyn.tracker.inputs import InputSpec
+from massdyn.tracker.schedule import StepSelection
+from massdyn.tracker.sources import looks_like_path
 
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
+
+
+def _opt(default, help: str, **meta):
+    """A field with its command-line help beside it (see ``massdyn.options``)."""
+    return field(default=default, metadata={"help": help, **meta})
+
+
+@dataclass
+class SourceSpec:
+    """Which checkpoint series to walk.
+
+    Attributes:
+        source: A Hub repo id (``org/name``, branches ``step<N>``) or a folder of checkpoint
+            folders (``step1000/``, ``checkpoint-1000/``, ...).
+        name: The series' name in the results (default: the repo id or the folder's name).
+    """
+
+    source: str = field(
+        metadata={
+            "help": "Hub repo id (org/name) or a folder of checkpoint folders",
+            "positional": True,
+        }
+    )
+    name: str | None = _opt(None, "series name in the results (default: repo or folder)")
+
+    def open(self):
+        """The checkpoint source (a Hub repo or a local folder) this names."""
+        from massdyn.tracker.sources import open_source
+
+        return open_source(self.source, name=self.name)
 
 
 @dataclass
@@ -32,7 +62,8 @@ class WalkConfig:
             ``float32``, ``float16`` or ``bfloat16``.
         batch_size: Sequences per forward pass; None: as many as fit in 32k tokens (all
             10 x 2048 of the paper's inputs at once).
-        keep_cache: Keep downloaded revisions in the Hub cache.
+        keep_cache: Keep the revisions this walk downloads in the Hub cache (revisions
+            cached before the walk are never deleted).
         disk_budget_gb: Most gigabytes of downloaded checkpoints held at once (None: no limit).
         prefetch: Download the next checkpoint while measuring the current one.
         tokenizer: Tokenizer to use instead of the series' own (path or repo id).
@@ -41,19 +72,23 @@ class WalkConfig:
         parquet: Also write ``measurements.parquet`` (needs pyarrow).
     """
 
-    out: str = "massdyn-walk"
+    out: str = _opt("massdyn-walk", "results folder")
     steps: StepSelection = field(default_factory=StepSelection)
     inputs: InputSpec = field(default_factory=InputSpec)
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int | None = None
-    keep_cache: bool = False
-    disk_budget_gb: float | None = None
-    prefetch: bool = True
-    tokenizer: str | None = None
-    trust_remote_code: bool = False
-    progress: bool = True
-    parquet: bool = False
+    device: str = _opt("auto", "auto | cpu | cuda | cuda:N")
+    dtype: str = _opt("auto", "weights and activations", choices=("auto", *DTYPE_NAMES))
+    batch_size: int | None = _opt(
+        None, "sequences per pass (default: as many as fit in 32k tokens)"
+    )
+    keep_cache: bool = _opt(False, "keep the revisions this walk downloads in the Hub cache")
+    disk_budget_gb: float | None = _opt(
+        None, "most GB of checkpoints held at once", flag="--disk-budget", metavar="GB"
+    )
+    prefetch: bool = _opt(True, "download and measure in turn", flag="--no-prefetch")
+    tokenizer: str | None = _opt(None, "tokenizer path or repo (default: the series' own)")
+    trust_remote_code: bool = _opt(False, "run model code from the checkpoint")
+    progress: bool = field(default=True, metadata={"cli": False})
+    parquet: bool = _opt(False, "also write measurements.parquet")
 
     def check(self) -> None:
         """Refuse settings that cannot work, before anything is loaded or written.
@@ -91,6 +126,21 @@ class WalkConfig:
         out = Path(self.out)
         if out.exists() and not out.is_dir():
             raise ValueError(f"--out {out} is a file, not a folder; name a results folder")
+
+
+def settings(obj) -> dict:
+    """A config dataclass as the ``--config`` file of ``massdyn walk`` holds it."""
+    out = {}
+    for f in fields(obj):
+        if f.init and f.metadata.get("cli", True) is not False:
+            value = getattr(obj, f.name)
+            out[f.name] = settings(value) if is_dataclass(value) else value
+    return out
+
+
+def walk_settings(source, config: WalkConfig) -> dict:
+    """The resolved settings of a walk, in the layout of a ``massdyn walk --config`` file."""
+    return {"source": source.location, "name": source.name, **settings(config)}
 
 
 def _importable(module: str) -> bool:

@@ -1,6 +1,6 @@
 """Fused reduction of a 16-bit block output on CUDA: three streaming passes, no sort.
 
-The statistics of :func:`tracker.measure.reduce_block_output` for a bfloat16 or float16 ``h``
+The statistics of :func:`massdyn.tracker.measure.reduce_block_output` for a 16-bit ``h``
 computed with three Triton kernels that each read ``h`` once and write only a few numbers per
 block of elements, so the reduction costs little more than reading the hidden state three
 times. The median is an exact two-level radix selection: ``|h|`` of a 16-bit float is a
@@ -17,8 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
-
-from tracker.packing import pack, unpack
+from massdyn.tracker.packing import pack, unpack
 
 try:
     import triton
@@ -165,12 +164,12 @@ MAX_GRAPHS = 8  # distinct input shapes kept (a walk usually sees one or two)
 def reduce_fused(
     h: torch.Tensor, k: int, massive_abs: float, massive_ratio: float, graph: bool = True
 ) -> dict[str, torch.Tensor]:
-    """The statistics of :func:`tracker.measure.reduce_block_output`, by the fused kernels.
+    """The statistics of :func:`massdyn.tracker.measure.reduce_block_output`, by the fused kernels.
 
     See :func:`reduce_fused_packed` for the arguments.
 
     Returns:
-        The same keys, shapes and dtypes as :func:`tracker.measure.reduce_block_output`.
+        The same keys, shapes and dtypes as :func:`massdyn.tracker.measure.reduce_block_output`.
         Where a row holds NaN its ``top`` values are NaN or inf, so callers see it.
     """
     return unpack(reduce_fused_packed(h, k, massive_abs, massive_ratio, graph), k)
@@ -179,7 +178,7 @@ def reduce_fused(
 def reduce_fused_packed(
     h: torch.Tensor, k: int, massive_abs: float, massive_ratio: float, graph: bool = True
 ) -> torch.Tensor:
-    """The fused reduction, as rows of :func:`tracker.packing.pack`.
+    """The fused reduction, as rows of :func:`massdyn.tracker.packing.pack`.
 
     Args:
         h: ``(batch, tokens, d_model)`` bfloat16 or float16 tensor, on CUDA (or on the CPU

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -42,14 +42,30 @@ class InputSpec:
         seed: Seed of the random draw of chunks.
     """
 
-    n_seqs: int = 10
-    seq_len: int = 2048
-    text: str | None = None
-    dataset: str | None = None
-    dataset_revision: str | None = None
-    token_ids: str | None = None
-    prepend_bos: bool = False
-    seed: int = 1
+    n_seqs: int = field(
+        default=10, metadata={"help": "number of input sequences", "flag": "--seqs"}
+    )
+    seq_len: int = field(default=2048, metadata={"help": "tokens per sequence"})
+    text: str | None = field(
+        default=None,
+        metadata={"help": "local text file to draw the sequences from", "exclusive": "inputs"},
+    )
+    dataset: str | None = field(
+        default=None,
+        metadata={
+            "help": "Hub dataset id (default: the paper's RedPajama sample)",
+            "exclusive": "inputs",
+        },
+    )
+    dataset_revision: str | None = field(default=None, metadata={"help": "revision of --dataset"})
+    token_ids: str | None = field(
+        default=None,
+        metadata={"help": ".npy integer array (N x L) used as given", "exclusive": "inputs"},
+    )
+    prepend_bos: bool = field(
+        default=False, metadata={"help": "prepend the BOS token to every sequence", "flag": "--bos"}
+    )
+    seed: int = field(default=1, metadata={"help": "seed of the sequence draw"})
 
     def __post_init__(self):
         given = [x for x in (self.text, self.dataset, self.token_ids) if x]
@@ -192,7 +208,7 @@ def dataset_texts(repo_id: str, revision: str | None, want_tokens: int, tokenize
             )
         )
     except Exception as exc:
-        from tracker.sources import first_line
+        from massdyn.tracker.sources import first_line
 
         raise InputError(
             f"cannot read dataset {repo_id}@{revision or 'main'} ({type(exc).__name__}: "

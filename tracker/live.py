@@ -1,6 +1,6 @@
 """Live tracking of massive activations inside a training run.
 
-The same measurement (:func:`tracker.measure.measure`), the same fixed inputs and the same
+The same measurement (:func:`massdyn.tracker.measure.measure`), the same fixed inputs and the same
 results folder layout as the walker, taken at scheduled steps of a run instead of from
 saved checkpoints. Two front ends: :class:`LiveTracker` for plain PyTorch loops (one call
 per step) and :class:`MassiveActivationCallback` for the transformers ``Trainer``.
@@ -11,9 +11,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from tracker.inputs import TokenInputs
-from tracker.measure import measure
-from tracker.store import ResultStore
+from massdyn.tracker.inputs import TokenInputs
+from massdyn.tracker.measure import measure
+from massdyn.tracker.store import ResultStore
 
 
 def pythia_style_schedule(max_steps: int, every: int | None = None) -> list[int]:
@@ -35,7 +35,7 @@ class LiveTracker:
 
     Args:
         model: The causal LM being trained.
-        inputs: Fixed evaluation inputs (e.g. from :func:`tracker.inputs.build_inputs`).
+        inputs: Fixed evaluation inputs (e.g. from :func:`massdyn.tracker.inputs.build_inputs`).
         out: Results folder (``measurements.csv``, ``checkpoints.csv``, ``inputs.npy``).
         schedule: Steps to measure at; see :func:`pythia_style_schedule`.
         name: Series name in the tables.

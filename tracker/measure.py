@@ -13,10 +13,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+from massdyn.tracker.blocks import base_model, decoder_blocks
+from massdyn.tracker.packing import pack, unpack
 from torch import nn
-
-from tracker.blocks import base_model, decoder_blocks
-from tracker.packing import pack, unpack
 
 TOP_K = 3
 MASSIVE_ABS = 100.0
@@ -137,12 +136,12 @@ def reduce_block_output(h: torch.Tensor, k: int = TOP_K) -> dict[str, torch.Tens
 def reduce_packed(h: torch.Tensor, k: int = TOP_K) -> torch.Tensor:
     """:func:`reduce_block_output` as one ``(batch, 3k + 3)`` float64 tensor (see packing).
 
-    A 16-bit ``h`` on CUDA is reduced by the fused kernels of :mod:`tracker.fused` (same
+    A 16-bit ``h`` on CUDA is reduced by the fused kernels of :mod:`massdyn.tracker.fused` (same
     results, a fraction of the time); everything else by the torch code below.
     """
     if h.is_cuda:
         # Imported here: importing Triton costs a CPU-only walk a fifth of a second.
-        from tracker import fused
+        from massdyn.tracker import fused
 
         if fused.available(h):
             return fused.reduce_fused_packed(h, k, MASSIVE_ABS, MASSIVE_RATIO)

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
-from importlib.resources import files
 
 import numpy as np
+from massdyn.data import read_json
 
 
 @cache
 def pythia_facts() -> dict:
     """The Pythia suite description shipped in ``data/pythia.json``."""
-    return json.loads(files("massdyn.data").joinpath("pythia.json").read_text())
+    return read_json("pythia.json")
 
 
 def pythia_steps() -> list[int]:
@@ -53,19 +52,27 @@ class StepSelection:
     """Which checkpoints of a series to measure.
 
     Attributes:
-        mode: ``"all"``, ``"paper"`` (about 37 spread over training), ``"every"`` (every
-            ``every``-th available step) or ``"list"`` (exactly ``steps``).
-        every: Stride for ``mode="every"``.
-        steps: Explicit steps for ``mode="list"``.
+        spec: ``"all"``, ``"paper"`` (about 37 spread over training), ``"every:K"`` (every
+            K-th available step) or a comma list of steps (exactly those).
         min_step: Drop steps below this.
         max_step: Drop steps above this.
+
+    ``mode`` (``all``, ``paper``, ``every`` or ``list``), ``every`` and ``steps`` are read
+    from ``spec``.
     """
 
-    mode: str = "all"
-    every: int = 1
-    steps: tuple[int, ...] = ()
-    min_step: int | None = None
-    max_step: int | None = None
+    spec: str = field(
+        default="all",
+        metadata={
+            "help": "all | paper (about 37 spread over training) | every:K | comma list",
+            "flag": "--steps",
+        },
+    )
+    min_step: int | None = field(default=None, metadata={"help": "skip steps below this"})
+    max_step: int | None = field(default=None, metadata={"help": "skip steps above this"})
+    mode: str = field(init=False, repr=False)
+    every: int = field(init=False, repr=False)
+    steps: tuple[int, ...] = field(init=False, repr=False)
 
     def __post_init__(self):
         if (
@@ -77,25 +84,15 @@ class StepSelection:
                 f"--min-step {self.min_step} is above --max-step {self.max_step}: no step can "
                 "be selected; swap them"
             )
+        mode, every, steps = _parse_spec(str(self.spec))
+        object.__setattr__(self, "mode", mode)
+        object.__setattr__(self, "every", every)
+        object.__setattr__(self, "steps", steps)
 
     @classmethod
     def parse(cls, spec: str, min_step: int | None = None, max_step: int | None = None):
-        """Parse a CLI spec: ``all``, ``paper``, ``every:K`` or ``0,1000,2000``."""
-        spec = spec.strip()
-        if spec in ("all", "paper"):
-            return cls(mode=spec, min_step=min_step, max_step=max_step)
-        if spec.startswith("every:"):
-            k = spec.split(":", 1)[1]
-            if not k.strip().isdigit() or int(k) < 1:
-                raise ValueError(f"--steps every:K needs an integer K >= 1, got {k!r}")
-            return cls(mode="every", every=int(k), min_step=min_step, max_step=max_step)
-        try:
-            steps = tuple(int(s) for s in spec.split(",") if s.strip())
-        except ValueError:
-            raise ValueError(
-                f"--steps must be 'all', 'paper', 'every:K' or a comma list of steps, got {spec!r}"
-            ) from None
-        return cls(mode="list", steps=steps, min_step=min_step, max_step=max_step)
+        """The selection of a CLI spec: ``all``, ``paper``, ``every:K`` or ``0,1000,2000``."""
+        return cls(spec, min_step, max_step)
 
     def select(self, available: list[int]) -> list[int]:
         """Apply the selection to the steps a source offers.
@@ -117,3 +114,28 @@ class StepSelection:
             # Requested steps the source lacks are kept: the walker records them as missing.
             return sorted(s for s in set(self.steps) if lo <= s <= hi)
         raise ValueError(f"unknown step selection mode {self.mode!r}")
+
+
+def _parse_spec(spec: str) -> tuple[str, int, tuple[int, ...]]:
+    """``(mode, every, steps)`` of a step spec.
+
+    Raises:
+        ValueError: naming the accepted forms.
+    """
+    spec = spec.strip()
+    if spec in ("all", "paper"):
+        return spec, 1, ()
+    if spec.startswith("every:"):
+        k = spec.split(":", 1)[1]
+        if not k.strip().isdigit() or int(k) < 1:
+            raise ValueError(f"--steps every:K needs an integer K >= 1, got {k!r}")
+        return "every", int(k), ()
+    try:
+        steps = tuple(int(s) for s in spec.split(",") if s.strip())
+    except ValueError:
+        raise ValueError(
+            f"--steps must be 'all', 'paper', 'every:K' or a comma list of steps, got {spec!r}"
+        ) from None
+    if not steps:
+        raise ValueError("--steps is empty; give 'all', 'paper', 'every:K' or a comma list")
+    return "list", 1, steps

@@ -19,7 +19,7 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tracker.schedule import is_pythia, pythia_steps
+from massdyn.tracker.schedule import is_pythia, pythia_steps
 
 STEP_PATTERNS = (
     re.compile(r"^step[-_]?(\d+)$"),
@@ -176,6 +176,7 @@ class LocalSource:
         if not self.root.is_dir():
             raise CheckpointError(f"no such folder: {self.root}")
         self.name = name or self.root.resolve().name
+        self.location = str(self.root.resolve())
 
     def list_steps(self) -> dict[int, str]:
         """Map step -> checkpoint folder name, for sub-folders named like checkpoints."""
@@ -200,7 +201,7 @@ class LocalSource:
         """The ``config.json`` of one checkpoint."""
         return _read_config(self.root / ref / "config.json")
 
-    def recover(self, folder: Path, pending: set[str]) -> None:
+    def recover(self, folder: Path, pending: set[str], keep: bool = False) -> None:
         """Nothing is downloaded, so nothing is left over."""
 
     def size_of(self, ref: str) -> int:
@@ -214,7 +215,7 @@ class LocalSource:
             raise CheckpointError(f"checkpoint folder missing: {path}")
         return folder_checkpoint(step, ref, path, verified="local")
 
-    def release(self, fetched: Fetched) -> None:
+    def release(self, fetched: Fetched, keep: bool = False) -> None:
         """Nothing to release for local folders."""
 
     def tokenizer_location(self, ref: str) -> str:
@@ -233,7 +234,6 @@ class HubSource:
 
     Args:
         repo_id: e.g. ``EleutherAI/pythia-160m``.
-        keep_cache: Keep downloaded revisions in the cache after measuring.
         cache_dir: Cache folder; the Hub client's default (HF_HUB_CACHE) when None.
         endpoint: Hub URL; the Hub client's default (HF_ENDPOINT) when None.
     """
@@ -243,7 +243,6 @@ class HubSource:
     def __init__(
         self,
         repo_id: str,
-        keep_cache: bool = False,
         cache_dir: str | None = None,
         endpoint: str | None = None,
         name: str | None = None,
@@ -252,7 +251,7 @@ class HubSource:
 
         self.repo_id = repo_id
         self.name = name or repo_id
-        self.keep_cache = keep_cache
+        self.location = repo_id
         self.cache_dir = cache_dir
         self.endpoint = endpoint
         self.api = HfApi(endpoint=endpoint)
@@ -377,7 +376,7 @@ class HubSource:
             raise CheckpointError(f"no config.json at {ref}: {first_line(exc)}") from None
         return _read_config(Path(path))
 
-    def recover(self, folder: Path, pending: set[str]) -> None:
+    def recover(self, folder: Path, pending: set[str], keep: bool = False) -> None:
         """Delete what an earlier, interrupted run of this walk downloaded and did not keep.
 
         The ledger ``folder/downloads.json`` lists the revisions this walk downloaded and has
@@ -391,10 +390,10 @@ class HubSource:
             except ValueError:
                 self._ledger_refs = {}
         for ref, commit in list(self._ledger_refs.items()):
-            if ref in pending and not self.keep_cache:
+            if ref in pending and not keep:
                 continue
             commit = commit or self._cached_commit(ref)
-            if commit and not self.keep_cache:
+            if commit and not keep:
                 with self._cache_lock:
                     self._delete_revision(commit)
             del self._ledger_refs[ref]
@@ -407,7 +406,7 @@ class HubSource:
     def _save_ledger(self) -> None:
         if self._ledger is None:
             return
-        from tracker.store import atomic_write
+        from massdyn.tracker.store import atomic_write
 
         if self._ledger_refs:
             atomic_write(self._ledger, lambda f: json.dump(self._ledger_refs, f, indent=1))
@@ -519,7 +518,7 @@ class HubSource:
             with contextlib.suppress(FileNotFoundError):
                 os.remove(p)
 
-    def release(self, fetched: Fetched) -> None:
+    def release(self, fetched: Fetched, keep: bool = False) -> None:
         """Delete a revision this walk downloaded from the cache, unless asked to keep it."""
         if fetched.commit is None or self.offline():
             return
@@ -529,7 +528,7 @@ class HubSource:
                 return
             del self._in_use[fetched.commit]
             self._downloaded.discard(fetched.commit)
-            if not self.keep_cache:
+            if not keep:
                 self._delete_revision(fetched.commit)
             for ref in [r for r, c in self._ledger_refs.items() if c == fetched.commit]:
                 del self._ledger_refs[ref]  # deleted, or kept as asked: no longer a leftover
@@ -579,7 +578,7 @@ def first_line(exc: BaseException) -> str:
 
 
 def _pythia_names() -> set[str]:
-    from tracker.schedule import pythia_facts
+    from massdyn.tracker.schedule import pythia_facts
 
     names = set(pythia_facts()["models"])
     return names | {f"{n}-deduped" for n in names}
@@ -596,7 +595,7 @@ def looks_like_path(spec: str) -> bool:
     )
 
 
-def open_source(spec: str, keep_cache: bool = False, name: str | None = None):
+def open_source(spec: str, name: str | None = None):
     """A :class:`LocalSource` for an existing folder, else a :class:`HubSource` repo id.
 
     Raises:
@@ -608,5 +607,5 @@ def open_source(spec: str, keep_cache: bool = False, name: str | None = None):
     if looks_like_path(spec):
         raise CheckpointError(f"no such folder: {spec}")
     if re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
-        return HubSource(spec, keep_cache=keep_cache, name=name)
+        return HubSource(spec, name=name)
     raise CheckpointError(f"{spec!r} is neither a checkpoint folder nor a Hub repo id (org/name)")

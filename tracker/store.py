@@ -227,6 +227,10 @@ class ResultStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
+    def write_text(self, name: str, text: str) -> None:
+        """Write a small text file into the folder atomically (e.g. the resolved settings)."""
+        atomic_write(self.folder / name, lambda f: f.write(text))
+
     def part_path(self, step: int) -> Path:
         """File holding the rows of one checkpoint."""
         return self.parts / f"step{step:09d}.csv"

@@ -15,12 +15,11 @@ import time
 from concurrent.futures import Future
 
 import torch
-
-from tracker.config import DTYPE_NAMES, WalkConfig, WalkSummary, human_bytes
-from tracker.inputs import InputError, TokenInputs, build_inputs
-from tracker.measure import measure
-from tracker.sources import CheckpointError, Fetched
-from tracker.store import ResultStore
+from massdyn.tracker.config import DTYPE_NAMES, WalkConfig, WalkSummary, human_bytes, walk_settings
+from massdyn.tracker.inputs import InputError, TokenInputs, build_inputs
+from massdyn.tracker.measure import measure
+from massdyn.tracker.sources import CheckpointError, Fetched
+from massdyn.tracker.store import ResultStore
 
 TOKENS_PER_BATCH = 32768
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
@@ -225,6 +224,12 @@ def _model_config(source, ref: str) -> dict | None:
         return None  # that checkpoint fails on its own, with its reason
 
 
+def _yaml(data: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+
+
 def walk(source, config: WalkConfig) -> WalkSummary:
     """Measure every selected checkpoint of a series into ``config.out``.
 
@@ -233,7 +238,7 @@ def walk(source, config: WalkConfig) -> WalkSummary:
     reason.
 
     Args:
-        source: A :class:`~tracker.sources.LocalSource` or :class:`~tracker.sources.HubSource`.
+        source: A checkpoint source (:class:`~massdyn.tracker.sources.CheckpointSource`).
         config: Walk settings.
 
     Returns:
@@ -261,13 +266,14 @@ def walk(source, config: WalkConfig) -> WalkSummary:
         todo = [s for s in selected if s not in done]
         present = [s for s in selected if s in available]
         queue = [s for s in todo if s in available]
-        source.recover(store.folder, {available[s] for s in queue})
+        source.recover(store.folder, {available[s] for s in queue}, keep=config.keep_cache)
         first_ref = available[present[0]] if present else None
         inputs = prepare_inputs(source, config, store, first_ref)
         if first_ref is not None:
             where = f"config of {first_ref}"
             check_inputs(inputs.ids, _model_config(source, first_ref), where)
         store.commit()
+        store.write_text("config.yaml", _yaml(walk_settings(source, config)))
         ok, failed = _walk_queue(
             source, config, store, inputs, available, todo, queue, device, dtype
         )
@@ -340,7 +346,7 @@ def _walk_queue(source, config, store, inputs, available, todo, queue, device, d
                 except Exception as exc:
                     reason = _reason(exc)
                 finally:
-                    source.release(fetched)
+                    source.release(fetched, keep=config.keep_cache)
             if step not in ok:
                 row.update(
                     status="failed", reason=reason, seconds=round(time.perf_counter() - t0, 3)

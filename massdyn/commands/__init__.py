@@ -1,18 +1,52 @@
-"""Subcommands of the ``massdyn`` CLI, one module each."""
+"""Subcommands of the ``massdyn`` CLI: one module each, in one registry.
 
-from massdyn.commands.demo import DemoCommand
-from massdyn.commands.figures import FiguresCommand
-from massdyn.commands.fit import FitCommand
-from massdyn.commands.minisuite import MinisuiteCommand
-from massdyn.commands.predictor import PredictCommand, TrainPredictorCommand
-from massdyn.commands.walk import WalkCommand
+A command is a dataclass of its options (see :mod:`massdyn.options`) with a ``run`` method
+returning the exit status. The registry names the class by import path, so that
+``massdyn --help`` and a command's own parser import only that command's module.
+"""
 
-COMMANDS = {
-    "walk": WalkCommand,
-    "fit": FitCommand,
-    "train-predictor": TrainPredictorCommand,
-    "predict": PredictCommand,
-    "figures": FiguresCommand,
-    "minisuite": MinisuiteCommand,
-    "demo": DemoCommand,
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Command:
+    """A registered subcommand: its class by import path and its one-line help."""
+
+    target: str  # "module:Class"
+    help: str
+
+    def load(self) -> type:
+        """The command's dataclass."""
+        module, _, name = self.target.partition(":")
+        return getattr(importlib.import_module(module), name)
+
+
+COMMANDS: dict[str, Command] = {
+    "walk": Command(
+        "massdyn.commands.walk:WalkCommand",
+        "measure massive activations across a checkpoint series",
+    ),
+    "fit": Command(
+        "massdyn.commands.fit:FitCommand", "fit emergence curves to a measurements table"
+    ),
+    "train-predictor": Command(
+        "massdyn.commands.predictor:TrainPredictorCommand",
+        "train an architecture -> emergence-curve predictor",
+    ),
+    "predict": Command(
+        "massdyn.commands.predictor:PredictCommand",
+        "predict emergence curves for a new architecture",
+    ),
+    "figures": Command("massdyn.commands.figures:FiguresCommand", "draw the paper's figure set"),
+    "minisuite": Command(
+        "massdyn.commands.minisuite:MinisuiteCommand",
+        "train the CPU mini-suite and write its measurements",
+    ),
+    "demo": Command(
+        "massdyn.commands.demo:DemoCommand",
+        "run the main job end to end on the embedded mini-suite",
+    ),
 }

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from massdyn.options import opt
 
 DEFAULT_MEMBER = "mini-d128-l4-h4"
 
@@ -25,28 +26,14 @@ class DemoCommand:
     unseen architecture from the shipped mini-suite, and draw the figures.
     """
 
-    out: str = "demo-output"
-    member: str = DEFAULT_MEMBER
-    steps: int = 600
-    held_out: str = DEFAULT_HELD_OUT
-    text: str | None = None
-
-    help = "run the main job end to end on the embedded mini-suite"
-
-    @staticmethod
-    def add_arguments(p: argparse.ArgumentParser) -> None:
-        """Declare the command's options."""
-        p.add_argument("--out", default="demo-output", help="output folder (default demo-output)")
-        p.add_argument("--member", default=DEFAULT_MEMBER, help="mini-suite member to train")
-        p.add_argument("--steps", type=int, default=600, help="training steps of that member")
-        p.add_argument(
-            "--held-out", default=DEFAULT_HELD_OUT, help="member the predictor does not see"
-        )
-        p.add_argument("--text", default=None, help="train on this text file, not the corpus")
+    out: str = opt("demo-output", "output folder")
+    member: str = opt(DEFAULT_MEMBER, "mini-suite member to train")
+    steps: int = opt(600, "training steps of that member")
+    held_out: str = opt(DEFAULT_HELD_OUT, "member the predictor does not see")
+    text: str | None = opt(None, "train on this text file, not the corpus")
 
     def run(self) -> int:
         """Run every stage, printing where each output went and the headline numbers."""
-        from fitting import fit_measurements
         from massdyn.commands.figures import draw_figures
         from massdyn.commands.walk import quiet_transformers
         from massdyn.demo import (
@@ -56,8 +43,10 @@ class DemoCommand:
             walker_matches_live,
         )
         from massdyn.figures import FigureData, figure6, load_figure_data, save
+        from massdyn.fitting import fit_measurements
         from massdyn.io import write_table
-        from massdyn.minisuite import emergence_report, shipped_data
+        from massdyn.fitting.report import emergence_report
+        from massdyn.minisuite import shipped_data
 
         quiet_transformers()
         out = Path(self.out)

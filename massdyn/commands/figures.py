@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
+
+from massdyn.options import opt
 
 
 @dataclass
@@ -15,22 +16,11 @@ class FiguresCommand:
     axis and the attribution figures; PREDICTOR overlays predicted curves on figure 6.
     """
 
-    measurements: str | None = None
-    params: str | None = None
-    configs: str | None = None
-    predictor: str | None = None
-    out: str = "figures"
-
-    help = "draw the paper's figure set"
-
-    @staticmethod
-    def add_arguments(p: argparse.ArgumentParser) -> None:
-        """Declare the command's options."""
-        p.add_argument("--measurements", default=None, help="measurements table (default: shipped)")
-        p.add_argument("--params", default=None, help="fitted parameters (default: fit now)")
-        p.add_argument("--configs", default=None, help="folder of <model>.json configs")
-        p.add_argument("--predictor", default=None, help="predictor file to overlay predictions")
-        p.add_argument("--out", default="figures", help="output folder")
+    measurements: str | None = opt(None, "measurements table (default: shipped)")
+    params: str | None = opt(None, "fitted parameters (default: fit now)")
+    configs: str | None = opt(None, "folder of <model>.json configs")
+    predictor: str | None = opt(None, "predictor file to overlay predictions")
+    out: str = opt("figures", "output folder")
 
     def run(self) -> int:
         """Load, draw, list what was written."""

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
-# The library's names (fitting.batch.METRICS, fitting.models.MODELS), checked by a test;
-# written here so that --help does not import scipy.
-METRICS = ("ratio", "top1", "median")
-CURVE_MODELS = (
-    "emergence",
-    "log",
-    "first_order",
-    "second_order_under",
-    "second_order_critical",
-    "second_order_over",
-    "logistic",
-)
+from massdyn.fitting.fit import FitConfig
+from massdyn.options import opt
+
+
+def _metrics():
+    from massdyn.fitting.batch import METRICS
+
+    return METRICS
+
+
+def _curve_models():
+    from massdyn.fitting.models import MODELS
+
+    return MODELS
 
 
 @dataclass
@@ -28,55 +29,36 @@ class FitCommand:
     and a status. Exits 1 when any series failed (all others are still written).
     """
 
-    measurements: str
-    out: str = "params.csv"
-    metric: str = "ratio"
-    fit_model: str = "emergence"
-    compare: str | None = None
-    weighted: bool = False
-    jobs: int | None = None
-    starts: int = 32
-    seed: int = 0
-
-    help = "fit emergence curves to a measurements table"
-
-    @staticmethod
-    def add_arguments(p: argparse.ArgumentParser) -> None:
-        """Declare the command's options."""
-        p.add_argument("measurements", help="measurements table (.csv or .parquet)")
-        p.add_argument("--out", default="params.csv", help="parameters table to write")
-        p.add_argument("--metric", default="ratio", choices=METRICS, help="series to fit")
-        p.add_argument("--fit-model", default="emergence", choices=CURVE_MODELS, help="curve model")
-        p.add_argument(
-            "--compare",
-            nargs="?",
-            const="",
-            default=None,
-            metavar="PATH",
-            help="also rank all rival models per series (default path: OUT with _compare)",
-        )
-        p.add_argument("--weighted", action="store_true", help="weight points by SEM over seqs")
-        p.add_argument(
-            "--jobs", type=int, default=None, help="worker processes (default: all cores)"
-        )
-        p.add_argument("--starts", type=int, default=32, help="space-filling starts per fit")
-        p.add_argument("--seed", type=int, default=0, help="seed of the starts")
+    measurements: str = opt(help="measurements table (.csv or .parquet)", positional=True)
+    out: str = opt("params.csv", "parameters table to write")
+    metric: str = opt("ratio", "series to fit", choices=_metrics)
+    curve_model: str = opt("emergence", "curve model", flag="--fit-model", choices=_curve_models)
+    compare: str | None = opt(
+        None,
+        "also rank all rival models per series (default path: OUT with _compare)",
+        nargs="?",
+        const="",
+        metavar="PATH",
+    )
+    weighted: bool = opt(False, "weight points by SEM over seqs")
+    jobs: int | None = opt(None, "worker processes (default: all cores)")
+    fit: FitConfig = field(default_factory=FitConfig, metadata={"flatten": True})
 
     def run(self) -> int:
         """Run the fit and print a summary."""
-        from fitting import FitConfig, compare_measurements, fit_measurements
+        from massdyn.fitting import compare_measurements, fit_measurements
         from massdyn.io import read_table, write_table
 
         df = read_table(self.measurements)
-        config = FitConfig(n_starts=self.starts, seed=self.seed)
+        config = self.fit
         params = fit_measurements(
-            df, self.metric, self.fit_model, config, n_jobs=self.jobs, weighted=self.weighted
+            df, self.metric, self.curve_model, config, n_jobs=self.jobs, weighted=self.weighted
         )
         out = write_table(params, self.out)
         counts = params["status"].value_counts().to_dict()
         ok = params[params["status"] != "failed"]
         print(
-            f"fitted {len(params)} series ({self.metric}, {self.fit_model}): "
+            f"fitted {len(params)} series ({self.metric}, {self.curve_model}): "
             + ", ".join(f"{v} {k}" for k, v in sorted(counts.items()))
         )
         if len(ok):

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+
+from massdyn.options import opt
 
 
 @dataclass
@@ -20,30 +21,14 @@ class MinisuiteCommand:
     emergence parameters (params.csv) and provenance.json.
     """
 
-    out: str = "data/minisuite"
-    work: str = "minisuite-work"
-    suite: str | None = None
-    members: str | None = None
-    text: str | None = None
-    max_steps: int | None = None
-    jobs: int = 1
-    threads: int | None = None
-
-    help = "train the CPU mini-suite and write its measurements"
-
-    @staticmethod
-    def add_arguments(p: argparse.ArgumentParser) -> None:
-        """Declare the command's options."""
-        p.add_argument("--out", default="data/minisuite", help="data set folder to write")
-        p.add_argument("--work", default="minisuite-work", help="training state (resumable)")
-        p.add_argument("--suite", default=None, help="suite file (default: the shipped one)")
-        p.add_argument("--members", default=None, help="comma list of members (default: all)")
-        p.add_argument("--text", default=None, help="train on this text file instead")
-        p.add_argument("--max-steps", type=int, default=None, help="override the recipe's steps")
-        p.add_argument("--jobs", type=int, default=1, help="members trained at once (processes)")
-        p.add_argument(
-            "--threads", type=int, default=None, help="torch threads per member (CPUs / jobs)"
-        )
+    out: str = opt("data/minisuite", "data set folder to write")
+    work: str = opt("minisuite-work", "training state (resumable)")
+    suite: str | None = opt(None, "suite file (default: the shipped one)")
+    members: str | None = opt(None, "comma list of members (default: all)")
+    text: str | None = opt(None, "train on this text file instead")
+    max_steps: int | None = opt(None, "override the recipe's steps")
+    jobs: int = opt(1, "members trained at once (processes)")
+    threads: int | None = opt(None, "torch threads per member (default: CPUs / jobs)")
 
     def run(self) -> int:
         """Train what is missing, then collect, fit and describe."""
@@ -52,15 +37,11 @@ class MinisuiteCommand:
         import torch
         import transformers
 
-        from fitting import fit_measurements
-        from massdyn.minisuite import (
-            Suite,
-            cpu_has_bf16,
-            default_cache,
-            precision_note,
-            prepare_data,
-            train_members,
-        )
+        from massdyn.fitting import fit_measurements
+        from massdyn.minisuite import Suite
+        from massdyn.minisuite.dataset import default_cache, prepare_data
+        from massdyn.minisuite.parallel import train_members
+        from massdyn.minisuite.train import cpu_has_bf16, precision_note
 
         suite = Suite.load(self.suite)
         if self.max_steps:
@@ -142,7 +123,7 @@ def _cpu_name() -> str:
 
 def describe(measurements, params) -> str:
     """Per member: the layer that grew most, its ratio, where its top-1 sits late, fit R^2."""
-    from massdyn.minisuite import emergence_report
+    from massdyn.fitting.report import emergence_report
 
     report = emergence_report(measurements)
     lines = []

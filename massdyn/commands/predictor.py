@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 from dataclasses import dataclass
 
-# predictors.model.REGRESSORS plus xgboost (checked by a test); written here so that --help
-# does not import scikit-learn.
-REGRESSORS = ("ridge", "lasso", "rf", "gb", "hgb", "xgb")
+from massdyn.options import opt
+
+
+def _regressors():
+    from massdyn.predictors.model import REGRESSORS
+
+    return REGRESSORS
 
 
 MIN_ARCHITECTURES = 10  # below this, held-out scores are anecdotes, and are said to be
@@ -26,38 +29,18 @@ class TrainPredictorCommand:
     per target under a random 80/20 split, 5-fold CV and leave-one-model-out.
     """
 
-    measurements: list[str]
-    configs: list[str]
-    out: str = "predictor.skops"
-    protocol: str = "curve"
-    regressor: str = "rf"
-    seed: int = 0
-
-    help = "train an architecture -> emergence-curve predictor"
-
-    @staticmethod
-    def add_arguments(p: argparse.ArgumentParser) -> None:
-        """Declare the command's options."""
-        p.add_argument(
-            "measurements", nargs="+", help="measurements tables of the walker (.csv, .parquet)"
-        )
-        p.add_argument(
-            "--configs",
-            required=True,
-            nargs="+",
-            help="folder(s) of <model>.json or <model>/config.json",
-        )
-        p.add_argument("--out", default="predictor.skops", help="predictor file to write")
-        p.add_argument(
-            "--protocol",
-            default="curve",
-            choices=("curve", "paper"),
-            help="curve: log-ratio curves (default); paper: the paper's parameter regressors",
-        )
-        p.add_argument(
-            "--regressor", default="rf", choices=REGRESSORS, help="paper protocol's regressor"
-        )
-        p.add_argument("--seed", type=int, default=0, help="seed of splits and bootstrap")
+    measurements: list[str] = opt(
+        help="measurements tables of the walker (.csv, .parquet)", positional=True
+    )
+    configs: list[str] = opt(help="folder(s) of <model>.json or <model>/config.json")
+    out: str = opt("predictor.skops", "predictor file to write")
+    protocol: str = opt(
+        "curve",
+        "curve: log-ratio curves; paper: the paper's parameter regressors",
+        choices=("curve", "paper"),
+    )
+    regressor: str = opt("rf", "paper protocol's regressor", choices=_regressors)
+    seed: int = opt(0, "seed of splits and bootstrap")
 
     def run(self) -> int:
         """Train, report, save."""
@@ -86,9 +69,14 @@ class TrainPredictorCommand:
     def _curve(self, measurements) -> int:
         import math
 
-        from fitting.batch import check_measurements
-        from predictors import configs_from_dir, save_predictor
-        from predictors.curve import CurvePredictor, bootstrap_gain, score_heldout, seed_noise
+        from massdyn.fitting.batch import check_measurements
+        from massdyn.predictors import configs_from_dir, save_predictor
+        from massdyn.predictors.curve import (
+            CurvePredictor,
+            bootstrap_gain,
+            score_heldout,
+            seed_noise,
+        )
 
         check_measurements(measurements)
         archs = configs_from_dir(self.configs, sorted(measurements["model"].unique()))
@@ -135,8 +123,8 @@ class TrainPredictorCommand:
         return 0
 
     def _paper(self, table, is_params) -> int:
-        from fitting import fit_measurements
-        from predictors import (
+        from massdyn.fitting import fit_measurements
+        from massdyn.predictors import (
             EmergencePredictor,
             configs_from_dir,
             evaluate,
@@ -182,28 +170,14 @@ class PredictCommand:
     suite's range.
     """
 
-    config: list[str]
-    predictor: str
-    steps: str = "grid"
-    out: str = "predicted.csv"
-    plot: str | None = None
-    revision: str | None = None
-
-    help = "predict emergence curves for a new architecture"
-
-    @staticmethod
-    def add_arguments(p: argparse.ArgumentParser) -> None:
-        """Declare the command's options."""
-        p.add_argument("config", nargs="+", help="config.json, model folder or Hub repo id")
-        p.add_argument("--predictor", required=True, help="file from `massdyn train-predictor`")
-        p.add_argument(
-            "--steps",
-            default="grid",
-            help="grid (the predictor's log-spaced steps), paper (Pythia's ~37) or a comma list",
-        )
-        p.add_argument("--out", default="predicted.csv", help="per (model, layer, step) table")
-        p.add_argument("--plot", default=None, help="also draw the curves to this image file")
-        p.add_argument("--revision", default=None, help="Hub revision of CONFIG")
+    config: list[str] = opt(help="config.json, model folder or Hub repo id", positional=True)
+    predictor: str = opt(help="file from `massdyn train-predictor`")
+    steps: str = opt(
+        "grid", "grid (the predictor's log-spaced steps), paper (Pythia's ~37) or a comma list"
+    )
+    out: str = opt("predicted.csv", "per (model, layer, step) table")
+    plot: str | None = opt(None, "also draw the curves to this image file")
+    revision: str | None = opt(None, "Hub revision of CONFIG")
 
     def run(self) -> int:
         """Predict, write tables, optionally plot."""
@@ -213,8 +187,8 @@ class PredictCommand:
         import pandas as pd
 
         from massdyn.io import write_table
-        from predictors import load_predictor, read_config
-        from predictors.curve import CurvePredictor, summarize
+        from massdyn.predictors import load_predictor, read_config
+        from massdyn.predictors.curve import CurvePredictor, summarize
 
         est, info = load_predictor(self.predictor)
         if not isinstance(est, CurvePredictor):
@@ -253,7 +227,7 @@ class PredictCommand:
         if self.steps == "grid":
             return np.unique(np.round(np.expm1(est.grid_)))
         if self.steps == "paper":
-            from tracker.schedule import paper_subset, pythia_steps
+            from massdyn.tracker.schedule import paper_subset, pythia_steps
 
             return np.array(paper_subset(pythia_steps()), float)
         try:
@@ -268,9 +242,9 @@ class PredictCommand:
 
     def _paper(self, est, info) -> int:
         """A predictor of the paper's protocol: parameters per layer, then their curves."""
-        from fitting.emergence import step_grid
+        from massdyn.fitting.emergence import step_grid
         from massdyn.io import write_table
-        from predictors import predict_architecture, read_config
+        from massdyn.predictors import predict_architecture, read_config
 
         if len(self.config) > 1:
             raise ValueError("a paper-protocol predictor takes one CONFIG at a time")
@@ -295,7 +269,7 @@ def _fit_predicted(table):
     """The emergence parameters fitted to each predicted central curve, labelled as such."""
     import pandas as pd
 
-    from fitting import SeriesError, fit_curve
+    from massdyn.fitting import SeriesError, fit_curve
 
     rows = []
     for (model, layer), c in table.groupby(["model", "layer"]):

@@ -28,11 +28,11 @@ def load_figure_data(measurements=None, params=None, configs=None, predictor=Non
     """Build :class:`FigureData` from files; the shipped mini-suite fills what is not given."""
     import pandas as pd
 
-    from fitting import fit_measurements
-    from fitting.emergence import step_grid
+    from massdyn.fitting import fit_measurements
+    from massdyn.fitting.emergence import step_grid
     from massdyn.io import read_table
     from massdyn.minisuite import shipped_data
-    from predictors import configs_from_dir, load_predictor, predict_architecture
+    from massdyn.predictors import configs_from_dir, load_predictor, predict_architecture
 
     shipped = shipped_data()
     if measurements is None:
@@ -44,7 +44,7 @@ def load_figure_data(measurements=None, params=None, configs=None, predictor=Non
     archs = configs_from_dir(configs, sorted(m["model"].unique())) if configs else {}
     predicted = None
     if predictor:
-        from predictors.curve import CurvePredictor, figure_curves
+        from massdyn.predictors.curve import CurvePredictor, figure_curves
 
         est, _ = load_predictor(predictor)
         steps = step_grid(m["step"].max(), 100)

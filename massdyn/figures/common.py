@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from importlib.resources import files
 from pathlib import Path
 
 import matplotlib
@@ -14,7 +12,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from fitting.batch import aggregate  # noqa: E402
+from massdyn.data import read_json  # noqa: E402
+from massdyn.fitting.batch import aggregate  # noqa: E402
+from massdyn.minisuite.spec import Suite  # noqa: E402
 
 COLUMN_WIDTH = 3.4  # inches: one column of a two-column paper
 plt.rcParams.update(
@@ -85,12 +85,11 @@ class FigureData:
 
 def known_tokens_per_step() -> dict[str, int]:
     """Tokens per step of the Pythia models and the mini-suite members, from ``data/``."""
-    data = files("massdyn.data")
-    pythia = json.loads(data.joinpath("pythia.json").read_text())
+    pythia = read_json("pythia.json")
     out = {name: pythia["tokens_per_step"] for name in pythia["models"]}
-    suite = json.loads(data.joinpath("minisuite.json").read_text())
-    per_step = suite["recipe"]["seq_len"] * suite["recipe"]["batch_size"]
-    out.update({m["name"]: per_step for m in suite["members"]})
+    suite = Suite.load()
+    per_step = suite.recipe.seq_len * suite.recipe.batch_size
+    out.update({m.name: per_step for m in [*suite.members, *suite.replicates]})
     return out
 
 
@@ -110,7 +109,7 @@ def step_axis(ax, data: FigureData, model: str | None, log: bool = True) -> None
 
 def fitted_curve(row, steps: np.ndarray) -> np.ndarray:
     """The emergence function of a fitted row on ``steps``."""
-    from fitting.emergence import emergence
+    from massdyn.fitting.emergence import emergence
 
     with np.errstate(all="ignore"):
         return emergence(steps, row["A"], row["lambda"], row["gamma"], row["t0"], row["K"])

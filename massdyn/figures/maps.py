@@ -8,9 +8,9 @@ import pandas as pd
 from matplotlib.colors import LogNorm
 from matplotlib.ticker import MaxNLocator
 
-from fitting.emergence import EmergenceParams, peak
 from massdyn.figures.common import COLUMN_WIDTH, FigureData
 from massdyn.figures.trajectories import _draw_fit
+from massdyn.fitting.emergence import EmergenceParams, peak
 
 
 def _final_ratio(data: FigureData) -> pd.DataFrame:

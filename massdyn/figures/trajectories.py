@@ -6,7 +6,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from fitting.emergence import step_grid
 from massdyn.figures.common import (
     COLUMN_WIDTH,
     FigureData,
@@ -14,6 +13,7 @@ from massdyn.figures.common import (
     layer_colors,
     step_axis,
 )
+from massdyn.fitting.emergence import step_grid
 
 
 def _first_last(data: FigureData, model: str):

@@ -2,8 +2,7 @@
 
 import numpy as np
 import pandas as pd
-
-from fitting import emergence
+from massdyn.fitting import emergence
 
 # The Pythia revision grid: step0, 1, 2, 4, ..., 512, then every 1000 to 143000.
 PYTHIA_STEPS = np.array([0] + [2**k for k in range(10)] + list(range(1000, 143001, 1000)), float)

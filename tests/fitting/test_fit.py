@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
-
-from fitting import FitConfig, SeriesError, emergence, fit_curve, peak
-from fitting.emergence import EmergenceParams
+from massdyn.fitting import FitConfig, SeriesError, emergence, fit_curve, peak
+from massdyn.fitting.emergence import EmergenceParams
 
 from .synth import DECAY_OBSERVED, PYTHIA_STEPS, SHAPES, SUBSET_37, noisy
 
@@ -165,7 +164,7 @@ def test_ill_conditioned_fit_is_flagged_and_errors_withheld():
 
 
 def test_failed_result_cannot_predict():
-    from fitting import FitResult
+    from massdyn.fitting import FitResult
 
     r = FitResult.failure("emergence", "because", n=3)
     assert not r.ok and r.to_row()["status"] == "failed"

@@ -3,9 +3,9 @@
 import numpy as np
 import pandas as pd
 import pytest
+from massdyn.fitting import fit_measurements
+from massdyn.fitting.emergence import emergence
 
-from fitting import fit_measurements
-from fitting.emergence import emergence
 from massdyn.cli import main
 from massdyn.figures import FIGURES, FigureData, draw_all
 from massdyn.figures.maps import figure2, figure5, figure8

@@ -1,19 +1,28 @@
 import json
-from dataclasses import replace
+from dataclasses import asdict, replace
 from importlib.resources import files
 
 import numpy as np
 import pandas as pd
 import pytest
 import torch
+from massdyn.fitting.report import emergence_report
+from massdyn.tracker.inputs import TokenInputs
 
-import massdyn.minisuite as ms
+import massdyn.minisuite.train as ms
 from massdyn.cli import main
-from massdyn.minisuite import Member, Recipe, Suite, batch_at, lr_at, train_member
-from tracker.inputs import TokenInputs
-from tracker.synthetic import SAMPLE_TEXT
+from massdyn.minisuite import Member, Recipe, Suite
+from massdyn.minisuite.dataset import prepare_data
+from massdyn.minisuite.parallel import train_members
+from massdyn.minisuite.train import batch_at, lr_at, train_member
+from massdyn.testing.synthetic import SAMPLE_TEXT
 
+# Set in full where the tests depend on it (the defaults are the shipped recipe's).
 TINY = Recipe(
+    min_lr_ratio=0.1,
+    weight_decay=0.1,
+    betas=(0.9, 0.95),
+    precision="fp32",
     seq_len=16,
     batch_size=2,
     max_steps=10,
@@ -157,7 +166,7 @@ def test_resuming_with_another_thread_count_is_refused_and_keeps_the_state(tmp_p
     flat = replace(TINY, min_lr_ratio=1.0, max_steps=6)
 
     def train(recipe, threads):
-        return ms.train_members([MEMBER], recipe, tokens, inputs, 300, 0, tmp_path, 1, threads)
+        return train_members([MEMBER], recipe, tokens, inputs, 300, 0, tmp_path, 1, threads)
 
     train(flat, 1)
     state = (tmp_path / "t" / "state.pt").read_bytes()
@@ -173,7 +182,7 @@ def test_a_user_text_gets_its_own_tokenizer_cache(tmp_path):
     texts = [tmp_path / "a.txt", tmp_path / "b.txt"]
     texts[0].write_text(SAMPLE_TEXT * 50)
     texts[1].write_text(SAMPLE_TEXT.upper() * 50)
-    tokens = [ms.prepare_data(suite, tmp_path / "cache", str(t))[1] for t in texts]
+    tokens = [prepare_data(suite, tmp_path / "cache", str(t))[1] for t in texts]
     assert len(list((tmp_path / "cache").glob("text-*"))) == 2
     assert not np.array_equal(tokens[0][:100], tokens[1][:100])
 
@@ -224,7 +233,7 @@ def test_emergence_report_finds_growth_and_a_fixed_position():
                         "top1_dim": dim,
                     }
                 )
-    report = ms.emergence_report(pd.DataFrame(rows)).set_index("layer")
+    report = emergence_report(pd.DataFrame(rows)).set_index("layer")
     assert report.loc[1, "growth"] == pytest.approx(33 / 6)
     assert (report.loc[1, "top1_token"], report.loc[1, "top1_dim"]) == (0, 5)
     assert report.loc[1, "fixed_share"] == 1.0
@@ -265,7 +274,7 @@ def test_members_trained_in_parallel_equal_members_trained_one_by_one(tmp_path):
     threads = torch.get_num_threads()
 
     def train(work, jobs):
-        return ms.train_members(members, TINY, tokens, inputs, 300, 0, work, jobs, threads=1)
+        return train_members(members, TINY, tokens, inputs, 300, 0, work, jobs, threads=1)
 
     alone, together = train(tmp_path / "alone", 1), train(tmp_path / "together", 2)
     assert torch.get_num_threads() == threads  # the in-process run gave its threads back
@@ -288,11 +297,11 @@ def test_a_refused_member_in_parallel_names_its_folder_and_the_others_finish(tmp
     other = replace(MEMBER, name="u", n_layers=3)
     _train(tmp_path, "u")  # folder u holds member t's state
     with pytest.raises(ValueError, match=r"member\.n_layers: 2 != 3.*delete .*u or train"):
-        ms.train_members([MEMBER, other], TINY, tokens, inputs, 300, 0, tmp_path, 2, 1)
+        train_members([MEMBER, other], TINY, tokens, inputs, 300, 0, tmp_path, 2, 1)
     done = torch.load(tmp_path / "t" / "state.pt", weights_only=True)
     assert done["step"] == TINY.max_steps
     with pytest.raises(ValueError, match="jobs must be at least 1, got 0"):
-        ms.train_members([MEMBER], TINY, tokens, inputs, 300, 0, tmp_path, 0)
+        train_members([MEMBER], TINY, tokens, inputs, 300, 0, tmp_path, 0)
 
 
 def test_without_bfloat16_units_the_demo_trains_in_float32_and_says_so(tmp_path, monkeypatch):
@@ -344,3 +353,47 @@ def test_replicates_are_the_members_with_other_seeds_and_must_name_members(tmp_p
     (tmp_path / "s.json").write_text(json.dumps(spec))
     with pytest.raises(ValueError, match="does not define: mini-nosuch"):
         Suite.load(tmp_path / "s.json")
+
+
+def test_recipe_defaults_are_the_shipped_recipe():
+    shipped = json.loads(files("massdyn.data").joinpath("minisuite.json").read_text())["recipe"]
+    assert {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(Recipe()).items()} == (
+        shipped
+    )
+
+
+def test_member_architecture_fields_reach_the_model_config():
+    m = Member(
+        "x",
+        d_model=96,
+        n_layers=2,
+        n_heads=3,
+        ff_ratio=2.5,
+        rotary_pct=0.5,
+        parallel_residual=False,
+    )
+    cfg = m.config(vocab_size=300, max_positions=64)
+    assert cfg.intermediate_size == 240 and cfg.rope_parameters["partial_rotary_factor"] == 0.5
+    assert cfg.use_parallel_residual is False and cfg.num_attention_heads == 3
+    default = Member("y", d_model=128, n_layers=4, n_heads=4).config(300, 64)
+    rotary = default.rope_parameters["partial_rotary_factor"]
+    assert (default.intermediate_size, rotary, default.use_parallel_residual) == (
+        512,
+        0.25,
+        True,
+    )
+    with pytest.raises(ValueError, match="not a multiple"):
+        Member("z", d_model=100, n_layers=2, n_heads=3)
+
+
+def test_figures_and_fit_import_neither_torch_nor_transformers(tmp_path):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import massdyn.figures, massdyn.minisuite, massdyn.commands.fit;"
+        "from massdyn.cli import main; main(['fit', '--help']) if False else None;"
+        "bad = [m for m in ('torch', 'transformers') if m in sys.modules]; print(bad)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -5,9 +5,8 @@ from importlib.resources import files
 
 import pandas as pd
 import pytest
-
-from massdyn.minisuite import emergence_report
-from tracker.live import pythia_style_schedule
+from massdyn.fitting.report import emergence_report
+from massdyn.tracker.live import pythia_style_schedule
 
 DATA = files("massdyn.data").joinpath("minisuite")
 SUITE = json.loads(files("massdyn.data").joinpath("minisuite.json").read_text())

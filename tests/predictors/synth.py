@@ -4,8 +4,7 @@ import itertools
 
 import numpy as np
 import pandas as pd
-
-from predictors.features import Architecture
+from massdyn.predictors.features import Architecture
 
 
 def synthetic_archs():

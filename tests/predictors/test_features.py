@@ -3,8 +3,7 @@ import math
 from pathlib import Path
 
 import pytest
-
-from predictors.features import (
+from massdyn.predictors.features import (
     FEATURES,
     ConfigError,
     configs_from_dir,
@@ -113,7 +112,7 @@ def test_missing_file():
 def test_configs_are_found_under_the_names_users_write(tmp_path):
     from importlib.resources import files
 
-    from predictors import ConfigError, configs_from_dir
+    from massdyn.predictors import ConfigError, configs_from_dir
 
     shipped = Path(str(files("massdyn.data").joinpath("pythia_configs")))
     archs = configs_from_dir(shipped, ["EleutherAI/pythia-160m", "pythia-70m"])

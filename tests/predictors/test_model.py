@@ -1,9 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.base import clone
-
-from predictors import (
+from massdyn.predictors import (
     FEATURES,
     TARGETS,
     EmergencePredictor,
@@ -16,6 +14,7 @@ from predictors import (
     save_predictor,
     training_table,
 )
+from sklearn.base import clone
 
 from .synth import synthetic_archs, synthetic_table
 

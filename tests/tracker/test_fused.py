@@ -8,9 +8,8 @@ import sys
 import numpy as np
 import pytest
 import torch
-
-from tracker import fused
-from tracker.measure import MASSIVE_ABS, MASSIVE_RATIO, reduce_block_output
+from massdyn.tracker import fused
+from massdyn.tracker.measure import MASSIVE_ABS, MASSIVE_RATIO, reduce_block_output
 
 CASES = [
     # (batch, tokens, d_model): one partial block; many blocks with a ragged last one.

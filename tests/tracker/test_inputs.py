@@ -1,7 +1,6 @@
 import numpy as np
 import pytest
-
-from tracker.inputs import InputError, InputSpec, TokenInputs, build_inputs, chunk_and_draw
+from massdyn.tracker.inputs import InputError, InputSpec, TokenInputs, build_inputs, chunk_and_draw
 
 
 def test_text_inputs_are_consecutive_chunks_drawn_with_a_seed(tokenizer, text_file):

@@ -1,8 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
-
-from tracker.interop import export_paper_stats, import_paper_stats, parse_stats_text
+from massdyn.tracker.interop import export_paper_stats, import_paper_stats, parse_stats_text
 
 
 def table(n_seq=10, n_layer=6, steps=(0, 1000)):

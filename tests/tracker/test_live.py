@@ -2,13 +2,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from massdyn.tracker.inputs import TokenInputs
+from massdyn.tracker.live import (
+    LiveTracker,
+    MassiveActivationCallback,
+    attach,
+    pythia_style_schedule,
+)
+from massdyn.tracker.sources import LocalSource
+from massdyn.tracker.walker import WalkConfig, walk
 
+from massdyn.testing.synthetic import tiny_config
 from tests.conftest import MEASURED
-from tracker.inputs import TokenInputs
-from tracker.live import LiveTracker, MassiveActivationCallback, attach, pythia_style_schedule
-from tracker.sources import LocalSource
-from tracker.synthetic import tiny_config
-from tracker.walker import WalkConfig, walk
 
 
 def test_pythia_style_schedule():
@@ -60,7 +65,7 @@ def test_live_measurement_equals_walking_the_saved_checkpoints(tmp_path):
     live = pd.read_csv(tmp_path / "live" / "measurements.csv")
     assert sorted(live["step"].unique()) == [0, 1, 2, 4, 8, 12]
     np.save(tmp_path / "ids.npy", inputs.ids)
-    from tracker.inputs import InputSpec
+    from massdyn.tracker.inputs import InputSpec
 
     cfg = WalkConfig(
         out=str(tmp_path / "walked"),

@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import torch
+from massdyn.tracker.blocks import UnsupportedArchitectureError, decoder_blocks
+from massdyn.tracker.measure import NonFiniteActivationsError, measure, reduce_block_output
 from torch import nn
 
-from tracker.blocks import UnsupportedArchitectureError, decoder_blocks
-from tracker.measure import NonFiniteActivationsError, measure, reduce_block_output
-from tracker.synthetic import planted_model, tiny_config
+from massdyn.testing.synthetic import planted_model, tiny_config
 
 
 def numpy_stats(h: np.ndarray):
@@ -91,7 +91,7 @@ def test_batch_size_does_not_change_results():
 def test_no_hidden_state_is_kept():
     model = planted_model(tiny_config(), step=100).eval()
     ids = torch.randint(0, 300, (2, 9))
-    from tracker.measure import ActivationRecorder
+    from massdyn.tracker.measure import ActivationRecorder
 
     with ActivationRecorder(model) as rec:
         model.base_model(input_ids=ids)
@@ -124,7 +124,7 @@ def test_unmappable_architecture_is_a_clear_error():
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16])
 @pytest.mark.parametrize("n", [1, 2, 7, 8, 1001])
 def test_every_median_method_is_exact(dtype, n):
-    from tracker.measure import _median_16bit, _median_radix32, _median_select, _median_sort
+    from massdyn.tracker.measure import _median_16bit, _median_radix32, _median_select, _median_sort
 
     a = torch.randn(3, n, generator=torch.Generator().manual_seed(n)).abs().to(dtype)
     a[0, : n // 2 + 1] = a[0, 0]  # many ties at the middle

@@ -1,6 +1,11 @@
 import pytest
-
-from tracker.schedule import StepSelection, is_pythia, paper_subset, pythia_facts, pythia_steps
+from massdyn.tracker.schedule import (
+    StepSelection,
+    is_pythia,
+    paper_subset,
+    pythia_facts,
+    pythia_steps,
+)
 
 
 def test_pythia_schedule_has_154_revisions():

@@ -5,8 +5,7 @@ import sys
 
 import pandas as pd
 import pytest
-
-from tracker.store import ResultStore, StoreError, atomic_csv
+from massdyn.tracker.store import ResultStore, StoreError, atomic_csv
 
 
 def rows(step):
@@ -77,7 +76,7 @@ def test_files_follow_the_umask_not_mkstemps_0600(tmp_path):
 
 LOCK_HOLDER = """
 import sys, time
-from tracker.store import ResultStore
+from massdyn.tracker.store import ResultStore
 ResultStore(sys.argv[1], {"model": "m"}).open()
 print("locked", flush=True)
 time.sleep(60)

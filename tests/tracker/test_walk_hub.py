@@ -5,12 +5,12 @@ import os
 
 import pandas as pd
 import pytest
+from massdyn.tracker.inputs import InputSpec, build_inputs
+from massdyn.tracker.schedule import StepSelection
+from massdyn.tracker.sources import CheckpointError, HubSource
+from massdyn.tracker.walker import WalkConfig, walk
 
 from tests.conftest import run_cli
-from tracker.inputs import InputSpec, build_inputs
-from tracker.schedule import StepSelection
-from tracker.sources import CheckpointError, HubSource
-from tracker.walker import WalkConfig, walk
 
 
 def hub_env(hub, cache, **extra):
@@ -258,3 +258,21 @@ def test_disk_budget_message_names_sizes_in_readable_units(hub, text_file, tmp_p
     )
     reason = walk(src, cfg).failed[0]
     assert f"needs {need / 1e3:.2f} kB, more than the disk budget of {need / 2e3:.2f} kB" in reason
+
+
+def test_keep_cache_of_the_walk_config_is_obeyed(hub, text_file, tmp_path, monkeypatch):
+    # WalkConfig.keep_cache used to be ignored: only the CLI's source object saw it.
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")
+    src = HubSource("tiny/neox", cache_dir=str(cache), endpoint=hub.url)
+    base = dict(
+        steps=StepSelection.parse("0,10"),
+        inputs=InputSpec(n_seqs=2, seq_len=16, text=str(text_file)),
+        progress=False,
+    )
+    walk(src, WalkConfig(out=str(tmp_path / "a"), keep_cache=True, **base))
+    assert len(snapshots_of(cache, "tiny/neox")) == 2
+    other = tmp_path / "cache2"
+    src = HubSource("tiny/neox", cache_dir=str(other), endpoint=hub.url)
+    walk(src, WalkConfig(out=str(tmp_path / "b"), **base))
+    assert snapshots_of(other, "tiny/neox") == []

@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from massdyn.tracker.inputs import InputSpec
+from massdyn.tracker.schedule import StepSelection
+from massdyn.tracker.sources import LocalSource, step_of
+from massdyn.tracker.walker import WalkConfig, walk
 
+from massdyn.testing.synthetic import planted_model, tiny_config, write_series
 from tests.conftest import MEASURED, run_cli
-from tracker.inputs import InputSpec
-from tracker.schedule import StepSelection
-from tracker.sources import LocalSource, step_of
-from tracker.synthetic import planted_model, tiny_config, write_series
-from tracker.walker import WalkConfig, walk
 
 
 def config(out, text_file, **kw):
@@ -282,3 +282,18 @@ def test_half_precision_on_cpu(series, text_file, tmp_path, dtype):
     )
     assert summary.ok == [1000]
     assert pd.read_csv(tmp_path / "checkpoints.csv")["dtype"].item() == dtype
+
+
+def test_walk_writes_its_resolved_settings_reusable_as_config(series, text_file, tmp_path, capsys):
+    import yaml
+
+    from massdyn.cli import main
+
+    walk(LocalSource(series, name="my-series"), config(tmp_path / "o", text_file))
+    written = yaml.safe_load((tmp_path / "o" / "config.yaml").read_text())
+    assert written["source"] == str(series.resolve()) and written["name"] == "my-series"
+    assert written["inputs"]["n_seqs"] == 3 and written["inputs"]["prepend_bos"] is True
+    assert written["out"] == str(tmp_path / "o")
+    # The file is a --config of massdyn walk that resolves to the same settings.
+    assert main(["walk", "--config", str(tmp_path / "o" / "config.yaml"), "--print-config"]) == 0
+    assert yaml.safe_load(capsys.readouterr().out) == written

@@ -18,27 +18,10 @@ SAMPLE_TEXT = (
 )
 
 
-def bpe_tokenizer(texts, vocab_size: int):
-    """A byte-level BPE tokenizer trained on ``texts``, ``<|endoftext|>`` (id 0) as BOS/EOS."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=["<|endoftext|>"],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-    )
-    tok.train_from_iterator(texts, trainer)
-    return PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<|endoftext|>", eos_token="<|endoftext|>"
-    )
-
-
 def tiny_tokenizer(text: str = SAMPLE_TEXT, vocab_size: int = 300):
     """A small BPE tokenizer trained on ``text`` (the sample text by default)."""
+    from massdyn.minisuite.corpus import bpe_tokenizer
+
     return bpe_tokenizer([text], vocab_size)
 
 

@@ -1,0 +1,23 @@
+"""A Pythia-style mini-suite of GPT-NeoX models trained on CPU, tracked live.
+
+One concern per module: ``spec`` (the suite's schema: members, recipe, replicates; no
+torch), ``corpus`` (training text and tokenizer), ``dataset`` (training tokens and held-out
+evaluation inputs), ``train`` (one member's resumable training loop) and ``parallel``
+(several members at once). The suite itself is data: ``data/minisuite.json``. Importing
+this package imports no torch: the figures read the shipped data set through it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from massdyn.data import path as data_path
+from massdyn.minisuite.spec import PRECISIONS, Member, Recipe, Suite
+
+
+def shipped_data() -> Path:
+    """Folder of the shipped mini-suite data set (measurements, params, configs)."""
+    return data_path("minisuite")
+
+
+__all__ = ["PRECISIONS", "Member", "Recipe", "Suite", "shipped_data"]

@@ -1,0 +1,108 @@
+"""Training several members at once, one process each."""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from massdyn.minisuite.spec import Member, Recipe
+from massdyn.minisuite.train import train_member
+from massdyn.tracker.inputs import TokenInputs
+
+
+def train_members(
+    members: list[Member],
+    recipe: Recipe,
+    train_tokens: np.ndarray,
+    eval_inputs: TokenInputs,
+    vocab_size: int,
+    bos_id: int,
+    work: Path,
+    jobs: int = 1,
+    threads: int | None = None,
+) -> list[dict]:
+    """Train ``members`` into ``work/<name>``, ``jobs`` at a time, each in its own process.
+
+    Small models use two cores poorly: on a 2-core machine two members trained at once with
+    one thread each get through the suite about 1.3x faster than one member at a time with
+    two. A member's numbers depend on its thread count (the order of floating-point sums
+    does), never on which process trains it or what runs beside it.
+
+    Args:
+        members: the members to train, handed to free workers in this order.
+        recipe: the shared recipe.
+        train_tokens: the training token stream.
+        eval_inputs: the fixed inputs the live tracker measures.
+        vocab_size: the tokenizer's vocabulary size.
+        bos_id: the BOS token id.
+        work: folder of the members' training folders (resumable).
+        jobs: members trained at once; 1 trains in this process.
+        threads: torch intra-op threads per member; ``None`` keeps torch's default when
+            ``jobs`` is 1, else shares the CPUs out evenly.
+
+    Returns:
+        One :func:`train_member` summary per member, in the order of ``members``, each with
+        ``wall_seconds`` (this sitting) and ``threads``.
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, got {jobs}")
+    if threads is None and jobs > 1:
+        threads = max(1, (os.cpu_count() or 1) // jobs)
+    tasks = [
+        TrainTask(m, recipe, train_tokens, eval_inputs, vocab_size, bos_id, work / m.name, threads)
+        for m in members
+    ]
+    if jobs == 1:
+        return [t.run() for t in tasks]
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    # spawn, not fork: a forked child inherits torch's thread pools in an unusable state.
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=context) as pool:
+        # Submitted in order, so the queue hands members out as workers free up.
+        futures = [pool.submit(t.run) for t in tasks]
+        return [f.result() for f in futures]
+
+
+@dataclass
+class TrainTask:
+    """One member's training, as handed to a worker process."""
+
+    member: Member
+    recipe: Recipe
+    tokens: np.ndarray
+    eval_inputs: TokenInputs
+    vocab_size: int
+    bos_id: int
+    out: Path
+    threads: int | None
+
+    def run(self) -> dict:
+        """Train with ``threads`` torch threads; the summary gains wall time and threads."""
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.threads or before)
+        t0 = time.perf_counter()
+        # Flushed per line: parallel workers share one stdout.
+        log = functools.partial(print, flush=True)
+        try:
+            info = train_member(
+                self.member,
+                self.recipe,
+                self.tokens,
+                self.eval_inputs,
+                self.vocab_size,
+                self.bos_id,
+                self.out,
+                log=log,
+            )
+        finally:
+            used = torch.get_num_threads()
+            torch.set_num_threads(before)  # jobs=1 trains in the caller's process
+        return {**info, "wall_seconds": time.perf_counter() - t0, "threads": used}
