@@ -7,6 +7,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
+
 from massdyn.fitting import emergence, fit_curve, fit_paper_baseline
 
 STEPS = np.concatenate(

@@ -26,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
 from massdyn.data import read_json
 
 VOCAB = 50304  # Pythia's padded vocabulary (the shipped configs omit it)

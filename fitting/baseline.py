@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 
 import numpy as np
+from scipy.optimize import curve_fit
+
 from massdyn.fitting.emergence import ORIGINAL_NAMES, emergence, emergence_jacobian
 from massdyn.fitting.validate import check_series
-from scipy.optimize import curve_fit
 
 
 def fit_paper_baseline(t, y, max_nfev: int | None = None) -> dict[str, float]:

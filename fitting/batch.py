@@ -8,6 +8,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 import numpy as np
 import pandas as pd
+
 from massdyn.fitting.compare import compare
 from massdyn.fitting.fit import FitConfig, FitResult, fit_curve
 

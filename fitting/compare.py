@@ -6,6 +6,7 @@ import math
 
 import numpy as np
 import pandas as pd
+
 from massdyn.fitting.fit import FitConfig, FitResult, fit_curve
 from massdyn.fitting.models import MODELS
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import numpy as np
-from massdyn.fitting.fit import FitConfig, fit_curve
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
+
+from massdyn.fitting.fit import FitConfig, fit_curve
 
 
 class EmergenceRegressor(RegressorMixin, BaseEstimator):

@@ -13,11 +13,12 @@ import math
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.optimize import least_squares
+from scipy.special import expit, logit
+
 from massdyn.fitting.emergence import EmergenceParams, Peak, peak, steady_state
 from massdyn.fitting.models import CurveModel, get_model
 from massdyn.fitting.validate import SeriesError, check_series
-from scipy.optimize import least_squares
-from scipy.special import expit, logit
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import math
 from abc import ABC, abstractmethod
 
 import numpy as np
+
 from massdyn.fitting.emergence import (
     ORIGINAL_NAMES,
     ReparamParams,

@@ -20,6 +20,7 @@ def emergence_report(measurements, last_fraction: float = 1 / 3):
         ``fixed_share``).
     """
     import pandas as pd
+
     from massdyn.fitting.batch import aggregate
 
     ratio = aggregate(measurements, "ratio").groupby(["model", "layer"])["value"]

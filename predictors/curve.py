@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
+
 from massdyn.fitting.batch import aggregate
 from massdyn.predictors.features import Architecture
 

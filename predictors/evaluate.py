@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from massdyn.fitting.batch import aggregate
-from massdyn.fitting.emergence import emergence
-from massdyn.predictors.features import FEATURES, Architecture
-from massdyn.predictors.model import TARGETS, TargetTransform, make_pipeline, make_regressor
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import mean_absolute_error, r2_score
 from sklearn.model_selection import GroupKFold, KFold, cross_val_predict, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
+
+from massdyn.fitting.batch import aggregate
+from massdyn.fitting.emergence import emergence
+from massdyn.predictors.features import FEATURES, Architecture
+from massdyn.predictors.model import TARGETS, TargetTransform, make_pipeline, make_regressor
 
 
 def training_table(archs: dict[str, Architecture], params: pd.DataFrame) -> pd.DataFrame:

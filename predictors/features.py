@@ -15,6 +15,7 @@ from functools import cache
 from pathlib import Path
 
 import pandas as pd
+
 from massdyn.data import path as data_path
 from massdyn.data import read_json
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import sklearn
+
 from massdyn.predictors.features import FEATURES
 from massdyn.predictors.model import TARGETS
 

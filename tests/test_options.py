@@ -4,13 +4,13 @@ import dataclasses
 
 import pytest
 import yaml
-from massdyn.fitting import FitConfig
-from massdyn.tracker.config import WalkConfig
-from massdyn.tracker.inputs import InputSpec
 
 from massdyn.cli import build_parser, main
 from massdyn.commands import COMMANDS
+from massdyn.fitting import FitConfig
 from massdyn.options import build, options, resolved
+from massdyn.tracker.config import WalkConfig
+from massdyn.tracker.inputs import InputSpec
 
 
 def parse(*argv):

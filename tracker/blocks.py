@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from functools import cache
 
-from massdyn.data import read_json
 from torch import nn
+
+from massdyn.data import read_json
 
 
 class UnsupportedArchitectureError(ValueError):

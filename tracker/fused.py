@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import torch
+
 from massdyn.tracker.packing import pack, unpack
 
 try:

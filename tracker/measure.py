@@ -13,9 +13,10 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
+from torch import nn
+
 from massdyn.tracker.blocks import base_model, decoder_blocks
 from massdyn.tracker.packing import pack, unpack
-from torch import nn
 
 TOP_K = 3
 MASSIVE_ABS = 100.0

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from functools import cache
 
 import numpy as np
+
 from massdyn.data import read_json
 
 

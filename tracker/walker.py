@@ -15,6 +15,7 @@ import time
 from concurrent.futures import Future
 
 import torch
+
 from massdyn.tracker.config import DTYPE_NAMES, WalkConfig, WalkSummary, human_bytes, walk_settings
 from massdyn.tracker.inputs import InputError, TokenInputs, build_inputs
 from massdyn.tracker.measure import measure

@@ -44,8 +44,8 @@ class DemoCommand:
         )
         from massdyn.figures import FigureData, figure6, load_figure_data, save
         from massdyn.fitting import fit_measurements
-        from massdyn.io import write_table
         from massdyn.fitting.report import emergence_report
+        from massdyn.io import write_table
         from massdyn.minisuite import shipped_data
 
         quiet_transformers()

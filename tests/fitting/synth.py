@@ -2,6 +2,7 @@
 
 import numpy as np
 import pandas as pd
+
 from massdyn.fitting import emergence
 
 # The Pythia revision grid: step0, 1, 2, 4, ..., 512, then every 1000 to 143000.

@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+
 from massdyn.fitting import aggregate, compare_measurements, fit_measurements
 
 from .synth import measurements_table

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from massdyn.fitting import MODELS, compare, fit_curve, get_model
 
 from .synth import SHAPES, SUBSET_37

@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
-from massdyn.fitting import EmergenceRegressor, SeriesError, emergence, fit_curve
 from sklearn.base import clone
 from sklearn.exceptions import NotFittedError
 from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
+
+from massdyn.fitting import EmergenceRegressor, SeriesError, emergence, fit_curve
 
 from .synth import SHAPES, SUBSET_37, noisy
 

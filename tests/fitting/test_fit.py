@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from massdyn.fitting import FitConfig, SeriesError, emergence, fit_curve, peak
 from massdyn.fitting.emergence import EmergenceParams
 

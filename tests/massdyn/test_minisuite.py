@@ -6,16 +6,16 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from massdyn.fitting.report import emergence_report
-from massdyn.tracker.inputs import TokenInputs
 
 import massdyn.minisuite.train as ms
 from massdyn.cli import main
+from massdyn.fitting.report import emergence_report
 from massdyn.minisuite import Member, Recipe, Suite
 from massdyn.minisuite.dataset import prepare_data
 from massdyn.minisuite.parallel import train_members
 from massdyn.minisuite.train import batch_at, lr_at, train_member
 from massdyn.testing.synthetic import SAMPLE_TEXT
+from massdyn.tracker.inputs import TokenInputs
 
 # Set in full where the tests depend on it (the defaults are the shipped recipe's).
 TINY = Recipe(

@@ -5,6 +5,7 @@ from importlib.resources import files
 
 import pandas as pd
 import pytest
+
 from massdyn.fitting.report import emergence_report
 from massdyn.tracker.live import pythia_style_schedule
 

@@ -4,6 +4,7 @@ import itertools
 
 import numpy as np
 import pandas as pd
+
 from massdyn.predictors.features import Architecture
 
 

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+
 from massdyn.predictors.curve import CurvePredictor, score_heldout, seed_noise, summarize
 from massdyn.predictors.features import Architecture
 

@@ -3,6 +3,7 @@ import math
 from pathlib import Path
 
 import pytest
+
 from massdyn.predictors.features import (
     FEATURES,
     ConfigError,

@@ -1,6 +1,8 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.base import clone
+
 from massdyn.predictors import (
     FEATURES,
     TARGETS,
@@ -14,7 +16,6 @@ from massdyn.predictors import (
     save_predictor,
     training_table,
 )
-from sklearn.base import clone
 
 from .synth import synthetic_archs, synthetic_table
 

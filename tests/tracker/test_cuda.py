@@ -3,10 +3,10 @@
 import numpy as np
 import pytest
 import torch
-from massdyn.tracker.measure import measure, median_abs, reduce_block_output
-from massdyn.tracker.walker import resolve_device, resolve_dtype
 
 from massdyn.testing.synthetic import planted_model, tiny_config
+from massdyn.tracker.measure import measure, median_abs, reduce_block_output
+from massdyn.tracker.walker import resolve_device, resolve_dtype
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

@@ -8,6 +8,7 @@ import sys
 import numpy as np
 import pytest
 import torch
+
 from massdyn.tracker import fused
 from massdyn.tracker.measure import MASSIVE_ABS, MASSIVE_RATIO, reduce_block_output
 

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+
 from massdyn.tracker.inputs import InputError, InputSpec, TokenInputs, build_inputs, chunk_and_draw
 
 

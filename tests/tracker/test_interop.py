@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+
 from massdyn.tracker.interop import export_paper_stats, import_paper_stats, parse_stats_text
 
 

@@ -2,6 +2,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
+from massdyn.testing.synthetic import tiny_config
 from massdyn.tracker.inputs import TokenInputs
 from massdyn.tracker.live import (
     LiveTracker,
@@ -11,8 +13,6 @@ from massdyn.tracker.live import (
 )
 from massdyn.tracker.sources import LocalSource
 from massdyn.tracker.walker import WalkConfig, walk
-
-from massdyn.testing.synthetic import tiny_config
 from tests.conftest import MEASURED
 
 

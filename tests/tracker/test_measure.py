@@ -1,11 +1,11 @@
 import numpy as np
 import pytest
 import torch
-from massdyn.tracker.blocks import UnsupportedArchitectureError, decoder_blocks
-from massdyn.tracker.measure import NonFiniteActivationsError, measure, reduce_block_output
 from torch import nn
 
 from massdyn.testing.synthetic import planted_model, tiny_config
+from massdyn.tracker.blocks import UnsupportedArchitectureError, decoder_blocks
+from massdyn.tracker.measure import NonFiniteActivationsError, measure, reduce_block_output
 
 
 def numpy_stats(h: np.ndarray):

@@ -1,4 +1,5 @@
 import pytest
+
 from massdyn.tracker.schedule import (
     StepSelection,
     is_pythia,

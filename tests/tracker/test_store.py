@@ -5,6 +5,7 @@ import sys
 
 import pandas as pd
 import pytest
+
 from massdyn.tracker.store import ResultStore, StoreError, atomic_csv
 
 

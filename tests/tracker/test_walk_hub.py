@@ -5,11 +5,11 @@ import os
 
 import pandas as pd
 import pytest
+
 from massdyn.tracker.inputs import InputSpec, build_inputs
 from massdyn.tracker.schedule import StepSelection
 from massdyn.tracker.sources import CheckpointError, HubSource
 from massdyn.tracker.walker import WalkConfig, walk
-
 from tests.conftest import run_cli
 
 

@@ -9,12 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+
+from massdyn.testing.synthetic import planted_model, tiny_config, write_series
 from massdyn.tracker.inputs import InputSpec
 from massdyn.tracker.schedule import StepSelection
 from massdyn.tracker.sources import LocalSource, step_of
 from massdyn.tracker.walker import WalkConfig, walk
-
-from massdyn.testing.synthetic import planted_model, tiny_config, write_series
 from tests.conftest import MEASURED, run_cli
 
 
