@@ -13,7 +13,7 @@ from pathlib import Path
 
 from massdyn.tracker.inputs import TokenInputs
 from massdyn.tracker.measure import measure
-from massdyn.tracker.store import ResultStore
+from massdyn.tracker.store import ResultStore, folder_identity
 
 
 def pythia_style_schedule(max_steps: int, every: int | None = None) -> list[int]:
@@ -62,7 +62,7 @@ class LiveTracker:
         self.save_checkpoints = save_checkpoints
         self.batch_size = batch_size
         self.last_scalars: dict[str, float] = {}
-        identity = {"model": name, "inputs": inputs.sha256, "tokenizer": "live"}
+        identity = folder_identity(name, inputs.sha256, tokenizer="live")
         self.store = ResultStore(self.out, identity).open()
         if not (self.out / "inputs.json").exists():
             inputs.save(self.out)
@@ -87,22 +87,17 @@ class LiveTracker:
         finally:
             self.model.train(was_training)
         seconds = time.perf_counter() - t0
-        table.insert(0, "step", step)
-        table.insert(0, "model", self.name)
         param = next(self.model.parameters())
-        row = {
-            "model": self.name,
-            "step": step,
-            "revision": f"live-step{step}",
-            "status": "ok",
-            "reason": "",
-            "seconds": round(seconds, 4),
-            "dtype": str(param.dtype).removeprefix("torch."),
-            "device": str(param.device),
-        }
         if self.save_checkpoints:
             self.model.save_pretrained(self.out / "checkpoints" / f"step{step}")
-        self.store.record(table, row)
+        self.store.record_measured(
+            step,
+            table,
+            revision=f"live-step{step}",
+            seconds=round(seconds, 4),
+            dtype=str(param.dtype).removeprefix("torch."),
+            device=str(param.device),
+        )
         self.last_scalars = self.scalars(table, seconds)
         return self.last_scalars
 

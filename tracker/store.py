@@ -134,6 +134,17 @@ def _unlock(folder: Path) -> None:
         held[0].close()  # closing the file releases the flock
 
 
+def folder_identity(model: str, inputs, tokenizer: str) -> dict:
+    """What a results folder belongs to; a folder of another identity is never mixed into.
+
+    Args:
+        model: The series' name.
+        inputs: What fixes the inputs: a walk's input recipe, or the digest of given inputs.
+        tokenizer: The tokenizer's name (``series``: the checkpoints' own; ``live``).
+    """
+    return {"model": model, "inputs": inputs, "tokenizer": tokenizer}
+
+
 class ResultStore:
     """The results folder of one walk (or live run).
 
@@ -147,6 +158,7 @@ class ResultStore:
         self.folder = Path(folder)
         self.parts = self.folder / "parts"
         self.identity = identity
+        self.model = identity.get("model", "")
         self._checkpoints: dict[int, dict] = {}
         self._frames: dict[int, pd.DataFrame] = {}
         self._open = False
@@ -226,6 +238,24 @@ class ResultStore:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def record_measured(self, step: int, table: pd.DataFrame, **row) -> None:
+        """Store a measured checkpoint: its rows gain the ``model`` and ``step`` columns.
+
+        Args:
+            step: The checkpoint's step.
+            table: Its measurements (one row per layer and sequence).
+            **row: Further columns of its ``checkpoints.csv`` row (revision, seconds, ...).
+        """
+        table = table.copy()
+        table.insert(0, "step", step)
+        table.insert(0, "model", self.model)
+        self.record(table, {"model": self.model, "step": step, "status": "ok", "reason": "", **row})
+
+    def record_failed(self, step: int, reason: str, **row) -> None:
+        """Store a checkpoint that could not be measured, with the reason."""
+        checkpoint = {"model": self.model, "step": step, "status": "failed", "reason": reason}
+        self.record(None, {**checkpoint, **row})
 
     def write_text(self, name: str, text: str) -> None:
         """Write a small text file into the folder atomically (e.g. the resolved settings)."""

@@ -9,10 +9,12 @@ ends the walk between two writes: every checkpoint measured so far is in the tab
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import asdict
 
 import torch
 
@@ -20,7 +22,7 @@ from massdyn.tracker.config import DTYPE_NAMES, WalkConfig, WalkSummary, human_b
 from massdyn.tracker.inputs import InputError, TokenInputs, build_inputs
 from massdyn.tracker.measure import measure
 from massdyn.tracker.sources import CheckpointError, Fetched
-from massdyn.tracker.store import ResultStore
+from massdyn.tracker.store import ResultStore, folder_identity
 
 TOKENS_PER_BATCH = 32768
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
@@ -116,10 +118,7 @@ def load_tokenizer(location: str, trust_remote_code: bool = False):
 
 def _identity(source, config: WalkConfig) -> dict:
     """What a results folder belongs to: series, input recipe, tokenizer."""
-    from dataclasses import asdict
-
-    spec = asdict(config.inputs)
-    return {"model": source.name, "inputs": spec, "tokenizer": config.tokenizer or "series"}
+    return folder_identity(source.name, asdict(config.inputs), config.tokenizer or "series")
 
 
 def prepare_inputs(
@@ -183,6 +182,7 @@ class _Fetcher:
         self.source = source
         self.budget = None if config.disk_budget_gb is None else config.disk_budget_gb * 1e9
         self.prefetch = config.prefetch
+        self.keep = config.keep_cache
 
     def _fetch(self, step: int, ref: str) -> Fetched:
         if self.budget is not None:
@@ -205,6 +205,32 @@ class _Fetcher:
 
         threading.Thread(target=run, name=f"massdyn-fetch-{step}", daemon=True).start()
         return future
+
+    def stream(self, queue: list[int], available: dict[int, str]):
+        """Yield ``(step, fetched or None, error or None)`` for every step of ``queue``.
+
+        The next checkpoint is downloaded while the caller measures this one when prefetch
+        is on and both fit in the disk budget; otherwise once this one is released. Each
+        checkpoint is released when the caller asks for the next (or closes the stream).
+        """
+        pending = self.submit(queue[0], available[queue[0]]) if queue else None
+        for i, step in enumerate(queue):
+            fetched, error = None, None
+            try:
+                fetched = pending.result()
+            except Exception as exc:  # handed to the caller, who records it
+                error = exc
+            nxt = queue[i + 1] if i + 1 < len(queue) else None
+            pending = None
+            if nxt is not None and self.fits_beside(fetched, available[nxt]):
+                pending = self.submit(nxt, available[nxt])
+            try:
+                yield step, fetched, error
+            finally:
+                if fetched is not None:
+                    self.source.release(fetched, keep=self.keep)
+            if pending is None and nxt is not None:
+                pending = self.submit(nxt, available[nxt])
 
     def fits_beside(self, held: Fetched | None, ref: str) -> bool:
         """Whether the next download may start while ``held`` is still on disk."""
@@ -301,63 +327,34 @@ def _walk_queue(source, config, store, inputs, available, todo, queue, device, d
     ids = torch.as_tensor(inputs.ids)
     # Few large passes keep the GPU busy; per-pass launch overheads dominate small ones.
     batch_size = config.batch_size or max(1, TOKENS_PER_BATCH // ids.shape[1])
-
-    def base_row(step):
-        return {
-            "model": source.name,
-            "step": step,
-            "revision": available.get(step, ""),
-            "dtype": str(dtype).replace("torch.", ""),
-            "device": str(device),
-        }
-
+    where = {"dtype": str(dtype).replace("torch.", ""), "device": str(device)}
     ok, failed = [], {}
     for s in todo:
         if s not in available:
-            reason = f"step {s} is not in the series"
-            store.record(
-                None, {**base_row(s), "status": "failed", "reason": reason, "seconds": 0.0}
-            )
-            failed[s] = reason
-    fetcher = _Fetcher(source, config)
+            failed[s] = f"step {s} is not in the series"
+            store.record_failed(s, failed[s], revision="", seconds=0.0, **where)
     bar = _progress(len(queue), config.progress)
-    pending: Future | None = fetcher.submit(queue[0], available[queue[0]]) if queue else None
+    t0 = time.perf_counter()
     try:
-        for i, step in enumerate(queue):
-            t0 = time.perf_counter()
-            row = base_row(step)
-            fetched, reason = None, ""
-            try:
-                fetched = pending.result()
-            except Exception as exc:  # recorded, and the walk goes on
-                reason = _reason(exc)
-            nxt = queue[i + 1] if i + 1 < len(queue) else None
-            pending = None
-            if nxt is not None and fetcher.fits_beside(fetched, available[nxt]):
-                pending = fetcher.submit(nxt, available[nxt])
-            if fetched is not None:
-                row.update(weights_sha256=fetched.weights_sha256, verified=fetched.verified)
-                try:
-                    table = _measure_checkpoint(fetched, ids, batch_size, device, dtype, config)
-                    table.insert(0, "step", step)
-                    table.insert(0, "model", source.name)
-                    row.update(status="ok", reason="", seconds=round(time.perf_counter() - t0, 3))
-                    store.record(table, row)
+        with contextlib.closing(_Fetcher(source, config).stream(queue, available)) as fetches:
+            for step, fetched, error in fetches:
+                row = {"revision": available[step], **where}
+                if fetched is not None:
+                    row.update(weights_sha256=fetched.weights_sha256, verified=fetched.verified)
+                    try:
+                        table = _measure_checkpoint(fetched, ids, batch_size, device, dtype, config)
+                    except Exception as exc:  # recorded, and the walk goes on
+                        error = exc
+                row["seconds"] = round(time.perf_counter() - t0, 3)
+                if error is None:
+                    store.record_measured(step, table, **row)
                     ok.append(step)
-                except Exception as exc:
-                    reason = _reason(exc)
-                finally:
-                    source.release(fetched, keep=config.keep_cache)
-            if step not in ok:
-                row.update(
-                    status="failed", reason=reason, seconds=round(time.perf_counter() - t0, 3)
-                )
-                store.record(None, row)
-                failed[step] = reason
-            if pending is None and nxt is not None:
-                pending = fetcher.submit(nxt, available[nxt])
-            bar.set_postfix_str(f"step {step} {'ok' if step in ok else 'FAILED'}")
-            bar.update(1)
+                else:
+                    failed[step] = _reason(error)
+                    store.record_failed(step, failed[step], **row)
+                bar.set_postfix_str(f"step {step} {'ok' if error is None else 'FAILED'}")
+                bar.update(1)
+                t0 = time.perf_counter()
     except KeyboardInterrupt:
         bar.close()
         have = len(store.done_steps())

@@ -276,3 +276,14 @@ def test_keep_cache_of_the_walk_config_is_obeyed(hub, text_file, tmp_path, monke
     src = HubSource("tiny/neox", cache_dir=str(other), endpoint=hub.url)
     walk(src, WalkConfig(out=str(tmp_path / "b"), **base))
     assert snapshots_of(other, "tiny/neox") == []
+
+
+def test_every_source_implements_the_declared_protocol(hub, tmp_path, series, monkeypatch):
+    from massdyn.tracker.sources import CachedHubSource, CheckpointSource, LocalSource, open_source
+
+    online = HubSource("tiny/neox", cache_dir=str(tmp_path), endpoint=hub.url)
+    for src in (online, CachedHubSource("tiny/neox"), LocalSource(series)):
+        assert isinstance(src, CheckpointSource), type(src).__name__
+    assert type(open_source("tiny/neox")) is HubSource
+    monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
+    assert type(open_source("tiny/neox", name="n")) is CachedHubSource

@@ -1,0 +1,80 @@
+"""A folder of checkpoint folders (``step64/``, ``checkpoint-500/``, ``global_step10/``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from massdyn.tracker.sources.base import (
+    TOKENIZER_FILES,
+    CheckpointError,
+    Fetched,
+    read_config,
+    step_of,
+)
+from massdyn.tracker.sources.integrity import folder_checkpoint
+
+
+class LocalSource:
+    """A folder holding one folder per checkpoint (``step64/``, ``checkpoint-500/``, ...).
+
+    Args:
+        root: The series folder.
+        name: Series name for the results (default: the folder name).
+    """
+
+    def __init__(self, root: str | Path, name: str | None = None):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise CheckpointError(f"no such folder: {self.root}")
+        self.name = name or self.root.resolve().name
+        self.location = str(self.root.resolve())
+
+    def list_steps(self) -> dict[int, str]:
+        """Map step -> checkpoint folder name, for sub-folders named like checkpoints."""
+        found: dict[int, str] = {}
+        for p in sorted(self.root.iterdir()):
+            step = step_of(p.name)
+            if p.is_dir() and step is not None:
+                found.setdefault(step, p.name)
+        if not found:
+            if (self.root / "config.json").exists():
+                raise CheckpointError(
+                    f"{self.root} is a single model folder, not a series: point SOURCE at the "
+                    "folder that holds its checkpoint folders (step<N>/, checkpoint-<N>/, ...)"
+                )
+            raise CheckpointError(
+                f"{self.root} holds no checkpoint folders (step<N>/, checkpoint-<N>/ or "
+                "global_step<N>/)"
+            )
+        return found
+
+    def model_config(self, ref: str) -> dict:
+        """The ``config.json`` of one checkpoint."""
+        return read_config(self.root / ref / "config.json")
+
+    def recover(self, folder: Path, pending: set[str], keep: bool = False) -> None:
+        """Nothing is downloaded, so nothing is left over."""
+
+    def size_of(self, ref: str) -> int:
+        """Local checkpoints take no extra disk."""
+        return 0
+
+    def fetch(self, step: int, ref: str) -> Fetched:
+        """Check the folder holds a loadable checkpoint and hash its weights."""
+        path = self.root / ref
+        if not path.is_dir():
+            raise CheckpointError(f"checkpoint folder missing: {path}")
+        return folder_checkpoint(step, ref, path, verified="local")
+
+    def release(self, fetched: Fetched, keep: bool = False) -> None:
+        """Nothing to release for local folders."""
+
+    def tokenizer_location(self, ref: str) -> str:
+        """The checkpoint folder if it holds tokenizer files, else the series folder."""
+        path = self.root / ref
+        for cand in (path, self.root):
+            if any((cand / f).exists() for f in TOKENIZER_FILES):
+                return str(cand)
+        raise CheckpointError(
+            f"no tokenizer files in {path} or {self.root}; pass --tokenizer or --token-ids"
+        )
