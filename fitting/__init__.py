@@ -1,48 +1,49 @@
 """Fit massive-activation emergence curves (and rival models) to training-step series.
 
-This package depends on no other part of massdyn.
+This package depends on no other part of massdyn. Its names load on first use (PEP 562),
+so that a light module (the fitter's config, say) imports without scipy or scikit-learn;
+no module of the package is named like one of these names, which would shadow it.
 """
 
-from massdyn.fitting.baseline import fit_paper_baseline
-from massdyn.fitting.batch import aggregate, compare_measurements, fit_measurements
-from massdyn.fitting.compare import compare
-from massdyn.fitting.emergence import (
-    EmergenceParams,
-    Peak,
-    ReparamParams,
-    emergence,
-    emergence_jacobian,
-    peak,
-    reparam_curve,
-    reparam_jacobian,
-    steady_state,
-)
-from massdyn.fitting.estimator import EmergenceRegressor
-from massdyn.fitting.fit import FitConfig, FitResult, fit_curve
-from massdyn.fitting.models import MODELS, CurveModel, get_model
-from massdyn.fitting.validate import SeriesError
+from __future__ import annotations
 
-__all__ = [
-    "MODELS",
-    "CurveModel",
-    "EmergenceParams",
-    "EmergenceRegressor",
-    "FitConfig",
-    "FitResult",
-    "Peak",
-    "ReparamParams",
-    "SeriesError",
-    "aggregate",
-    "compare",
-    "compare_measurements",
-    "emergence",
-    "emergence_jacobian",
-    "fit_curve",
-    "fit_measurements",
-    "fit_paper_baseline",
-    "get_model",
-    "peak",
-    "reparam_curve",
-    "reparam_jacobian",
-    "steady_state",
-]
+import importlib
+
+_WHERE = {
+    "fit_paper_baseline": "massdyn.fitting.baseline",
+    "aggregate": "massdyn.fitting.batch",
+    "compare_measurements": "massdyn.fitting.batch",
+    "fit_measurements": "massdyn.fitting.batch",
+    "compare": "massdyn.fitting.ranking",
+    "EmergenceParams": "massdyn.fitting.function",
+    "Peak": "massdyn.fitting.function",
+    "ReparamParams": "massdyn.fitting.function",
+    "emergence": "massdyn.fitting.function",
+    "emergence_jacobian": "massdyn.fitting.function",
+    "peak": "massdyn.fitting.function",
+    "reparam_curve": "massdyn.fitting.function",
+    "reparam_jacobian": "massdyn.fitting.function",
+    "steady_state": "massdyn.fitting.function",
+    "EmergenceRegressor": "massdyn.fitting.estimator",
+    "FitConfig": "massdyn.fitting.config",
+    "FitResult": "massdyn.fitting.fit",
+    "fit_curve": "massdyn.fitting.fit",
+    "MODELS": "massdyn.fitting.models",
+    "CurveModel": "massdyn.fitting.models",
+    "get_model": "massdyn.fitting.models",
+    "SeriesError": "massdyn.fitting.validate",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str):
+    if name not in _WHERE:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_WHERE[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

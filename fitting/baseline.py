@@ -7,7 +7,7 @@ import math
 import numpy as np
 from scipy.optimize import curve_fit
 
-from massdyn.fitting.emergence import ORIGINAL_NAMES, emergence, emergence_jacobian
+from massdyn.fitting.function import ORIGINAL_NAMES, emergence, emergence_jacobian
 from massdyn.fitting.validate import check_series
 
 

@@ -9,11 +9,11 @@ from concurrent.futures.process import BrokenProcessPool
 import numpy as np
 import pandas as pd
 
-from massdyn.fitting.compare import compare
+from massdyn.fitting.config import METRICS
 from massdyn.fitting.fit import FitConfig, FitResult, fit_curve
+from massdyn.fitting.ranking import compare
 
 MEASUREMENT_COLUMNS = ("model", "step", "layer", "seq", "top1", "top2", "top3", "median")
-METRICS = ("ratio", "top1", "median")
 KEYS = ("model", "layer")
 
 

@@ -16,54 +16,11 @@ import numpy as np
 from scipy.optimize import least_squares
 from scipy.special import expit, logit
 
-from massdyn.fitting.emergence import EmergenceParams, Peak, peak, steady_state
+from massdyn.fitting.config import FitConfig
+from massdyn.fitting.function import EmergenceParams, Peak, peak, steady_state
 from massdyn.fitting.models import CurveModel, get_model
+from massdyn.fitting.profile import PeakRange, t_peak_range
 from massdyn.fitting.validate import SeriesError, check_series
-
-
-@dataclass(frozen=True)
-class FitConfig:
-    """How hard the fitter tries.
-
-    Attributes:
-        n_starts: Space-filling (scrambled Sobol) starts screened by variable projection.
-        n_polish: Best distinct starts polished with TRF on all parameters.
-        seed: Seed of the starts; equal seeds give identical fits.
-        max_nfev: Function evaluations allowed per polish.
-        cond_threshold: Condition number of the column-scaled ``J^T J`` above which a fit is
-            flagged ill-conditioned and its standard errors are withheld (NaN).
-        bound_rtol: Distance to a bound, as a share of the parameter's range (in log space
-            for positive scale parameters), below which a parameter counts as at the bound.
-        identifiable_cond: Condition number of the column-scaled ``J^T J`` above which the
-            data do not pin the parameters down: the fit is flagged "not identifiable"
-            (its standard errors are still reported up to ``cond_threshold``).
-        max_rel_se: Relative standard error (``se / |value|``) above which a parameter
-            counts as not identified, and the fit is flagged.
-    """
-
-    n_starts: int = field(
-        default=32, metadata={"help": "space-filling starts per fit", "flag": "--starts"}
-    )
-    n_polish: int = field(default=4, metadata={"help": "best starts polished on all parameters"})
-    seed: int = field(default=0, metadata={"help": "seed of the starts"})
-    max_nfev: int = field(default=200, metadata={"help": "function evaluations per polish"})
-    cond_threshold: float = field(
-        default=1e12, metadata={"help": "condition number above which SEs are withheld"}
-    )
-    bound_rtol: float = field(
-        default=1e-6, metadata={"help": "distance to a bound (share of range) that counts as at it"}
-    )
-    identifiable_cond: float = field(
-        default=1e8, metadata={"help": "condition number above which a fit is not identifiable"}
-    )
-    max_rel_se: float = field(
-        default=1.0, metadata={"help": "relative SE above which a parameter is not identified"}
-    )
-
-    def __post_init__(self):
-        for name in ("n_starts", "n_polish", "max_nfev"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
 @dataclass
@@ -92,12 +49,13 @@ class FitResult:
     at_bound: tuple[str, ...] = ()
     ill_conditioned: bool = False
     converged: bool = False
-    n_starts: int = 0
+    n_polished: int = 0
     n_reached_best: int = 0
     t_last: float = math.nan
     reparam: dict[str, float] | None = None
     peak: Peak | None = None
     steady_state: float | None = None
+    peak_range: PeakRange | None = None
     residuals: np.ndarray | None = field(default=None, repr=False)
 
     @property
@@ -143,7 +101,9 @@ class FitResult:
             if pk is not None
             else "",
             steady_state=self.steady_state if self.steady_state is not None else math.nan,
-            n_starts=self.n_starts,
+            t_peak_lo=self.peak_range.lo if self.peak_range is not None else math.nan,
+            t_peak_hi=self.peak_range.hi if self.peak_range is not None else math.nan,
+            n_polished=self.n_polished,
             n_reached_best=self.n_reached_best,
             cond=self.cond,
             status=self.status,
@@ -368,7 +328,7 @@ def fit_curve(
         at_bound=at_bound,
         ill_conditioned=ill,
         converged=converged,
-        n_starts=len(runs),
+        n_polished=len(runs),
         n_reached_best=int(n_reached),
         t_last=float(t[-1]),
         residuals=resid,
@@ -380,6 +340,8 @@ def fit_curve(
         result.reparam = ep.to_reparam().as_dict()
         result.peak = peak(ep, t_last=float(t[-1]))
         result.steady_state = steady_state(ep)
+        if cfg.peak_range:
+            result.peak_range = t_peak_range(t, y, params, wrss, sigma, level=cfg.peak_level)
     return result
 
 

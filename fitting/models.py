@@ -16,7 +16,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from massdyn.fitting.emergence import (
+from massdyn.fitting.function import (
     ORIGINAL_NAMES,
     ReparamParams,
     emergence,

@@ -5,12 +5,13 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.stats import qmc
 
 
 def space_filling(lower, upper, log, n: int, seed: int) -> np.ndarray:
     """``n`` scrambled-Sobol points in a box, log-uniform along the ``log`` dimensions."""
     lo, hi, log = np.asarray(lower, float), np.asarray(upper, float), np.asarray(log, bool)
+    from scipy.stats import qmc  # here: importing the models must stay light
+
     unit = qmc.Sobol(d=lo.size, scramble=True, rng=seed).random_base2(
         max(1, math.ceil(math.log2(n)))
     )

@@ -15,7 +15,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from massdyn.fitting.batch import aggregate
-from massdyn.fitting.emergence import emergence
+from massdyn.fitting.function import emergence
 from massdyn.predictors.features import FEATURES, Architecture
 from massdyn.predictors.model import TARGETS, TargetTransform, make_pipeline, make_regressor
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from massdyn.fitting.emergence import EmergenceParams, emergence, peak, steady_state
+from massdyn.fitting.function import EmergenceParams, emergence, peak, steady_state
 from massdyn.predictors.features import Architecture
 from massdyn.predictors.model import TARGETS, EmergencePredictor
 

@@ -82,13 +82,23 @@ def run(venv, *args, cwd):
 def test_the_installed_massdyn_is_the_wheel(venv):
     env_dir, tmp = venv
     out = subprocess.run(
-        [str(env_dir / "bin" / "python"), "-c", "import massdyn, tracker; print(massdyn.__file__)"],
+        [
+            str(env_dir / "bin" / "python"),
+            "-c",
+            "import massdyn, massdyn.tracker; print(massdyn.__file__, massdyn.tracker.__file__)",
+        ],
         cwd=tmp,
         capture_output=True,
         text=True,
         check=True,
     )
     assert str(ROOT) not in out.stdout and "site-packages" in out.stdout
+    # One namespace: the libraries do not install as top-level tracker/fitting/predictors.
+    for name in ("tracker", "fitting", "predictors"):
+        gone = subprocess.run(
+            [str(env_dir / "bin" / "python"), "-c", f"import {name}"], cwd=tmp, capture_output=True
+        )
+        assert gone.returncode != 0, name
 
 
 def test_help_fit_and_figures_from_another_folder(venv):

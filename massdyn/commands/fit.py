@@ -5,12 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from massdyn.fitting.fit import FitConfig
+from massdyn.fitting.config import FitConfig
 from massdyn.options import opt
 
 
 def _metrics():
-    from massdyn.fitting.batch import METRICS
+    from massdyn.fitting.config import METRICS
 
     return METRICS
 

@@ -242,7 +242,7 @@ class PredictCommand:
 
     def _paper(self, est, info) -> int:
         """A predictor of the paper's protocol: parameters per layer, then their curves."""
-        from massdyn.fitting.emergence import step_grid
+        from massdyn.fitting.function import step_grid
         from massdyn.io import write_table
         from massdyn.predictors import predict_architecture, read_config
 

@@ -29,7 +29,7 @@ def load_figure_data(measurements=None, params=None, configs=None, predictor=Non
     import pandas as pd
 
     from massdyn.fitting import fit_measurements
-    from massdyn.fitting.emergence import step_grid
+    from massdyn.fitting.function import step_grid
     from massdyn.io import read_table
     from massdyn.minisuite import shipped_data
     from massdyn.predictors import configs_from_dir, load_predictor, predict_architecture

@@ -109,7 +109,7 @@ def step_axis(ax, data: FigureData, model: str | None, log: bool = True) -> None
 
 def fitted_curve(row, steps: np.ndarray) -> np.ndarray:
     """The emergence function of a fitted row on ``steps``."""
-    from massdyn.fitting.emergence import emergence
+    from massdyn.fitting.function import emergence
 
     with np.errstate(all="ignore"):
         return emergence(steps, row["A"], row["lambda"], row["gamma"], row["t0"], row["K"])

@@ -10,7 +10,7 @@ from matplotlib.ticker import MaxNLocator
 
 from massdyn.figures.common import COLUMN_WIDTH, FigureData
 from massdyn.figures.trajectories import _draw_fit
-from massdyn.fitting.emergence import EmergenceParams, peak
+from massdyn.fitting.function import EmergenceParams, peak
 
 
 def _final_ratio(data: FigureData) -> pd.DataFrame:

@@ -13,7 +13,7 @@ from massdyn.figures.common import (
     layer_colors,
     step_axis,
 )
-from massdyn.fitting.emergence import step_grid
+from massdyn.fitting.function import step_grid
 
 
 def _first_last(data: FigureData, model: str):

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 
 from massdyn.fitting import FitConfig, SeriesError, emergence, fit_curve, peak
-from massdyn.fitting.emergence import EmergenceParams
+from massdyn.fitting.function import EmergenceParams
 
 from .synth import DECAY_OBSERVED, PYTHIA_STEPS, SHAPES, SUBSET_37, noisy
 
@@ -70,7 +70,7 @@ def test_result_statistics_are_consistent():
     assert r.adj_r2 < r.r2
     assert set(r.stderr) == {"A", "lambda", "gamma", "t0", "K"}
     assert np.isfinite(r.stderr["K"]) and r.stderr["K"] > 0
-    assert 1 <= r.n_reached_best <= r.n_starts
+    assert 1 <= r.n_reached_best <= r.n_polished
 
 
 def test_standard_error_of_k_matches_spread_over_noise():

@@ -9,7 +9,7 @@ from massdyn.figures import FIGURES, FigureData, draw_all
 from massdyn.figures.maps import figure2, figure5, figure8
 from massdyn.figures.trajectories import figure1, growth_layers
 from massdyn.fitting import fit_measurements
-from massdyn.fitting.emergence import emergence
+from massdyn.fitting.function import emergence
 from tests.predictors.synth import synthetic_archs, true_params
 
 STEPS = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, *range(1000, 10001, 1000)])

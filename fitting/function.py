@@ -18,7 +18,6 @@ import math
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.special import lambertw
 
 ORIGINAL_NAMES = ("A", "lambda", "gamma", "t0", "K")
 REPARAM_NAMES = ("A1", "A2", "beta", "tau0", "K")
@@ -164,6 +163,9 @@ def peak(params: EmergenceParams, t_last: float | None = None) -> Peak:
     kind = "max" if params.A >= 0 else "min"
     if params.lam <= 0.0:
         return Peak(False, None, None, kind, False, "lambda = 0: monotone logarithmic curve")
+    # Imported here: the curve itself needs only numpy, and the CLI's parser imports this.
+    from scipy.special import lambertw
+
     # W(z) ~ log z - log log z for large z; lambertw handles the whole positive range.
     x_star = float(np.exp(lambertw(1.0 / params.lam).real))
     if x_star <= params.t0:

@@ -121,7 +121,7 @@ def test_steady_state():
 
 
 def test_step_grid_starts_at_zero_and_ends_at_the_last_step():
-    from massdyn.fitting.emergence import step_grid
+    from massdyn.fitting.function import step_grid
 
     grid = step_grid(3000, 50)
     assert grid[0] == 0 and grid[1] == 1 and grid[-1] == 3000 and len(grid) == 51
