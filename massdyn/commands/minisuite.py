@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import shutil
 import time
@@ -42,6 +43,7 @@ class MinisuiteCommand:
         from massdyn.minisuite.dataset import default_cache, prepare_data
         from massdyn.minisuite.parallel import train_members
         from massdyn.minisuite.train import cpu_has_bf16, precision_note
+        from massdyn.tracker.store import atomic_csv, atomic_write
 
         suite = Suite.load(self.suite)
         if self.max_steps:
@@ -56,6 +58,13 @@ class MinisuiteCommand:
         names = self.members.split(",") if self.members else [m.name for m in suite.members]
         members = [suite.member(n) for n in names]
         work, out = Path(self.work), Path(self.out)
+        old = _read_existing(out)
+        recorded = old["recipe"]
+        if recorded is not None and recorded != json.loads(json.dumps(asdict(suite.recipe))):
+            raise ValueError(
+                f"{out} holds members trained with another recipe; write to another --out "
+                "(its data are left as they were)"
+            )
         tokenizer, train_tokens, eval_inputs = prepare_data(suite, default_cache(), self.text)
         t0 = time.perf_counter()
         runs = train_members(
@@ -69,25 +78,43 @@ class MinisuiteCommand:
             self.jobs,
             self.threads,
         )
-        sitting = {"jobs": self.jobs, "wall_seconds": time.perf_counter() - t0}
+        machine = {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "processor": _cpu_name(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+            "bfloat16_units": cpu_has_bf16(),
+        }
+        sitting = {
+            "date": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "members": names,
+            "jobs": self.jobs,
+            "wall_seconds": time.perf_counter() - t0,
+            "machine": machine,
+        }
         out.mkdir(parents=True, exist_ok=True)
         (out / "configs").mkdir(exist_ok=True)
         tables = []
         for m in members:
             tables.append(pd.read_csv(work / m.name / "live" / "measurements.csv"))
             shutil.copy(work / m.name / "config.json", out / "configs" / f"{m.name}.json")
+        # Members already in OUT that this sitting did not train stay: a data set grows
+        # sitting by sitting, and no sitting drops another's data.
+        if old["measurements"] is not None:
+            tables.insert(0, old["measurements"][~old["measurements"]["model"].isin(names)])
         measurements = pd.concat(tables, ignore_index=True)
-        measurements.to_csv(out / "measurements.csv", index=False)
+        atomic_csv(measurements, out / "measurements.csv")
         params = fit_measurements(measurements, "ratio")
-        params.to_csv(out / "params.csv", index=False)
+        atomic_csv(params, out / "params.csv")
+        kept = lambda items: [x for x in items if x["name"] not in names]  # noqa: E731
         provenance = {
             "recipe": asdict(suite.recipe),
-            "members": [asdict(m) for m in members],
+            "members": kept(old["members"]) + [asdict(m) for m in members],
             "corpus": suite.corpus if not self.text else {"text": Path(self.text).name},
             "tokenizer": suite.tokenizer,
             "eval_inputs": {"sha256": eval_inputs.sha256, "source": eval_inputs.source},
-            "runs": runs,
-            "sitting": sitting,
+            "runs": kept(old["runs"]) + runs,
+            "sittings": [*old["sittings"], sitting],
             "versions": {
                 "python": platform.python_version(),
                 "torch": torch.__version__,
@@ -95,18 +122,32 @@ class MinisuiteCommand:
                 "tokenizers": tokenizers.__version__,
                 "pandas": pd.__version__,
             },
-            "machine": {
-                "cpus": __import__("os").cpu_count(),
-                "platform": platform.platform(),
-                "processor": _cpu_name(),
-                "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-                "bfloat16_units": cpu_has_bf16(),
-            },
         }
-        (out / "provenance.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
+        text = json.dumps(provenance, indent=2, default=str) + "\n"
+        atomic_write(out / "provenance.json", lambda f: f.write(text))
         print(describe(measurements, params))
         print(f"wrote {out}/measurements.csv, params.csv, configs/, provenance.json")
         return 0
+
+
+def _read_existing(out: Path) -> dict:
+    """What an earlier sitting left in ``out`` (nothing when it is new)."""
+    import pandas as pd
+
+    found = {"measurements": None, "members": [], "runs": [], "sittings": [], "recipe": None}
+    if (out / "measurements.csv").exists():
+        found["measurements"] = pd.read_csv(out / "measurements.csv")
+    prov = out / "provenance.json"
+    if prov.exists():
+        data = json.loads(prov.read_text())
+        found["members"], found["runs"] = data.get("members", []), data.get("runs", [])
+        found["recipe"] = data.get("recipe")
+        # Older files recorded one sitting, with the machine beside it.
+        sittings = data.get("sittings") or (
+            [{**data["sitting"], "machine": data.get("machine")}] if "sitting" in data else []
+        )
+        found["sittings"] = sittings
+    return found
 
 
 def _cpu_name() -> str:

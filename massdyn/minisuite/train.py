@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, replace
+from dataclasses import MISSING, asdict, fields, replace
 from pathlib import Path
 
 import numpy as np
@@ -91,11 +91,14 @@ def _resumable_as(identity: dict) -> dict:
 
     With a constant rate after warm-up, ``max_steps`` does not shape the steps already
     taken, so a finished run can be extended by raising it; with a decaying rate it does.
+    A state saved before a member field existed was trained with that field's default.
     """
     recipe = dict(identity.get("recipe", {}))
     if recipe.get("min_lr_ratio") == 1.0:
         recipe.pop("max_steps", None)
-    return {**identity, "recipe": recipe}
+    defaults = {f.name: f.default for f in fields(Member) if f.default is not MISSING}
+    member = {**json.loads(json.dumps(defaults)), **identity.get("member", {})}
+    return {**identity, "recipe": recipe, "member": member}
 
 
 def _save_state(

@@ -147,8 +147,23 @@ def test_minisuite_command_writes_the_data_set(tmp_path, monkeypatch):
     assert (tmp_path / "out" / "configs" / "b.json").exists()
     prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
     assert {"recipe", "runs", "versions", "eval_inputs"} <= set(prov)
-    assert prov["sitting"]["jobs"] == 2 and [r["threads"] for r in prov["runs"]] == [1, 1]
+    assert prov["sittings"][-1]["jobs"] == 2 and [r["threads"] for r in prov["runs"]] == [1, 1]
+    assert prov["sittings"][-1]["machine"]["cpus"] >= 1
     assert len(pd.read_csv(tmp_path / "out" / "params.csv")) == 5  # 2 + 3 layers
+    # A later sitting that trains one member keeps the other's data, and says so.
+    before = m[m["model"] == "a"].reset_index(drop=True)
+    assert main([*args[:-4], "--jobs", "1", "--threads", "1", "--members", "b"]) == 0
+    again = pd.read_csv(tmp_path / "out" / "measurements.csv")
+    pd.testing.assert_frame_equal(again[again["model"] == "a"].reset_index(drop=True), before)
+    assert set(again["model"]) == {"a", "b"}
+    prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
+    assert [s["members"] for s in prov["sittings"]] == [["a", "b"], ["b"]]
+    assert sorted(r["name"] for r in prov["runs"]) == ["a", "b"]
+    # Another recipe into the same folder is refused before anything is trained or written.
+    suite["recipe"]["lr"] = 1e-3
+    (tmp_path / "suite.json").write_text(json.dumps(suite))
+    assert main(args) == 2
+    assert pd.read_csv(tmp_path / "out" / "measurements.csv").equals(again)
 
 
 def test_resuming_with_another_recipe_is_refused_and_keeps_the_state(tmp_path):
