@@ -20,6 +20,9 @@ import torch
 from tests.conftest import run_cli
 from tests.fitting.synth import measurements_table
 
+# Seconds to minutes each (training, servers, subprocesses): outside make test-fast.
+pytestmark = pytest.mark.slow
+
 GOOD = ["--seqs", 2, "--seq-len", 16, "--bos"]
 
 

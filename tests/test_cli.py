@@ -74,6 +74,7 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, content, name, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_demo_runs_the_main_job_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     text = tmp_path / "corpus.txt"

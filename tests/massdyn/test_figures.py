@@ -12,6 +12,9 @@ from massdyn.fitting import fit_measurements
 from massdyn.fitting.function import emergence
 from tests.predictors.synth import synthetic_archs, true_params
 
+# Seconds to minutes each (training, servers, subprocesses): outside make test-fast.
+pytestmark = pytest.mark.slow
+
 STEPS = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, *range(1000, 10001, 1000)])
 
 

@@ -17,6 +17,9 @@ from massdyn.minisuite.train import batch_at, lr_at, train_member
 from massdyn.testing.synthetic import SAMPLE_TEXT
 from massdyn.tracker.inputs import TokenInputs
 
+# Seconds to minutes each (training, servers, subprocesses): outside make test-fast.
+pytestmark = pytest.mark.slow
+
 # Set in full where the tests depend on it (the defaults are the shipped recipe's).
 TINY = Recipe(
     min_lr_ratio=0.1,

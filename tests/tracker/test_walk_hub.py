@@ -12,6 +12,9 @@ from massdyn.tracker.sources import CheckpointError, HubSource
 from massdyn.tracker.walker import WalkConfig, walk
 from tests.conftest import run_cli
 
+# Seconds to minutes each (training, servers, subprocesses): outside make test-fast.
+pytestmark = pytest.mark.slow
+
 
 def hub_env(hub, cache, **extra):
     return {"HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(cache), "HF_HUB_DISABLE_XET": "1", **extra}
