@@ -24,7 +24,7 @@ def test_recovers_paper_shapes_under_5pct_noise(shape):
     span = np.ptp(y_true)
     for seed in SEEDS:
         y = noisy(y_true, np.random.default_rng(seed))
-        r = fit_curve(SUBSET_37, y)
+        r = fit_curve(SUBSET_37, y, config=POINT)
         assert r.ok, r.reason
         rss_true = np.sum((y - y_true) ** 2)
         r2_true = 1 - rss_true / np.sum((y - y.mean()) ** 2)
@@ -39,12 +39,16 @@ def test_recovers_paper_shapes_under_5pct_noise(shape):
             assert r.peak.t_peak == pytest.approx(true_peak.t_peak, rel=0.25)
 
 
+# Loops of fits here test the point fit; the peak-step range has its own tests.
+POINT = FitConfig(peak_range=False)
+
+
 def test_full_grid_recovers_peak_step_tightly():
     p = SHAPES["rise_then_decay"]
     true_t = peak(EmergenceParams(*p)).t_peak
     for seed in range(10):
         y = noisy(emergence(PYTHIA_STEPS, *p), np.random.default_rng(seed))
-        r = fit_curve(PYTHIA_STEPS, y)
+        r = fit_curve(PYTHIA_STEPS, y, config=POINT)
         assert r.peak.t_peak == pytest.approx(true_t, rel=0.08)
 
 
@@ -80,7 +84,7 @@ def test_standard_error_of_k_matches_spread_over_noise():
     ks, ses = [], []
     for seed in range(40):
         rng = np.random.default_rng(100 + seed)
-        r = fit_curve(SUBSET_37, y_true + 0.2 * rng.standard_normal(y_true.size))
+        r = fit_curve(SUBSET_37, y_true + 0.2 * rng.standard_normal(y_true.size), config=POINT)
         ks.append(r.params["K"])
         ses.append(r.stderr["K"])
     # Reported errors agree with the empirical scatter within a factor of 2.
@@ -182,7 +186,7 @@ def test_an_ok_fit_pins_every_parameter_down():
             for last in (30, len(SUBSET_37)):  # the whole run, or its rising start only
                 t = SUBSET_37[:last]
                 y = noisy(emergence(t, *p), np.random.default_rng(seed))
-                r = fit_curve(t, y)
+                r = fit_curve(t, y, config=POINT)
                 if r.status == "ok":
                     seen["ok"] += 1
                     assert r.cond <= cfg.identifiable_cond

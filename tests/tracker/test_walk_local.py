@@ -131,6 +131,7 @@ def test_resume_skips_done_and_retries_failed(series, text_file, tmp_path):
     assert not full.duplicated(["step", "layer", "seq"]).any()
 
 
+@pytest.mark.slow
 def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_table(
     tmp_path, tokenizer, text_file
 ):
@@ -176,6 +177,7 @@ def wait_for_parts(out, n, proc, limit=120):
         time.sleep(0.05)
 
 
+@pytest.mark.slow
 def test_ctrl_c_ends_cleanly_with_one_line_and_the_tables_current(long_series, text_file, tmp_path):
     out = tmp_path / "o"
     proc = subprocess.Popen(
@@ -200,6 +202,7 @@ def test_ctrl_c_ends_cleanly_with_one_line_and_the_tables_current(long_series, t
     assert sorted(pd.read_csv(out / "measurements.csv")["step"].unique()) == list(range(0, 300, 10))
 
 
+@pytest.mark.slow
 def test_a_second_walk_into_a_busy_folder_is_refused_and_no_row_is_lost(
     long_series, text_file, tmp_path
 ):
@@ -233,6 +236,7 @@ def test_a_second_walk_into_a_busy_folder_is_refused_and_no_row_is_lost(
     assert sorted(m["step"].unique()) == list(range(0, 300, 10))
 
 
+@pytest.mark.slow
 def test_cli_walk_exit_status_and_summary(tmp_path, tokenizer, text_file):
     root = write_series(tmp_path / "s", (0, 10), tokenizer=tokenizer)
     ok = run_cli(
