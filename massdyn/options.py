@@ -121,13 +121,17 @@ def _strip_optional(tp) -> Any:
     return tp
 
 
-def options(cls, path: tuple[str, ...] = (), file_path: tuple[str, ...] = ()) -> Iterator[Option]:
-    """Every command-line option of the dataclass ``cls``, nested dataclasses included."""
+def _cli_fields(cls) -> Iterator[tuple[dataclasses.Field, Any]]:
+    """``(field, type)`` of every field of ``cls`` the command line and config files see."""
     hints = _hints(cls)
     for f in dataclasses.fields(cls):
-        if not f.init or f.metadata.get("cli", True) is False:
-            continue
-        tp = _strip_optional(hints[f.name])
+        if f.init and f.metadata.get("cli", True) is not False:
+            yield f, _strip_optional(hints[f.name])
+
+
+def options(cls, path: tuple[str, ...] = (), file_path: tuple[str, ...] = ()) -> Iterator[Option]:
+    """Every command-line option of the dataclass ``cls``, nested dataclasses included."""
+    for f, tp in _cli_fields(cls):
         if dataclasses.is_dataclass(tp):
             inner = file_path if f.metadata.get("flatten") else (*file_path, f.name)
             yield from options(tp, (*path, f.name), inner)
@@ -226,11 +230,7 @@ def _file_value(data: dict, opt: Option) -> Any:
 def _known_keys(cls, file_path: tuple[str, ...] = ()) -> dict[tuple[str, ...], Any]:
     """Every key path a config file may use, mapped to the dataclass it lives in (or None)."""
     keys: dict[tuple[str, ...], Any] = {}
-    hints = _hints(cls)
-    for f in dataclasses.fields(cls):
-        if not f.init or f.metadata.get("cli", True) is False:
-            continue
-        tp = _strip_optional(hints[f.name])
+    for f, tp in _cli_fields(cls):
         if dataclasses.is_dataclass(tp):
             if f.metadata.get("flatten"):
                 keys.update(_known_keys(tp, file_path))
