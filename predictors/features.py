@@ -11,8 +11,10 @@ import json
 import math
 import re
 from dataclasses import dataclass
+from collections.abc import Callable
 from functools import cache
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
@@ -20,18 +22,34 @@ from massdyn.data import path as data_path
 from massdyn.data import read_json
 
 CORE = ("d_model", "n_layers", "n_heads", "d_ff", "rotary_base", "rotary_fraction")
-DERIVED = (
-    "l_frac",
-    "l_frac2",
-    "l_frac3",
-    "sqrt_l_frac",
-    "heads_per_dim",
-    "ff_ratio",
-    "d_per_layer",
-    "heads_per_layer",
-    "log_d",
-    "l_times_L",
-)
+
+
+class _Layer(NamedTuple):
+    """What a derived feature is computed from: one layer of one architecture."""
+
+    index: int  # 0-based layer index l
+    f: float  # l / L
+    d: int  # d_model
+    L: int  # n_layers
+    H: int  # n_heads
+    d_ff: int
+
+
+# The one place a derived feature is declared: its name and how it is computed. The
+# feature list, the tables and the predictor files' schema all read it.
+DERIVED_FEATURES: dict[str, Callable[[_Layer], float]] = {
+    "l_frac": lambda x: x.f,
+    "l_frac2": lambda x: x.f**2,
+    "l_frac3": lambda x: x.f**3,
+    "sqrt_l_frac": lambda x: math.sqrt(x.f),
+    "heads_per_dim": lambda x: x.H / x.d,
+    "ff_ratio": lambda x: x.d_ff / x.d,
+    "d_per_layer": lambda x: x.d / x.L,
+    "heads_per_layer": lambda x: x.H / x.L,
+    "log_d": lambda x: math.log(x.d),
+    "l_times_L": lambda x: x.index * x.L,
+}
+DERIVED = tuple(DERIVED_FEATURES)
 FEATURES = CORE + DERIVED
 
 
@@ -70,22 +88,11 @@ class Architecture:
         """The paper's core and derived features for one layer (0-based index)."""
         if not 0 <= layer < self.n_layers:
             raise ValueError(f"layer {layer} outside 0..{self.n_layers - 1} of {self.name}")
-        f = layer / self.n_layers
-        d, L, H = self.d_model, self.n_layers, self.n_heads
+        x = _Layer(
+            layer, layer / self.n_layers, self.d_model, self.n_layers, self.n_heads, self.d_ff
+        )
         core = {k: float(getattr(self, k)) for k in CORE}
-        return {
-            **core,
-            "l_frac": f,
-            "l_frac2": f**2,
-            "l_frac3": f**3,
-            "sqrt_l_frac": math.sqrt(f),
-            "heads_per_dim": H / d,
-            "ff_ratio": self.d_ff / d,
-            "d_per_layer": d / L,
-            "heads_per_layer": H / L,
-            "log_d": math.log(d),
-            "l_times_L": layer * L,
-        }
+        return {**core, **{name: float(fn(x)) for name, fn in DERIVED_FEATURES.items()}}
 
     def feature_table(self) -> pd.DataFrame:
         """One row per layer: ``model, layer`` and :data:`FEATURES`."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, TransformerMixin, clone
+from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin, clone
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.ensemble import (
     GradientBoostingRegressor,
@@ -22,7 +22,7 @@ from sklearn.linear_model import Lasso, Ridge
 from sklearn.multioutput import MultiOutputRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PowerTransformer, StandardScaler
-from sklearn.utils.validation import check_is_fitted
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from massdyn.predictors.features import FEATURES
 
@@ -107,80 +107,115 @@ def make_pipeline(name: str, random_state: int = 0) -> TransformedTargetRegresso
     )
 
 
-class EmergencePredictor(BaseEstimator):
+TRANSFORMS = ("paper", "none")
+
+
+def _frame_columns(data, names):
+    """The named columns of a DataFrame that holds them all (tables carry model, layer too)."""
+    if isinstance(data, pd.DataFrame) and set(names) <= set(data.columns):
+        return data[list(names)]
+    return data
+
+
+class EmergencePredictor(RegressorMixin, BaseEstimator):
     """Predict the five emergence parameters of every layer from architecture features.
+
+    A scikit-learn regressor: ``fit(X, y)`` takes per-layer features (an array, or a table
+    holding the :data:`~massdyn.predictors.features.FEATURES` columns, as
+    :func:`~massdyn.predictors.training_table` builds) and parameters (an ``(n, 5)`` array in
+    the order of :data:`TARGETS`, or a table holding those columns); ``predict`` returns an
+    array.
 
     Args:
         regressor: ``ridge``, ``lasso``, ``rf``, ``gb``, ``hgb`` (or ``xgb``).
         n_bootstrap: Refits on architectures drawn with replacement, for uncertainty bands.
         random_state: Seed of the regressors and the bootstrap.
+        target_transform: ``paper`` (the paper's transforms of the five parameters; ``y``
+            must have the five columns) or ``none`` (any targets, untransformed).
 
     Attributes:
         pipeline_: The fitted pipeline on all data.
         bootstrap_: Pipelines fitted on bootstrap samples of models.
-        feature_names_in_: :data:`massdyn.predictors.features.FEATURES`.
-        targets_: :data:`TARGETS`.
+        feature_names_in_: Feature names, when ``X`` was a table.
+        n_features_in_: Number of features.
     """
 
-    def __init__(self, regressor="rf", n_bootstrap=20, random_state=0):
+    def __init__(self, regressor="rf", n_bootstrap=20, random_state=0, target_transform="paper"):
         self.regressor = regressor
         self.n_bootstrap = n_bootstrap
         self.random_state = random_state
+        self.target_transform = target_transform
 
-    def fit(self, X: pd.DataFrame, Y: pd.DataFrame, groups=None):
-        """Fit on per-layer features ``X`` and parameters ``Y``.
+    def fit(self, X, y, groups=None):
+        """Fit on per-layer features ``X`` and targets ``y``.
 
         Args:
-            X: Columns :data:`FEATURES` (other columns ignored).
-            Y: Columns :data:`TARGETS`.
+            X: ``(n, n_features)`` features; a table with the FEATURES columns is reduced to
+                them (other columns such as ``model`` ignored).
+            y: ``(n, 5)`` parameters (``(n,)`` or ``(n, k)`` with ``target_transform="none"``);
+                a table with the TARGETS columns is reduced to them.
             groups: Model of each row, for the bootstrap over architectures (default: the
                 ``model`` column of ``X`` when present, else rows).
 
         Returns:
             self
+
+        Raises:
+            ValueError: for an unknown regressor or transform, or targets of the wrong shape.
         """
-        Xf, Yt = self._xy(X, Y)
-        self.pipeline_ = make_pipeline(self.regressor, self.random_state).fit(Xf, Yt)
-        if groups is None:
-            groups = X["model"].to_numpy() if "model" in X else np.arange(len(X))
-        groups = np.asarray(groups)
+        if self.target_transform not in TRANSFORMS:
+            raise ValueError(
+                f"target_transform {self.target_transform!r} is not one of {', '.join(TRANSFORMS)}"
+            )
+        if groups is None and isinstance(X, pd.DataFrame) and "model" in X:
+            groups = X["model"].to_numpy()
+        X, y = validate_data(
+            self,
+            _frame_columns(X, FEATURES),
+            _frame_columns(y, TARGETS),
+            multi_output=True,
+            y_numeric=True,
+        )
+        if self.target_transform == "paper" and (y.ndim != 2 or y.shape[1] != len(TARGETS)):
+            raise ValueError(
+                f"the paper's target transforms need the {len(TARGETS)} parameters "
+                f"{', '.join(TARGETS)} as columns of y; pass target_transform='none' for others"
+            )
+        self.pipeline_ = self._pipeline(multioutput=y.ndim == 2).fit(X, y)
+        groups = np.arange(len(X)) if groups is None else np.asarray(groups)
         uniq = np.unique(groups)
         rng = np.random.default_rng(self.random_state)
         self.bootstrap_ = []
         for _ in range(self.n_bootstrap):
             pick = rng.choice(uniq, size=uniq.size, replace=True)
             rows = np.concatenate([np.flatnonzero(groups == g) for g in pick])
-            self.bootstrap_.append(clone(self.pipeline_).fit(Xf[rows], Yt[rows]))
-        self.feature_names_in_ = np.array(FEATURES, dtype=object)
-        self.targets_ = TARGETS
+            self.bootstrap_.append(clone(self.pipeline_).fit(X[rows], y[rows]))
         return self
 
-    @staticmethod
-    def _xy(X, Y=None):
-        missing = [f for f in FEATURES if f not in X]
-        if missing:
-            raise ValueError(f"feature column(s) {missing} missing")
-        Xf = X[list(FEATURES)].to_numpy(dtype=float)
-        if Y is None:
-            return Xf
-        missing = [t for t in TARGETS if t not in Y]
-        if missing:
-            raise ValueError(f"target column(s) {missing} missing")
-        return Xf, Y[list(TARGETS)].to_numpy(dtype=float)
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.target_tags.single_output = self.target_transform != "paper"
+        return tags
 
-    def predict(self, X: pd.DataFrame) -> pd.DataFrame:
-        """Point predictions, one row per row of ``X``, columns :data:`TARGETS`."""
-        check_is_fitted(self, "pipeline_")
-        return pd.DataFrame(
-            self.pipeline_.predict(self._xy(X)), columns=list(TARGETS), index=X.index
-        )
+    def _pipeline(self, multioutput: bool):
+        if self.target_transform == "paper":
+            return make_pipeline(self.regressor, self.random_state)
+        model = make_regressor(self.regressor, self.random_state, multioutput=multioutput)
+        return Pipeline([("scale", StandardScaler()), ("model", model)])
 
-    def predict_bootstrap(self, X: pd.DataFrame) -> np.ndarray:
-        """Predictions of every bootstrap refit: ``(n_bootstrap, n_rows, 5)``."""
+    def _features(self, X):
         check_is_fitted(self, "pipeline_")
-        Xf = self._xy(X)
-        return (
-            np.stack([p.predict(Xf) for p in self.bootstrap_])
-            if self.bootstrap_
-            else np.empty((0, len(X), 5))
-        )
+        return validate_data(self, _frame_columns(X, FEATURES), reset=False)
+
+    def predict(self, X) -> np.ndarray:
+        """Point predictions, one row per row of ``X`` (columns in the order of the targets)."""
+        Xf = self._features(X)
+        return self.pipeline_.predict(Xf)
+
+    def predict_bootstrap(self, X) -> np.ndarray:
+        """Predictions of every bootstrap refit: ``(n_bootstrap, n_rows, n_targets)``."""
+        Xf = self._features(X)
+        if not self.bootstrap_:
+            return np.empty((0, len(Xf), len(TARGETS)))
+        return np.stack([p.predict(Xf) for p in self.bootstrap_])

@@ -34,12 +34,12 @@ def predict_architecture(
     boot = predictor.predict_bootstrap(features)
     params = features[["model", "layer"]].copy()
     for i, t in enumerate(TARGETS):
-        params[t] = point[t].to_numpy()
+        params[t] = point[:, i]
         if len(boot):
             params[f"{t}_lo"] = np.quantile(boot[:, :, i], quantiles[0], axis=0)
             params[f"{t}_hi"] = np.quantile(boot[:, :, i], quantiles[1], axis=0)
     derived, curves = [], []
-    for row, layer in zip(point.itertuples(index=False), params["layer"], strict=True):
+    for row, layer in zip(point, params["layer"], strict=True):
         p = EmergenceParams(*row)
         pk = peak(p, t_last=float(steps[-1]))
         derived.append(

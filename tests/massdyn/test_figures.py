@@ -90,9 +90,36 @@ def test_overview_draws_the_layers_that_grew_most(suite):
     np.testing.assert_allclose(ax.get_lines()[0].get_ydata(), s["value"])
 
 
+def _numeric_peak_step(lam, gamma, t0):
+    """Where A exp(-lambda x) log x, x = gamma t + t0, is largest: by brute force over t."""
+    t = np.geomspace(1.0, 1e9, 400_001)
+    return t[np.argmax(emergence(t, 1.0, lam, gamma, t0, 0.0))]
+
+
 def test_tpeak_surface_marks_the_last_step_and_counts_fits_off_the_map(suite):
-    ax = figure8(suite).axes[0]
+    from matplotlib.contour import ContourSet
+
+    t0 = 1.5
+    ax = figure8(suite, t0=t0).axes[0]
     assert "last step (10000)" in " ".join(t.get_text() for t in ax.get_legend().get_texts())
+    # The red line is where the peak falls on the last step: check points along it
+    # against a brute-force search for the peak.
+    (line,) = [
+        c for c in ax.collections if isinstance(c, ContourSet) and np.allclose(c.levels, [4.0])
+    ]
+    vertices = np.vstack([p.vertices for p in line.get_paths()])
+    assert len(vertices) > 10
+    for lam, gamma in vertices[:: max(1, len(vertices) // 8)]:
+        assert abs(np.log10(_numeric_peak_step(lam, gamma, t0)) - 4.0) < 0.05, (lam, gamma)
+    # The white dots are the fits inside the window, the title counts the others.
+    p = suite.params[suite.params["status"] != "failed"]
+    inside = p["lambda"].between(1e-3, 1e2) & p["gamma"].between(1e-7, 1.0)
+    dots = next(c for c in ax.collections if c.get_label() == "fitted layers").get_offsets()
+    np.testing.assert_allclose(
+        np.sort(np.asarray(dots)[:, 0]), np.sort(p.loc[inside, "lambda"].to_numpy())
+    )
+    outside = int((~inside).sum())
+    assert (f"({outside} fits off the map)" in ax.get_title()) == (outside > 0)
 
 
 def test_cli_draws_from_explicit_files(suite, tmp_path):
