@@ -14,6 +14,8 @@ _WHERE = {
     "aggregate": "massdyn.fitting.batch",
     "compare_measurements": "massdyn.fitting.batch",
     "fit_measurements": "massdyn.fitting.batch",
+    "fit_and_rank": "massdyn.fitting.batch",
+    "SeriesJob": "massdyn.fitting.batch",
     "compare": "massdyn.fitting.ranking",
     "EmergenceParams": "massdyn.fitting.function",
     "Peak": "massdyn.fitting.function",

@@ -17,7 +17,7 @@ class EmergenceRegressor(RegressorMixin, BaseEstimator):
     ``clone``/``GridSearchCV`` like any regressor.
 
     Args:
-        model: Curve model name (see :data:`massdyn.fitting.models.MODELS`).
+        curve_model: Curve model name (see :data:`massdyn.fitting.models.MODELS`).
         n_starts: Space-filling starts screened.
         n_polish: Best distinct starts polished.
         random_state: Seed of the starts.
@@ -29,8 +29,8 @@ class EmergenceRegressor(RegressorMixin, BaseEstimator):
         n_features_in_: Always 1.
     """
 
-    def __init__(self, model="emergence", n_starts=32, n_polish=4, random_state=0):
-        self.model = model
+    def __init__(self, curve_model="emergence", n_starts=32, n_polish=4, random_state=0):
+        self.curve_model = curve_model
         self.n_starts = n_starts
         self.n_polish = n_polish
         self.random_state = random_state
@@ -63,9 +63,9 @@ class EmergenceRegressor(RegressorMixin, BaseEstimator):
         if sample_weight is not None:
             sigma = 1.0 / np.sqrt(np.asarray(sample_weight, dtype=float))
         cfg = FitConfig(n_starts=self.n_starts, n_polish=self.n_polish, seed=self.random_state)
-        result = fit_curve(self._steps(X), y, sigma=sigma, model=self.model, config=cfg)
+        result = fit_curve(self._steps(X), y, sigma=sigma, curve_model=self.curve_model, config=cfg)
         if not result.ok:
-            raise RuntimeError(f"{self.model} fit failed: {result.reason}")
+            raise RuntimeError(f"{self.curve_model} fit failed: {result.reason}")
         self.result_ = result
         self.params_ = dict(result.params)
         self.stderr_ = dict(result.stderr)

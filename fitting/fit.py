@@ -32,7 +32,7 @@ class FitResult:
     says why, and the numeric fields are NaN).
     """
 
-    model: str
+    curve_model: str
     status: str
     reason: str
     n: int
@@ -67,19 +67,23 @@ class FitResult:
         """Evaluate the fitted curve at raw steps ``t``."""
         if not self.ok:
             raise ValueError(f"cannot predict from a failed fit: {self.reason}")
-        return get_model(self.model).curve(np.asarray(t, dtype=float), **self.params)
+        return get_model(self.curve_model).curve(np.asarray(t, dtype=float), **self.params)
 
     @classmethod
-    def failure(cls, model: str, reason: str, n: int = 0) -> FitResult:
+    def failure(cls, curve_model: str, reason: str, n: int = 0) -> FitResult:
         """A failed result that names its reason."""
         return cls(
-            model=model, status="failed", reason=reason, n=n, n_params=get_model(model).n_params
+            curve_model=curve_model,
+            status="failed",
+            reason=reason,
+            n=n,
+            n_params=get_model(curve_model).n_params,
         )
 
     def to_row(self) -> dict[str, object]:
         """Flatten into one table row: parameters, ``se_*`` errors, scores, peak, status."""
-        row: dict[str, object] = {"curve_model": self.model}
-        names = get_model(self.model).param_names
+        row: dict[str, object] = {"curve_model": self.curve_model}
+        names = get_model(self.curve_model).param_names
         row.update({n: self.params.get(n, math.nan) for n in names})
         row.update({f"se_{n}": self.stderr.get(n, math.nan) for n in names})
         pk = self.peak
@@ -129,37 +133,71 @@ def _distinct(model, thetas, losses, k):
     return picked
 
 
-def _residual_and_jacobian(model, u, yn, w):
-    k = len(model.theta_names)
+@dataclass(frozen=True)
+class ScaledProblem:
+    """One series in the fitter's units, with the curve model that is fitted to it.
 
-    def resid(p):
-        return w * (model.basis(u, p[:k]) @ p[k:] - yn)
+    Steps are divided by the last step (``u`` in [0, 1]) and values min-max scaled
+    (``yn`` in [0, 1]), so that one set of start boxes and tolerances suits series of any
+    length and magnitude; ``w`` are the weights of the scaled residuals.
+    """
 
-    def jac(p):
-        B = model.basis(u, p[:k])
-        return w[:, None] * np.hstack([model.basis_grad(u, p[:k], p[k:]), B])
+    model: CurveModel
+    u: np.ndarray
+    yn: np.ndarray
+    w: np.ndarray
+    t_scale: float
+    y0: float
+    ys: float
 
-    return resid, jac
+    @classmethod
+    def of(cls, model: CurveModel, t: np.ndarray, y: np.ndarray, sigma) -> ScaledProblem:
+        """Scale a validated series (steps sorted ascending)."""
+        t_scale = float(t[-1])
+        y0, ys = float(y.min()), float(np.ptp(y))
+        w = ys / sigma if sigma is not None else np.ones(t.size)
+        return cls(model, t / t_scale, (y - y0) / ys, w, t_scale, y0, ys)
+
+    @property
+    def k(self) -> int:
+        """Number of nonlinear parameters (the rest enter linearly)."""
+        return len(self.model.theta_names)
+
+    def residual(self, p: np.ndarray) -> np.ndarray:
+        """Weighted scaled residuals at ``p = (theta, coef)``."""
+        k = self.k
+        return self.w * (self.model.basis(self.u, p[:k]) @ p[k:] - self.yn)
+
+    def jacobian(self, p: np.ndarray) -> np.ndarray:
+        """Jacobian of :meth:`residual`."""
+        k = self.k
+        B = self.model.basis(self.u, p[:k])
+        return self.w[:, None] * np.hstack([self.model.basis_grad(self.u, p[:k], p[k:]), B])
+
+    def raw_params(self, p: np.ndarray) -> dict[str, float]:
+        """``p`` back in the series' own units, as the model's named parameters."""
+        coef = p[self.k :] * self.ys
+        coef[-1] += self.y0
+        return self.model.to_params(p[: self.k], coef, self.t_scale)
 
 
-def _polish(model, u, yn, w, theta0, coef0, max_nfev):
+def _polish(problem: ScaledProblem, theta0, coef0, max_nfev):
     """Levenberg-Marquardt (MINPACK) on box-transformed ``theta``: fast and unbounded.
 
     ``theta = lo + (hi - lo) * sigmoid(z)`` keeps every iterate inside the bounds.
     """
-    k = len(theta0)
-    lo, hi = np.array(model.theta_lower), np.array(model.theta_upper)
-    resid, jac = _residual_and_jacobian(model, u, yn, w)
+    k = problem.k
+    lo, hi = np.array(problem.model.theta_lower), np.array(problem.model.theta_upper)
 
     def to_theta(z):
         return lo + (hi - lo) * expit(z[:k])
 
     def resid_z(z):
-        return resid(np.concatenate([to_theta(z), z[k:]]))
+        return problem.residual(np.concatenate([to_theta(z), z[k:]]))
 
     def jac_z(z):
         th = to_theta(z)
-        J = jac(np.concatenate([th, z[k:]]))
+        J = problem.jacobian(np.concatenate([th, z[k:]]))
         J[:, :k] *= (th - lo) * (hi - th) / (hi - lo)
         return J
 
@@ -169,16 +207,20 @@ def _polish(model, u, yn, w, theta0, coef0, max_nfev):
     return np.concatenate([to_theta(res.x), res.x[k:]]), float(res.cost)
 
 
-def _refine(model, u, yn, w, p0, max_nfev):
+def _refine(problem: ScaledProblem, p0, max_nfev):
     """Bounded TRF from the best polished point: lands exactly on active bounds."""
-    k = len(model.theta_names)
-    resid, jac = _residual_and_jacobian(model, u, yn, w)
-    m = len(p0) - k
-    lower = np.concatenate([model.theta_lower, np.full(m, -np.inf)])
-    upper = np.concatenate([model.theta_upper, np.full(m, np.inf)])
+    m = len(p0) - problem.k
+    lower = np.concatenate([problem.model.theta_lower, np.full(m, -np.inf)])
+    upper = np.concatenate([problem.model.theta_upper, np.full(m, np.inf)])
     x0 = np.clip(p0, lower, upper)
     return least_squares(
-        resid, x0, jac=jac, bounds=(lower, upper), method="trf", x_scale="jac", max_nfev=max_nfev
+        problem.residual,
+        x0,
+        jac=problem.jacobian,
+        bounds=(lower, upper),
+        method="trf",
+        x_scale="jac",
+        max_nfev=max_nfev,
     )
 
 
@@ -212,7 +254,11 @@ def _covariance_errors(model, t, params, sigma, wrss, n, cfg):
 
 
 def fit_curve(
-    t, y, sigma=None, model: str | CurveModel = "emergence", config: FitConfig | None = None
+    t,
+    y,
+    sigma=None,
+    curve_model: str | CurveModel = "emergence",
+    config: FitConfig | None = None,
 ) -> FitResult:
     """Fit one model to one series.
 
@@ -220,7 +266,7 @@ def fit_curve(
         t: Training steps (>= 0, distinct; any order).
         y: Observed values.
         sigma: Optional per-point standard deviations; residuals are divided by them.
-        model: A name from :data:`massdyn.fitting.models.MODELS` or a model instance.
+        curve_model: A name from :data:`massdyn.fitting.models.MODELS` or a model instance.
         config: Fitter settings; defaults to :class:`FitConfig`.
 
     Returns:
@@ -231,23 +277,19 @@ def fit_curve(
         SeriesError: for unusable input (see :func:`massdyn.fitting.validate.check_series`).
     """
     cfg = config or FitConfig()
-    mdl = get_model(model)
+    mdl = get_model(curve_model)
     t, y, sigma = check_series(t, y, sigma, min_points=mdl.n_params + 1)
     n = t.size
-    t_scale = float(t[-1])
-    u = t / t_scale
-    y0, ys = float(y.min()), float(np.ptp(y))
-    yn = (y - y0) / ys
-    w = ys / sigma if sigma is not None else np.ones(n)
+    problem = ScaledProblem.of(mdl, t, y, sigma)
 
     with np.errstate(all="ignore"):
-        thetas, losses, coefs = mdl.screen(u, yn, w, cfg.n_starts, cfg.seed)
+        thetas, losses, coefs = mdl.screen(problem.u, problem.yn, problem.w, cfg.n_starts, cfg.seed)
         chosen = _distinct(mdl, thetas, losses, cfg.n_polish)
-        k = len(mdl.theta_names)
+        k = problem.k
         runs = []
         for i in chosen:
             try:
-                runs.append(_polish(mdl, u, yn, w, thetas[i], coefs[i], cfg.max_nfev))
+                runs.append(_polish(problem, thetas[i], coefs[i], cfg.max_nfev))
             except (ValueError, np.linalg.LinAlgError):
                 continue
         runs = [r for r in runs if np.isfinite(r[1])]
@@ -259,11 +301,10 @@ def fit_curve(
         # (a degenerate corner of the original form), fall back to the next best start.
         params, failure = None, ""
         for p_run, _ in runs:
-            final = _refine(mdl, u, yn, w, p_run, cfg.max_nfev)
-            theta, coef = final.x[:k], final.x[k:] * ys
-            coef[-1] += y0
+            final = _refine(problem, p_run, cfg.max_nfev)
+            theta = final.x[:k]
             try:
-                params = mdl.to_params(theta, coef, t_scale)
+                params = problem.raw_params(final.x)
                 break
             except ValueError as exc:
                 failure = str(exc)
@@ -311,7 +352,7 @@ def fit_curve(
         issues.append("not converged: evaluation budget exhausted")
 
     result = FitResult(
-        model=mdl.name,
+        curve_model=mdl.name,
         status="flagged" if issues else "ok",
         reason="; ".join(issues) if issues else "converged",
         n=n,

@@ -15,9 +15,10 @@ def compare(
     t,
     y,
     sigma=None,
-    models: tuple[str, ...] | None = None,
+    curve_models: tuple[str, ...] | None = None,
     config: FitConfig | None = None,
     criterion: str = "aicc",
+    fitted: dict[str, FitResult] | None = None,
 ) -> pd.DataFrame:
     """Fit every model to one series and rank them.
 
@@ -25,9 +26,12 @@ def compare(
         t: Training steps.
         y: Values.
         sigma: Optional per-point standard deviations.
-        models: Model names; all of :data:`massdyn.fitting.models.MODELS` by default.
+        curve_models: Curve model names; all of :data:`massdyn.fitting.models.MODELS` by
+            default.
         config: Fitter settings.
         criterion: ``"aicc"`` (default), ``"aic"`` or ``"bic"``.
+        fitted: Results already fitted to this very series (and settings), by curve model
+            name: used instead of fitting those models again.
 
     Returns:
         One row per model, best first: ``curve_model, n_params, r2, rmse, aic, aicc, bic,
@@ -40,12 +44,16 @@ def compare(
     """
     if criterion not in ("aic", "aicc", "bic"):
         raise ValueError(f"criterion must be 'aic', 'aicc' or 'bic', got {criterion!r}")
-    names = tuple(models) if models is not None else tuple(MODELS)
+    names = tuple(curve_models) if curve_models is not None else tuple(MODELS)
+    fitted = fitted or {}
     results: list[FitResult] = []
     errors = []
     for name in names:
+        if name in fitted:
+            results.append(fitted[name])
+            continue
         try:
-            results.append(fit_curve(t, y, sigma, model=name, config=config))
+            results.append(fit_curve(t, y, sigma, curve_model=name, config=config))
         except ValueError as exc:  # includes SeriesError, e.g. too few points for this model
             errors.append(exc)
             results.append(FitResult.failure(name, str(exc)))
@@ -53,7 +61,7 @@ def compare(
         raise errors[0]
     table = pd.DataFrame(
         {
-            "curve_model": r.model,
+            "curve_model": r.curve_model,
             "n_params": r.n_params,
             "r2": r.r2,
             "rmse": r.rmse,

@@ -46,14 +46,16 @@ class FitCommand:
 
     def run(self) -> int:
         """Run the fit and print a summary."""
-        from massdyn.fitting import compare_measurements, fit_measurements
+        from massdyn.fitting import fit_and_rank, fit_measurements
         from massdyn.io import read_table, write_table
 
         df = read_table(self.measurements)
         config = self.fit
-        params = fit_measurements(
-            df, self.metric, self.curve_model, config, n_jobs=self.jobs, weighted=self.weighted
-        )
+        common = dict(config=config, n_jobs=self.jobs, weighted=self.weighted)
+        if self.compare is None:
+            params = fit_measurements(df, self.metric, self.curve_model, **common)
+        else:
+            params, ranking = fit_and_rank(df, self.metric, self.curve_model, **common)
         out = write_table(params, self.out)
         counts = params["status"].value_counts().to_dict()
         ok = params[params["status"] != "failed"]
@@ -72,11 +74,8 @@ class FitCommand:
                 if self.compare
                 else out.with_name(f"{out.stem}_compare{out.suffix}")
             )
-            table = compare_measurements(
-                df, self.metric, config=config, n_jobs=self.jobs, weighted=self.weighted
-            )
-            write_table(table, path)
-            best = table[table["rank"] == 1]["curve_model"].value_counts()
+            write_table(ranking, path)
+            best = ranking[ranking["rank"] == 1]["curve_model"].value_counts()
             print("best model by AICc: " + ", ".join(f"{m} {n}" for m, n in best.items()))
             print(f"wrote {path}")
         return 1 if counts.get("failed", 0) else 0

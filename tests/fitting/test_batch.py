@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from massdyn.fitting import aggregate, compare_measurements, fit_measurements
+from massdyn.fitting import aggregate, compare_measurements, fit_and_rank, fit_measurements
 
 from .synth import measurements_table
 
@@ -100,7 +100,7 @@ def test_missing_column_and_unknown_metric():
 
 def test_compare_measurements_ranks_per_series():
     df = measurements_table(models=("m",), layers=2)
-    table = compare_measurements(df, n_jobs=1, models=("emergence", "log", "first_order"))
+    table = compare_measurements(df, n_jobs=1, curve_models=("emergence", "log", "first_order"))
     assert len(table) == 2 * 3
     for _, grp in table.groupby("layer"):
         assert sorted(grp["rank"]) == [1, 2, 3]
@@ -117,3 +117,30 @@ def test_one_non_finite_point_is_dropped_counted_and_flagged():
     assert params.loc[1, "n_dropped"] == 1 and params.loc[1, "status"] == "flagged"
     assert f"1 non-finite point(s) dropped (step(s) {bad_step:g})" in params.loc[1, "reason"]
     assert params.loc[1, "n"] == df["step"].nunique() - 1
+
+
+def test_fit_and_rank_fits_the_reported_model_once_per_series(monkeypatch):
+    import massdyn.fitting.batch as batch
+    import massdyn.fitting.ranking as ranking
+
+    calls = []
+
+    def counting(fit):
+        def wrapper(*args, **kwargs):
+            calls.append(kwargs.get("curve_model"))
+            return fit(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(batch, "fit_curve", counting(batch.fit_curve))
+    monkeypatch.setattr(ranking, "fit_curve", counting(ranking.fit_curve))
+    df = measurements_table(models=("m",), layers=2)
+    rivals = ("emergence", "log", "first_order")
+    params, table = fit_and_rank(df, n_jobs=1, rivals=rivals)
+    assert sorted(calls) == sorted(2 * list(rivals))  # each model once per layer
+    # The ranking's emergence rows are the reported fits, and the same as ranking alone.
+    emergence = table[table["curve_model"] == "emergence"].set_index("layer")
+    np.testing.assert_allclose(emergence["aicc"], params.set_index("layer")["aicc"])
+    calls.clear()
+    alone = compare_measurements(df, n_jobs=1, curve_models=rivals)
+    pd.testing.assert_frame_equal(alone, table)

@@ -45,7 +45,7 @@ def test_selection_picks_the_generating_model(name):
 def test_each_model_recovers_its_own_parameters_on_clean_data(name):
     truth = GENERATORS[name]
     model = get_model(name)
-    r = fit_curve(SUBSET_37, model.curve(SUBSET_37, **truth), model=name)
+    r = fit_curve(SUBSET_37, model.curve(SUBSET_37, **truth), curve_model=name)
     assert r.r2 > 1 - 1e-6
     np.testing.assert_allclose(
         r.predict(SUBSET_37), model.curve(SUBSET_37, **truth), rtol=1e-4, atol=1e-4

@@ -35,13 +35,13 @@ def test_predict_before_fit():
 
 def test_clone_params_and_pipeline():
     t, y = data(1)
-    est = EmergenceRegressor(model="log", n_starts=16, random_state=3)
+    est = EmergenceRegressor(curve_model="log", n_starts=16, random_state=3)
     assert clone(est).get_params() == est.get_params()
-    pipe = make_pipeline(FunctionTransformer(lambda X: X), EmergenceRegressor(model="log"))
+    pipe = make_pipeline(FunctionTransformer(lambda X: X), EmergenceRegressor(curve_model="log"))
     pipe.fit(t.reshape(-1, 1), y)
     assert pipe.predict(t.reshape(-1, 1)).shape == t.shape
-    est.set_params(model="first_order")
-    assert est.fit(t, y).result_.model == "first_order"
+    est.set_params(curve_model="first_order")
+    assert est.fit(t, y).result_.curve_model == "first_order"
 
 
 def test_cross_validation_runs():

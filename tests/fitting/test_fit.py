@@ -153,7 +153,7 @@ def test_bad_sigma():
 
 def test_unknown_model():
     with pytest.raises(ValueError, match="unknown model 'cubic'"):
-        fit_curve(np.arange(8.0), np.arange(8.0), model="cubic")
+        fit_curve(np.arange(8.0), np.arange(8.0), curve_model="cubic")
 
 
 def test_ill_conditioned_fit_is_flagged_and_errors_withheld():
