@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import matplotlib.pyplot as plt
 
-from massdyn.figures.common import COLUMN_WIDTH, FigureData
+from massdyn.figures.common import COLUMN_WIDTH, FigureData, register
 
 FEATURE_LABELS = {
     "d_model": "d",
@@ -52,11 +52,13 @@ def attribution_figure(importance, target: str, top: int = 10):
     return fig
 
 
+@register(9, "attribution_K", needs_archs=True)
 def figure9(data: FigureData, importance=None):
     """Feature attributions for K."""
     return attribution_figure(importance if importance is not None else importance_table(data), "K")
 
 
+@register(10, "attribution_lambda", needs_archs=True)
 def figure10(data: FigureData, importance=None):
     """Feature attributions for lambda."""
     imp = importance if importance is not None else importance_table(data)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +30,39 @@ plt.rcParams.update(
         "figure.dpi": 200,
     }
 )
+
+
+@dataclass(frozen=True)
+class FigureSpec:
+    """One figure of the set: its file name and how it is drawn.
+
+    Attributes:
+        number: The figure's number in the paper (the set is drawn in that order).
+        name: File name, ``fig<number>_<what>``.
+        draw: Pure function of :class:`FigureData` (and, for attribution figures, the
+            importance table) returning a Figure.
+        needs_archs: Drawn only with an architecture per model, from the importance table.
+    """
+
+    number: int
+    name: str
+    draw: Callable
+    needs_archs: bool = False
+
+
+# The one list of figures: each figure function declares itself with @register.
+REGISTRY: dict[str, FigureSpec] = {}
+
+
+def register(number: int, what: str, needs_archs: bool = False):
+    """Declare a figure function as figure ``number`` of the set, file ``fig<number>_<what>``."""
+
+    def declare(draw):
+        name = f"fig{number}_{what}"
+        REGISTRY[name] = FigureSpec(number, name, draw, needs_archs)
+        return draw
+
+    return declare
 
 
 @dataclass

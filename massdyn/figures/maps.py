@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.colors import LogNorm
 from matplotlib.ticker import MaxNLocator
 
-from massdyn.figures.common import COLUMN_WIDTH, FigureData
+from massdyn.figures.common import COLUMN_WIDTH, FigureData, register
 from massdyn.figures.trajectories import _draw_fit
 from massdyn.fitting.function import EmergenceParams, peak
 
@@ -19,6 +19,7 @@ def _final_ratio(data: FigureData) -> pd.DataFrame:
     return last.groupby("model")["value"].agg(["max", "mean"])
 
 
+@register(2, "size_vs_ratio")
 def figure2(data: FigureData):
     """Model size against the final top-1/median ratio (largest and mean over layers)."""
     final = _final_ratio(data)
@@ -66,6 +67,7 @@ def _log_heatmap(ax, data: FigureData, grid: np.ndarray, label: str) -> None:
     _heatmap(ax, data, grid, label, norm=LogNorm(np.nanmin(grid), np.nanmax(grid)), cmap="magma")
 
 
+@register(5, "peak_heatmaps")
 def figure5(data: FigureData):
     """Heatmaps over (layer x model) of the measured peak ratio and the step it occurs at."""
     s = data.series["ratio"]
@@ -81,6 +83,7 @@ def figure5(data: FigureData):
     return fig
 
 
+@register(7, "r2")
 def figure7(data: FigureData):
     """R^2 of the fits: the best and worst fitted layer, and the (model x layer) map."""
     p = data.params[data.params["status"] != "failed"].dropna(subset=["r2"])
@@ -96,6 +99,7 @@ def figure7(data: FigureData):
     return fig
 
 
+@register(8, "tpeak_surface")
 def figure8(data: FigureData, t0: float | None = None):
     """t_peak over (lambda, gamma) at a fixed t0 (the median fitted one), fits overlaid.
 

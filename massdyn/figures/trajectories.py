@@ -11,6 +11,7 @@ from massdyn.figures.common import (
     FigureData,
     fitted_curve,
     layer_colors,
+    register,
     step_axis,
 )
 from massdyn.fitting.function import step_grid
@@ -65,6 +66,7 @@ def _draw_fit(ax, data: FigureData, model: str, layer: int, label_fit: bool = Tr
     ax.legend(loc="best")
 
 
+@register(1, "overview")
 def figure1(data: FigureData, model: str | None = None):
     """Overview of one model (largest by default).
 
@@ -112,6 +114,7 @@ def figure1(data: FigureData, model: str | None = None):
     return fig
 
 
+@register(3, "first_last_per_layer")
 def figure3(data: FigureData, models: list[str] | None = None):
     """Per-layer top-1 and median at the first and last step, for three model sizes."""
     models = models or _three(data.models)
@@ -140,6 +143,7 @@ def figure3(data: FigureData, models: list[str] | None = None):
     return fig
 
 
+@register(4, "topk_trajectories")
 def figure4(data: FigureData, model: str | None = None):
     """top-1, top-2 and top-3 over the median through training, every layer of one model."""
     model = model or data.models[-1]
@@ -159,6 +163,7 @@ def figure4(data: FigureData, model: str | None = None):
     return fig
 
 
+@register(6, "fits")
 def figure6(data: FigureData, models: list[str] | None = None):
     """Fits for a shallow, a middle and a deep layer of two models.
 

@@ -55,6 +55,15 @@ def test_every_figure_is_written_as_png_and_pdf(suite, tmp_path):
         assert all(p.stat().st_size > 1000 for p in paths)
 
 
+def test_the_registry_holds_the_papers_ten_figures_in_order():
+    assert [spec.number for spec in FIGURES.values()] == list(range(1, 11))
+    assert all(name.startswith(f"fig{spec.number}_") for name, spec in FIGURES.items())
+    assert {n for n, spec in FIGURES.items() if spec.needs_archs} == {
+        "fig9_attribution_K",
+        "fig10_attribution_lambda",
+    }
+
+
 def test_attributions_are_left_out_without_configs(suite, tmp_path):
     bare = FigureData(suite.measurements, suite.params)
     said = []
