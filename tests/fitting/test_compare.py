@@ -22,6 +22,8 @@ def test_every_model_has_a_generator():
     assert set(GENERATORS) == set(MODELS)
 
 
+# About 5 s per generator (ten noisy refits of every rival): outside make test-fast.
+@pytest.mark.slow
 @pytest.mark.parametrize("name", GENERATORS)
 def test_selection_picks_the_generating_model(name):
     """AICc picks the generating model in most noise draws (0.5% of the range).

@@ -23,6 +23,8 @@ def noisy(p, seed, noise=0.02):
     return y + np.random.default_rng(seed).normal(0.0, noise * np.ptp(y), y.size)
 
 
+# About 10 s (profiles over many noisy seeds): outside make test-fast.
+@pytest.mark.slow
 def test_a_peak_inside_the_window_gets_a_bounded_range_that_covers_it():
     t_true = true_peak(PEAKED)
     covered = 0

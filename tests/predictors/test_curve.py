@@ -84,6 +84,7 @@ def test_the_band_covers_held_out_members_about_as_promised():
     assert 0.65 <= coverage <= 0.95
 
 
+@pytest.mark.slow  # about 5 s
 def test_seed_replicates_give_the_noise_floor():
     # One shift per curve survives the interpolation to the grid unchanged.
     m, archs = suite(law=0.4, seeds=(1, 2), noise=0.0, shift=0.05)
