@@ -70,10 +70,12 @@ class Member:
                 f"{self.n_heads}"
             )
         head = self.d_model // self.n_heads
-        if round(head * self.rotary_pct) % 2:
+        # As transformers' GPT-NeoX does: int(), not round(); the rotation pairs dims up.
+        dims = int(head * self.rotary_pct)
+        if dims < 2 or dims % 2:
             raise ValueError(
-                f"member {self.name}: rotary_pct {self.rotary_pct} of head size {head} gives an "
-                "odd number of rotary dims; pick a fraction that makes it even"
+                f"member {self.name}: rotary_pct {self.rotary_pct} of head size {head} gives "
+                f"{dims} rotary dims; pick a fraction that makes it even and at least 2"
             )
 
     def config(self, vocab_size: int, max_positions: int):
@@ -108,9 +110,17 @@ class Suite:
 
     @classmethod
     def load(cls, path: str | Path | None = None) -> Suite:
-        """Read a suite file (default: the shipped ``data/minisuite.json``)."""
+        """Read a suite file (default: the shipped ``data/minisuite.json``).
+
+        A file with ``"extends": "<shipped suite file>"`` takes that suite's recipe, corpus
+        and tokenizer (unless it sets them itself) and its own members.
+        """
         text = Path(path).read_text() if path else None
         spec = json.loads(text) if text is not None else read_json("minisuite.json")
+        if "extends" in spec:
+            # A suite that grows another: same recipe, corpus and tokenizer, its own members.
+            base = read_json(spec["extends"])
+            spec = {**{k: base[k] for k in ("recipe", "corpus", "tokenizer") if k in base}, **spec}
         recipe = spec.get("recipe", {})
         if "betas" in recipe:
             recipe = {**recipe, "betas": tuple(recipe["betas"])}
