@@ -64,10 +64,7 @@ def draw_all(data: FigureData, out: str | Path, log=print) -> dict[str, list[Pat
                 log(f"{name}: skipped (needs the configs of at least two models)")
                 continue
             importance = importance if importance is not None else importance_table(data)
-            fig = spec.draw(data, importance)
-        else:
-            fig = spec.draw(data)
-        written[name] = save(fig, out, name)
+        written[name] = save(spec(data, importance), out, name)
     return written
 
 

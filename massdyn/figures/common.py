@@ -49,6 +49,16 @@ class FigureSpec:
     draw: Callable
     needs_archs: bool = False
 
+    def __call__(self, data: FigureData, importance=None):
+        """Draw the figure; attribution figures compute the importance table when not given."""
+        if not self.needs_archs:
+            return self.draw(data)
+        if importance is None:
+            from massdyn.figures.attribution import importance_table
+
+            importance = importance_table(data)
+        return self.draw(data, importance)
+
 
 # The one list of figures: each figure function declares itself with @register.
 REGISTRY: dict[str, FigureSpec] = {}

@@ -3,6 +3,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.figure import Figure
 
 from massdyn.cli import main
 from massdyn.figures import FIGURES, FigureData, draw_all
@@ -62,6 +63,14 @@ def test_the_registry_holds_the_papers_ten_figures_in_order():
         "fig9_attribution_K",
         "fig10_attribution_lambda",
     }
+
+
+def test_a_registry_entry_draws_its_figure_when_called(suite):
+    # The notebooks draw one figure at a time as FIGURES[name](data).
+    overview = FIGURES["fig1_overview"](suite)
+    attribution = FIGURES["fig9_attribution_K"](suite)
+    assert isinstance(overview, Figure) and isinstance(attribution, Figure)
+    assert attribution.axes and overview.axes
 
 
 def test_attributions_are_left_out_without_configs(suite, tmp_path):
