@@ -7,6 +7,10 @@
    >= 10x and >= 5x). Peak memory is what the process adds on top of the loaded model
    (host RSS high-water mark, plus device memory on a GPU), each method in its own process.
 3. A walk through a local Hub server (olah) with prefetch against download-then-measure.
+4. Layer-streamed measurement (``--max-memory``) against loading the whole model, on a
+   Pythia-410m-shaped checkpoint (24 layers, 1.6 GB in float32, random weights saved as
+   safetensors): peak resident memory and time ratios (targets <= 1/4 and <= 1.3x), each
+   walk in its own process, from the checkpoint on disk to the table.
 
 Models have the real Pythia configs (``data/pythia_configs``) and random weights. On a GPU:
 Pythia-160m to 12b with the paper's 10 x 2048 inputs in bfloat16 (the overhead shrinks with
@@ -267,8 +271,71 @@ def prefetch_walk(n_steps: int = 6) -> None:
     )
 
 
+STREAM_SHAPE = "pythia-410m"
+
+
+def _stream_child(method: str, folder: str) -> None:
+    """Measure the checkpoint in ``folder`` whole or streamed; print time and peak RSS."""
+    import transformers.models.gpt_neox.modeling_gpt_neox  # noqa: F401 - both paths need it
+
+    from massdyn.tracker.measure import measure
+    from massdyn.tracker.streamed import measure_streamed
+    from massdyn.tracker.walker import load_model
+
+    ids = torch.randint(0, VOCAB, (4, 512), generator=torch.Generator().manual_seed(1))
+    cpu = torch.device("cpu")
+    base = _rss_kb("VmRSS")  # the interpreter and its libraries, before any weight
+    Path("/proc/self/clear_refs").write_text("5")
+    t0 = time.perf_counter()
+    if method == "whole":
+        table = measure(load_model(folder, cpu, torch.float32), ids, 2)
+    else:
+        table, _ = measure_streamed(folder, ids, 2, cpu, torch.float32)
+    seconds = time.perf_counter() - t0
+    peak = _rss_kb("VmHWM")
+    print(json.dumps({"seconds": seconds, "peak_kb": peak, "base_kb": base, "rows": len(table)}))
+
+
+def streamed_versus_whole(repeats: int = 2) -> None:
+    """Print peak-RSS and time ratios of the streamed walk over the whole-model walk."""
+    from transformers import AutoModelForCausalLM, GPTNeoXConfig
+
+    spec = read_json("pythia_configs", f"{STREAM_SHAPE}.json")
+    spec = {k: v for k, v in spec.items() if not k.startswith("_") and k != "architectures"}
+    cfg = GPTNeoXConfig(**{"vocab_size": VOCAB, **spec})
+    with tempfile.TemporaryDirectory() as tmp:
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_config(cfg, dtype=torch.float32)
+        model.save_pretrained(tmp)
+        gb = sum(p.numel() * 4 for p in model.parameters()) / 1e9
+        del model
+        runs: dict[str, list[dict]] = {"whole": [], "streamed": []}
+        for _ in range(repeats):  # interleaved, so that drift hits both alike
+            for method in runs:
+                out = subprocess.run(
+                    [sys.executable, "-m", "benchmarks.bench_tracker", "--stream-child"]
+                    + [method, tmp],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                )
+                runs[method].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    t = {m: min(r["seconds"] for r in v) for m, v in runs.items()}
+    peak = {m: max(r["peak_kb"] for r in v) / 2**10 for m, v in runs.items()}
+    added = {m: max(r["peak_kb"] - r["base_kb"] for r in v) / 2**10 for m, v in runs.items()}
+    print(
+        f"[4] {STREAM_SHAPE}-shaped checkpoint ({cfg.num_hidden_layers} layers, {gb:.2f} GB "
+        f"float32) on cpu, 4 x 512 tokens: peak RSS streamed {peak['streamed']:.0f} MiB / "
+        f"whole {peak['whole']:.0f} MiB = {peak['streamed'] / peak['whole']:.2f} (target <= "
+        f"0.25); above the interpreter and libraries {added['streamed']:.0f} / "
+        f"{added['whole']:.0f} MiB = {added['streamed'] / added['whole']:.2f}; time streamed "
+        f"{t['streamed']:.1f} s / whole {t['whole']:.1f} s = {t['streamed'] / t['whole']:.2f}x "
+        "(target <= 1.3x)"
+    )
+
+
 def main() -> None:
-    """Run the three walker benchmarks on the best available device."""
+    """Run the four walker benchmarks on the best available device."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         for shape in GPU_SHAPES:
@@ -281,10 +348,13 @@ def main() -> None:
     for shape in originals:
         versus_original(shape, device)
     prefetch_walk()
+    streamed_versus_whole()
 
 
 if __name__ == "__main__":
     if len(sys.argv) > 1 and sys.argv[1] == "--child":
         _child(*sys.argv[2:5])
+    elif len(sys.argv) > 1 and sys.argv[1] == "--stream-child":
+        _stream_child(*sys.argv[2:4])
     else:
         main()

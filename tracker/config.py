@@ -70,6 +70,8 @@ class WalkConfig:
         trust_remote_code: Allow model code from the checkpoint (off unless asked).
         progress: Show a progress bar.
         parquet: Also write ``measurements.parquet`` (needs pyarrow).
+        max_memory: Largest model (weights in ``dtype``) loaded whole, e.g. ``8GB``; a
+            bigger one is measured one decoder block at a time (None: always whole).
     """
 
     out: str = _opt("massdyn-walk", "results folder")
@@ -89,6 +91,11 @@ class WalkConfig:
     trust_remote_code: bool = _opt(False, "run model code from the checkpoint")
     progress: bool = field(default=True, metadata={"cli": False})
     parquet: bool = _opt(False, "also write measurements.parquet")
+    max_memory: str | None = _opt(
+        None,
+        "stream models whose weights exceed SIZE one block at a time (e.g. 8GB)",
+        metavar="SIZE",
+    )
 
     def check(self) -> None:
         """Refuse settings that cannot work, before anything is loaded or written.
@@ -104,6 +111,10 @@ class WalkConfig:
             raise ValueError(
                 f"unknown dtype {self.dtype!r}; use auto or one of {', '.join(DTYPE_NAMES)}"
             )
+        if self.max_memory is not None:
+            from massdyn.tracker.streamed import parse_size
+
+            parse_size(self.max_memory)
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(
                 f"--batch-size must be at least 1, got {self.batch_size} "

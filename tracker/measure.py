@@ -269,7 +269,11 @@ def measure(
     with ActivationRecorder(model, overlap=overlap) as rec:
         for start in range(0, ids.shape[0], batch_size):
             body(input_ids=ids[start : start + batch_size].to(device), use_cache=False)
-    table = rec.table()
+    return check_finite(rec.table())
+
+
+def check_finite(table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` itself, or :class:`NonFiniteActivationsError` naming the layers with NaN/inf."""
     finite = np.isfinite(table["top1"].to_numpy())
     if not finite.all():  # numpy, not a masked .loc: that alone took milliseconds
         bad = np.unique(table["layer"].to_numpy()[~finite])

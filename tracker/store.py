@@ -42,6 +42,7 @@ CHECKPOINT_COLUMNS = (
     "seconds",
     "dtype",
     "device",
+    "load",
     "weights_sha256",
     "verified",
     "duplicate_of",

@@ -342,7 +342,9 @@ def _walk_queue(source, config, store, inputs, available, todo, queue, device, d
                 if fetched is not None:
                     row.update(weights_sha256=fetched.weights_sha256, verified=fetched.verified)
                     try:
-                        table = _measure_checkpoint(fetched, ids, batch_size, device, dtype, config)
+                        table, row["load"] = _measure_checkpoint(
+                            fetched, ids, batch_size, device, dtype, config
+                        )
                     except Exception as exc:  # recorded, and the walk goes on
                         error = exc
                 row["seconds"] = round(time.perf_counter() - t0, 3)
@@ -367,9 +369,24 @@ def _walk_queue(source, config, store, inputs, available, todo, queue, device, d
 
 
 def _measure_checkpoint(fetched, ids, batch_size, device, dtype, config):
+    """The checkpoint's table and how it was loaded (``whole``, ``streamed`` or why whole)."""
+    how = "whole"
+    if config.max_memory is not None:
+        from massdyn.tracker import streamed
+
+        why_not = streamed.streamable(fetched.path)
+        if why_not is None:
+            need = streamed.weights_nbytes(fetched.path, dtype)
+            if need > streamed.parse_size(config.max_memory):
+                table, _ = streamed.measure_streamed(
+                    fetched.path, ids, batch_size, device, dtype, config.trust_remote_code
+                )
+                return table, "streamed"
+        else:
+            how = f"whole ({why_not})"
     model = load_model(fetched.path, device, dtype, config.trust_remote_code)
     try:
-        return measure(model, ids, batch_size)
+        return measure(model, ids, batch_size), how
     finally:
         del model
         _free(device)
