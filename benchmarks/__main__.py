@@ -1,10 +1,15 @@
-"""Run every benchmark, or those named on the command line (``fitting``, ``tracker``)."""
+"""Run every benchmark, or those named on the command line (``fitting``, ``forecast``,
+``tracker``)."""
 
 import sys
 
-from benchmarks import bench_fitting, bench_tracker
+from benchmarks import bench_fitting, bench_forecast, bench_tracker
 
-BENCHES = {"fitting": bench_fitting.main, "tracker": bench_tracker.main}
+BENCHES = {
+    "fitting": bench_fitting.main,
+    "forecast": bench_forecast.main,
+    "tracker": bench_tracker.main,
+}
 
 if __name__ == "__main__":
     names = sys.argv[1:] or list(BENCHES)

@@ -71,3 +71,51 @@ class FitConfig:
         for name in ("n_starts", "n_polish", "max_nfev"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class ForecastConfig:
+    """How a forecast is made.
+
+    Attributes:
+        curve_models: Candidate curve families (the log-step line is always one).
+        n_boot: Bootstrap draws, shared among the models by weight.
+        n_probe: Bootstrap draws of every model to judge whether its forecast is pinned down.
+        max_spread: A model whose 10-90% range at the horizon spans more than this factor
+            (or reaches below zero) is left out of the average.
+        level: Central probability of the band (0.8: the 10-90% band).
+        seed: Seed of the bootstrap; equal seeds give equal forecasts.
+        fit: Fitter settings of the fits to the observed series.
+        refit: Fitter settings of the bootstrap refits (lighter: many are made).
+    """
+
+    curve_models: tuple[str, ...] = field(
+        default=("emergence", "log", "first_order", "logistic"), metadata={"cli": False}
+    )
+    n_boot: int = field(default=40, metadata={"help": "bootstrap draws per series"})
+    n_probe: int = field(
+        default=8, metadata={"help": "draws per model to judge whether it is pinned down"}
+    )
+    max_spread: float = field(
+        default=10.0,
+        metadata={"help": "leave out a model whose 10-90 percent range at the horizon spans more"},
+    )
+    level: float = field(default=0.8, metadata={"help": "central probability of the band"})
+    seed: int = field(default=0, metadata={"help": "seed of the bootstrap"})
+    fit: FitConfig = field(
+        default_factory=lambda: FitConfig(n_starts=16, peak_range=False), metadata={"cli": False}
+    )
+    refit: FitConfig = field(
+        default_factory=lambda: FitConfig(n_starts=6, n_polish=1, peak_range=False),
+        metadata={"cli": False},
+    )
+
+    def __post_init__(self):
+        if not 0.0 < self.level < 1.0:
+            raise ValueError(f"level must be between 0 and 1, got {self.level}")
+        if self.n_boot < 1:
+            raise ValueError(f"n_boot must be at least 1, got {self.n_boot}")
+        from massdyn.fitting.models import get_model
+
+        for name in self.curve_models:
+            get_model(name)  # names the unknown one

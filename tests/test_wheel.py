@@ -110,7 +110,16 @@ def test_help_fit_and_figures_from_another_folder(venv):
     work.mkdir()
     out = run(venv, "--help", cwd=work)
     assert out.returncode == 0 and "train-predictor" in out.stdout, out.stderr
-    for command in ("walk", "fit", "train-predictor", "predict", "figures", "minisuite", "demo"):
+    for command in (
+        "walk",
+        "fit",
+        "forecast",
+        "train-predictor",
+        "predict",
+        "figures",
+        "minisuite",
+        "demo",
+    ):
         sub = run(venv, command, "--help", cwd=work)
         assert sub.returncode == 0, (command, sub.stderr)
     from tests.fitting.synth import measurements_table

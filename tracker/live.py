@@ -9,6 +9,7 @@ per step) and :class:`MassiveActivationCallback` for the transformers ``Trainer`
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from massdyn.tracker.inputs import TokenInputs
@@ -42,6 +43,12 @@ class LiveTracker:
         save_checkpoints: Also ``save_pretrained`` the model to ``out/checkpoints/step{N}``
             at each measured step, so the run can be walked later.
         batch_size: Evaluation sequences per forward pass (None: all at once).
+        forecast: Called as ``forecast(steps, ratios)`` with the series of the most massive
+            layer so far (the largest top-1/median ratio at the latest step), returning
+            scalars to log beside the measurement, e.g.
+            ``massdyn.fitting.forecast.LiveForecaster(until=max_steps)``: the forecast final
+            ratio and peak step then converge in TensorBoard/W&B as training goes on.
+        forecast_every: Call ``forecast`` at every this many measurements.
     """
 
     def __init__(
@@ -53,7 +60,11 @@ class LiveTracker:
         name: str = "run",
         save_checkpoints: bool = False,
         batch_size: int | None = None,
+        forecast: Callable | None = None,
+        forecast_every: int = 1,
     ):
+        if forecast_every < 1:
+            raise ValueError(f"forecast_every must be at least 1, got {forecast_every}")
         self.model = model
         self.inputs = inputs
         self.out = Path(out)
@@ -61,6 +72,8 @@ class LiveTracker:
         self.name = name
         self.save_checkpoints = save_checkpoints
         self.batch_size = batch_size
+        self.forecast = forecast
+        self.forecast_every = forecast_every
         self.last_scalars: dict[str, float] = {}
         identity = folder_identity(name, inputs.sha256, tokenizer="live")
         self.store = ResultStore(self.out, identity).open()
@@ -99,7 +112,21 @@ class LiveTracker:
             device=str(param.device),
         )
         self.last_scalars = self.scalars(table, seconds)
+        n_done = len(self.store.done_steps())
+        if self.forecast is not None and n_done % self.forecast_every == 0:
+            self.last_scalars.update(self._forecast())
         return self.last_scalars
+
+    def _forecast(self) -> dict[str, float]:
+        """The forecaster's scalars for the most massive layer, prefixed ``massive/``."""
+        m = self.store.measurements()
+        per = m.groupby(["layer", "step"])[["top1", "median"]].mean()
+        ratio = (per["top1"] / per["median"]).rename("ratio").reset_index()
+        last = ratio[ratio["step"] == ratio["step"].max()]
+        layer = int(last.loc[last["ratio"].idxmax(), "layer"])
+        series = ratio[ratio["layer"] == layer].sort_values("step")
+        got = self.forecast(series["step"].to_numpy(float), series["ratio"].to_numpy(float))
+        return {f"massive/{k}": float(v) for k, v in got.items()}
 
     @staticmethod
     def scalars(table, seconds: float) -> dict[str, float]:
@@ -135,9 +162,23 @@ class MassiveActivationCallback(_trainer_callback_base()):
             ``args.max_steps``).
         name: Series name.
         save_checkpoints: Save the model at each measured step.
+        forecast: A forecaster for :class:`LiveTracker` (e.g.
+            ``massdyn.fitting.forecast.LiveForecaster(until=args.max_steps)``).
+        forecast_every: Forecast at every this many measurements.
     """
 
-    def __init__(self, inputs, out, schedule=None, name="run", save_checkpoints=False):
+    def __init__(
+        self,
+        inputs,
+        out,
+        schedule=None,
+        name="run",
+        save_checkpoints=False,
+        forecast=None,
+        forecast_every=1,
+    ):
+        self.forecast = forecast
+        self.forecast_every = forecast_every
         self.inputs = inputs
         self.out = out
         self.schedule = schedule
@@ -152,7 +193,14 @@ class MassiveActivationCallback(_trainer_callback_base()):
                 max(state.max_steps, args.max_steps, 1)
             )
             self.tracker = LiveTracker(
-                model, self.inputs, self.out, schedule, self.name, self.save_checkpoints
+                model,
+                self.inputs,
+                self.out,
+                schedule,
+                self.name,
+                self.save_checkpoints,
+                forecast=self.forecast,
+                forecast_every=self.forecast_every,
             )
         return self.tracker
 
@@ -175,9 +223,12 @@ class MassiveActivationCallback(_trainer_callback_base()):
         self._measure(args, state, model, state.global_step)
 
 
-def attach(trainer, inputs, out, schedule=None, name="run", save_checkpoints=False):
-    """Add a :class:`MassiveActivationCallback` to ``trainer`` that logs through it."""
-    cb = MassiveActivationCallback(inputs, out, schedule, name, save_checkpoints)
+def attach(trainer, inputs, out, schedule=None, name="run", save_checkpoints=False, **forecast):
+    """Add a :class:`MassiveActivationCallback` to ``trainer`` that logs through it.
+
+    ``forecast`` and ``forecast_every`` pass on to the callback.
+    """
+    cb = MassiveActivationCallback(inputs, out, schedule, name, save_checkpoints, **forecast)
     cb.trainer = trainer
     trainer.add_callback(cb)
     return cb

@@ -32,6 +32,10 @@ COMMANDS: dict[str, Command] = {
     "fit": Command(
         "massdyn.commands.fit:FitCommand", "fit emergence curves to a measurements table"
     ),
+    "forecast": Command(
+        "massdyn.commands.forecast:ForecastCommand",
+        "forecast where each series is heading, with a band",
+    ),
     "train-predictor": Command(
         "massdyn.commands.predictor:TrainPredictorCommand",
         "train an architecture -> emergence-curve predictor",

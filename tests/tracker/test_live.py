@@ -39,14 +39,20 @@ def test_pythia_style_schedule():
         pythia_style_schedule(0)
 
 
-def tiny_training(tmp_path, steps=12, save=True):
+def tiny_training(tmp_path, steps=12, save=True, **tracker_options):
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(tiny_config())
     inputs = TokenInputs.from_array(np.random.default_rng(0).integers(0, 300, (3, 20)), "test")
     tracker = LiveTracker(
-        model, inputs, tmp_path / "live", [0, 1, 2, 4, 8, steps], "tiny", save_checkpoints=save
+        model,
+        inputs,
+        tmp_path / "live",
+        [0, 1, 2, 4, 8, steps],
+        "tiny",
+        save_checkpoints=save,
+        **tracker_options,
     )
     opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
     rng = np.random.default_rng(1)
@@ -58,6 +64,18 @@ def tiny_training(tmp_path, steps=12, save=True):
         opt.zero_grad()
     tracker.step(steps)
     return model, inputs, tracker
+
+
+def test_the_tracker_forecasts_every_nth_measurement_from_the_series_so_far(tmp_path):
+    seen = []
+
+    def forecast(steps, ratios):
+        seen.append(list(steps))
+        return {"forecast/points": len(steps)}
+
+    *_, tracker = tiny_training(tmp_path, save=False, forecast=forecast, forecast_every=2)
+    assert seen == [[0, 1], [0, 1, 2, 4], [0, 1, 2, 4, 8, 12]]
+    assert tracker.last_scalars["massive/forecast/points"] == 6
 
 
 def test_live_measurement_equals_walking_the_saved_checkpoints(tmp_path):
@@ -127,3 +145,38 @@ def test_trainer_callback(tmp_path, trainer_setup):
     assert len(logged) == 3
     # The checkpoint saved at step 6 is the trained model, walkable like any other.
     assert (tmp_path / "live" / "checkpoints" / "step6" / "config.json").exists()
+
+
+def test_trainer_callback_logs_a_forecast_that_converges_with_each_measurement(
+    tmp_path, trainer_setup
+):
+    from massdyn.fitting import ForecastConfig, LiveForecaster, forecast_series
+
+    trainer, inputs = trainer_setup
+    until = 100
+    forecaster = LiveForecaster(until=until, config=ForecastConfig(n_boot=8))
+    attach(
+        trainer,
+        inputs,
+        tmp_path / "live",
+        schedule=[0, 1, 2, 3, 4, 5, 6],
+        name="hf",
+        forecast=forecaster,
+        forecast_every=1,
+    )
+    trainer.train()
+    logged = [h for h in trainer.state.log_history if "massive/max_top1_over_median" in h]
+    with_forecast = [h for h in logged if "massive/forecast/final" in h]
+    # With every measurement once the series has the 5 points a forecast needs.
+    assert len(logged) == 7 and len(with_forecast) == 3
+    # The logged forecast is the forecaster's on the most massive layer, recomputed here
+    # from the results folder.
+    m = pd.read_csv(tmp_path / "live" / "measurements.csv")
+    per = m.groupby(["layer", "step"])[["top1", "median"]].mean()
+    ratio = (per["top1"] / per["median"]).rename("r").reset_index()
+    last = ratio[ratio["step"] == 6]
+    layer = last.loc[last["r"].idxmax(), "layer"]
+    series = ratio[ratio["layer"] == layer].sort_values("step")
+    f = forecast_series(series["step"], series["r"], until, config=forecaster.config)
+    assert with_forecast[-1]["massive/forecast/final"] == pytest.approx(f.final)
+    assert with_forecast[-1]["massive/forecast/final_lo"] <= f.final
