@@ -162,6 +162,26 @@ class HubSource(_HubRepo):
                 ) from exc
         return self._trees[ref]
 
+    def tree_files(self, ref: str) -> dict[str, tuple[int, str]]:
+        """Every file of a revision with its size and digest, from the Hub's tree (no download).
+
+        The digest is ``sha256:<hex>`` for LFS files (the LFS object id) and
+        ``git-sha1:<hex>`` for others (the git blob id).
+
+        Raises:
+            CheckpointError: when the revision cannot be listed.
+        """
+        out = {}
+        for e in self._tree(ref):
+            if not hasattr(e, "size"):
+                continue  # a folder
+            lfs = getattr(e, "lfs", None)
+            if lfs is not None and getattr(lfs, "sha256", None):
+                out[e.path] = (int(e.size), f"sha256:{lfs.sha256}")
+            else:
+                out[e.path] = (int(e.size), f"git-sha1:{e.blob_id}")
+        return out
+
     def size_of(self, ref: str) -> int:
         """Bytes a revision's needed files take."""
         tree = {e.path: e for e in self._tree(ref) if hasattr(e, "size")}

@@ -11,7 +11,7 @@ from massdyn.tracker.sources.base import (
     read_config,
     step_of,
 )
-from massdyn.tracker.sources.integrity import folder_checkpoint
+from massdyn.tracker.sources.integrity import file_sha256, folder_checkpoint
 
 
 class LocalSource:
@@ -54,6 +54,21 @@ class LocalSource:
 
     def recover(self, folder: Path, pending: set[str], keep: bool = False) -> None:
         """Nothing is downloaded, so nothing is left over."""
+
+    def tree_files(self, ref: str) -> dict[str, tuple[int, str]]:
+        """Every file of a checkpoint folder with its size and ``sha256:<hex>`` (read here).
+
+        Raises:
+            CheckpointError: when the folder is missing.
+        """
+        path = self.root / ref
+        if not path.is_dir():
+            raise CheckpointError(f"checkpoint folder missing: {path}")
+        return {
+            p.name: (p.stat().st_size, f"sha256:{file_sha256(p)}")
+            for p in sorted(path.iterdir())
+            if p.is_file()
+        }
 
     def size_of(self, ref: str) -> int:
         """Local checkpoints take no extra disk."""

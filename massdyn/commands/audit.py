@@ -1,0 +1,45 @@
+"""``massdyn audit``: what each revision of a series serves, from file listings alone."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from massdyn.options import opt
+
+
+@dataclass
+class AuditCommand:
+    """Audit checkpoint series before downloading them.
+
+    SOURCE is a Hub repo with step<N> branches or a folder of checkpoint folders; several
+    may be given. Lists every revision's weight files with their sizes and LFS sha256 from
+    the Hub's tree API (no weight is downloaded; local folders are hashed in place) and
+    says per revision: ok, duplicate (of an earlier revision, byte for byte), shard
+    duplicate, mixed formats, size anomaly, or missing. Writes the table to OUT (.csv or
+    .parquet) and prints a summary per series with the bytes the duplicates would cost.
+    """
+
+    source: list[str] = opt(help="Hub repo id(s) or checkpoint series folder(s)", positional=True)
+    out: str = opt("audit.csv", "table to write (.csv or .parquet)")
+
+    def run(self) -> int:
+        """Audit every series, write one table, print the summaries."""
+        import pandas as pd
+
+        from massdyn.io import write_table
+        from massdyn.tracker.audit import audit, audit_summary
+        from massdyn.tracker.schedule import is_pythia, pythia_steps
+        from massdyn.tracker.sources import LocalSource, open_source
+
+        tables = []
+        for spec in self.source:
+            source = open_source(spec)
+            known = (
+                None if isinstance(source, LocalSource) or not is_pythia(spec) else pythia_steps()
+            )
+            table = audit(source, expected=known)
+            print(audit_summary(table))
+            tables.append(table)
+        out = write_table(pd.concat(tables, ignore_index=True), self.out)
+        print(f"wrote {out}")
+        return 0

@@ -1,0 +1,124 @@
+"""The pre-flight audit, against a real Hub-compatible server (olah) and local folders."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from massdyn.testing.localhub import LocalHub
+from massdyn.tracker.audit import audit, audit_summary
+from massdyn.tracker.sources import LocalSource, hub_source
+from tests.conftest import run_cli
+
+SHARDS = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+
+
+def _blob(seed: int, n: int = 4096) -> bytes:
+    return np.random.default_rng(seed).integers(0, 256, n, dtype=np.uint8).tobytes()
+
+
+def _revision(root, name, files: dict[str, bytes]):
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"model_type": "gpt_neox"}))
+    for f, data in files.items():
+        (folder / f).write_bytes(data)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def series(tmp_path_factory):
+    """Revisions with every fault the audit names (weights are opaque bytes here)."""
+    root = tmp_path_factory.mktemp("audited")
+    index = json.dumps({"weight_map": {f"w{i}": s for i, s in enumerate(SHARDS)}}).encode()
+    return root, {
+        "step0": _revision(root, "step0", {"model.safetensors": _blob(0)}),
+        "step1": _revision(root, "step1", {"model.safetensors": _blob(0)}),  # = step0
+        "step10": _revision(
+            root,
+            "step10",
+            {
+                SHARDS[0]: _blob(10, 2048),
+                SHARDS[1]: _blob(11, 2048),
+                "model.safetensors.index.json": index,
+            },
+        ),
+        "step100": _revision(  # its first shard is step10's
+            root,
+            "step100",
+            {
+                SHARDS[0]: _blob(10, 2048),
+                SHARDS[1]: _blob(12, 2048),
+                "model.safetensors.index.json": index,
+            },
+        ),
+        "step200": _revision(root, "step200", {"model.safetensors": _blob(3, 3000)}),  # small
+        "step300": _revision(
+            root, "step300", {"model.safetensors": _blob(4), "pytorch_model.bin": _blob(5)}
+        ),
+        "step400": _revision(root, "step400", {"model.safetensors": _blob(6)}),
+        "step500": _revision(root, "step500", {"model.safetensors": _blob(7)}),
+    }
+
+
+@pytest.fixture(scope="module")
+def served(series, tmp_path_factory):
+    root, branches = series
+    hub = LocalHub(tmp_path_factory.mktemp("audithub"))
+    hub.add_model_repo("t/audited", branches, lfs=True)
+    hub.start("t/audited")
+    yield hub
+    hub.stop()
+
+
+def _check(table):
+    by = table.set_index("step")
+    assert by.loc[0, "status"] == "ok"
+    assert by.loc[1, "status"] == "duplicate" and by.loc[1, "duplicate_of"] == 0
+    assert by.loc[10, "status"] == "ok" and by.loc[10, "n_files"] == 2
+    assert by.loc[100, "status"] == "shard duplicate"
+    assert f"{SHARDS[0]} = step 10's {SHARDS[0]}" in by.loc[100, "detail"]
+    assert by.loc[200, "status"] == "size anomaly" and "3000 bytes" in by.loc[200, "detail"]
+    assert by.loc[300, "status"] == "mixed formats" and by.loc[300, "format"] == "bin+safetensors"
+    assert (by.loc[[400, 500], "status"] == "ok").all()
+
+
+def test_the_hub_tree_is_audited_without_downloading_a_weight(served, tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("HF_HUB_CACHE", str(cache))
+    source = hub_source("t/audited", endpoint=served.url, cache_dir=str(cache))
+    table = audit(source)
+    _check(table)
+    # The LFS sha256 the Hub reports, combined as the walker combines what it downloads.
+    assert table.set_index("step").loc[0, "bytes"] == 4096
+    downloaded = [p for p in cache.rglob("*") if p.is_file()] if cache.exists() else []
+    assert not [p for p in downloaded if p.suffix in (".safetensors", ".bin")]
+
+
+def test_a_local_series_is_audited_alike(series):
+    root, _ = series
+    _check(audit(LocalSource(root)))
+
+
+def test_a_known_schedule_names_the_missing_branches(series):
+    root, _ = series
+    table = audit(LocalSource(root), expected=[0, 1, 10, 50, 100, 200, 300, 400, 500])
+    row = table.set_index("step").loc[50]
+    assert row["status"] == "missing" and "no such branch" in row["detail"]
+    text = audit_summary(table)
+    assert "1 duplicate revision(s)" in text and "step 50: missing" in text
+
+
+def test_audit_cli_writes_the_table_and_a_summary(served, tmp_path):
+    env = {"HF_ENDPOINT": served.url, "HF_HUB_CACHE": str(tmp_path / "c")}
+    out = run_cli("audit", "t/audited", "--out", tmp_path / "a.csv", env=env)
+    assert out.returncode == 0, out.stderr
+    assert "t/audited: 8 revisions" in out.stdout and "1 duplicate" in out.stdout
+    table = pd.read_csv(tmp_path / "a.csv")
+    assert len(table) == 8 and set(table["model"]) == {"t/audited"}
+    bad = run_cli("audit", "t/no-such-repo", env=env)
+    assert bad.returncode == 2 and "repository not found" in bad.stderr
+    assert len(bad.stderr.strip().splitlines()) == 1
+    assert os.path.exists(tmp_path / "a.csv")
