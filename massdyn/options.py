@@ -276,6 +276,8 @@ def build(cls, namespace: argparse.Namespace, file_data: dict | None = None):
             continue
         if isinstance(value, list) and typing.get_origin(opt.type) is tuple:
             value = tuple(value)
+        if isinstance(value, str) and typing.get_origin(opt.type) in (list, tuple):
+            value = [value]  # one item, as a config file may write it
         values[opt.path] = value
     return _instantiate(cls, values, ())
 

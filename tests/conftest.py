@@ -45,6 +45,17 @@ def series(tmp_path_factory, tokenizer):
 
 
 @pytest.fixture(scope="session")
+def suite_sources(tmp_path_factory, tokenizer):
+    """Two local series, one of them Llama, with three and four revisions: seven units."""
+    root = tmp_path_factory.mktemp("suite")
+    neox = write_series(root / "neox", (0, 10, 100), tokenizer=tokenizer)
+    llama = write_series(
+        root / "llama", (0, 5, 50, 500), config=tiny_config(family="llama"), tokenizer=tokenizer
+    )
+    return [str(neox), str(llama)]
+
+
+@pytest.fixture(scope="session")
 def hub(tmp_path_factory, series, tokenizer):
     """olah on a free loopback port serving:
 

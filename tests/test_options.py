@@ -36,7 +36,8 @@ def test_cli_defaults_are_the_library_defaults():
     walk = parse("walk", "org/repo")
     assert walk.walk == WalkConfig()
     assert walk.walk.inputs == InputSpec()
-    assert walk.source.source == "org/repo" and walk.source.name is None
+    assert walk.source.source == ["org/repo"] and walk.source.name is None
+    assert (walk.shard, walk.jobs, walk.slurm.slurm) == (None, 1, False)
     assert parse("fit", "m.csv").fit == FitConfig()
 
 
@@ -83,7 +84,7 @@ def test_config_file_under_command_line(tmp_path, capsys):
     )
     assert main(["walk", "--config", str(cfg), "--seq-len", "48", "--print-config"]) == 0
     shown = yaml.safe_load(capsys.readouterr().out)
-    assert shown["source"] == "org/repo"
+    assert shown["source"] == ["org/repo"]  # one source, as a suite of one would be listed
     assert shown["inputs"]["n_seqs"] == 4  # from the file
     assert shown["inputs"]["seq_len"] == 48  # the command line wins
     assert shown["steps"]["spec"] == "0,10"
@@ -124,7 +125,7 @@ def test_resolved_config_round_trips_through_the_dataclasses():
     data = resolved(cmd)
     assert data["inputs"]["n_seqs"] == 3 and "walk" not in data  # flattened
     rebuilt = WalkConfig(
-        **{k: v for k, v in data.items() if k not in ("source", "name")}
+        **{k: v for k, v in data.items() if k in {f.name for f in dataclasses.fields(WalkConfig)}}
         | {
             "steps": type(cmd.walk.steps)(**data["steps"]),
             "inputs": InputSpec(**data["inputs"]),

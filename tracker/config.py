@@ -29,24 +29,41 @@ class SourceSpec:
     """Which checkpoint series to walk.
 
     Attributes:
-        source: A Hub repo id (``org/name``, branches ``step<N>``) or a folder of checkpoint
-            folders (``step1000/``, ``checkpoint-1000/``, ...).
+        source: Hub repo ids (``org/name``, branches ``step<N>``), folders of checkpoint
+            folders (``step1000/``, ``checkpoint-1000/``, ...), or suite files listing them
+            (see :func:`massdyn.tracker.suite.expand_sources`).
         name: The series' name in the results (default: the repo id or the folder's name).
     """
 
-    source: str = field(
+    source: list[str] = field(
         metadata={
-            "help": "Hub repo id (org/name) or a folder of checkpoint folders",
+            "help": "Hub repo id(s) (org/name), folder(s) of checkpoint folders, or a suite "
+            "file (*.json) listing them",
             "positional": True,
         }
     )
     name: str | None = _opt(None, "series name in the results (default: repo or folder)")
 
+    def __post_init__(self):
+        if isinstance(self.source, str):  # one source, as a config file may give it
+            self.source = [self.source]
+
+    @property
+    def is_suite(self) -> bool:
+        """Several sources, or a suite file: a results folder per model."""
+        return len(self.source) > 1 or any(s.endswith(".json") for s in self.source)
+
     def open(self):
-        """The checkpoint source (a Hub repo or a local folder) this names."""
+        """The checkpoint source (a Hub repo or a local folder) this names.
+
+        Raises:
+            ValueError: when it names no source or several.
+        """
         from massdyn.tracker.sources import open_source
 
-        return open_source(self.source, name=self.name)
+        if len(self.source) != 1:
+            raise ValueError(f"expected one SOURCE, got {len(self.source)}")
+        return open_source(self.source[0], name=self.name)
 
 
 @dataclass
@@ -65,6 +82,10 @@ class WalkConfig:
         keep_cache: Keep the revisions this walk downloads in the Hub cache (revisions
             cached before the walk are never deleted).
         disk_budget_gb: Most gigabytes of downloaded checkpoints held at once (None: no limit).
+        duplicates: ``skip``: a Hub revision whose weight files (by the LFS sha256 of the
+            Hub's tree, before any download) equal an earlier selected revision's is
+            recorded with ``duplicate_of`` and not downloaded or measured; ``measure``:
+            measure it anyway.
         prefetch: Download the next checkpoint while measuring the current one.
         tokenizer: Tokenizer to use instead of the series' own (path or repo id).
         trust_remote_code: Allow model code from the checkpoint (off unless asked).
@@ -87,6 +108,12 @@ class WalkConfig:
         None, "most GB of checkpoints held at once", flag="--disk-budget", metavar="GB"
     )
     prefetch: bool = _opt(True, "download and measure in turn", flag="--no-prefetch")
+    duplicates: str = _opt(
+        "skip",
+        "revisions whose weights the Hub lists as identical to an earlier one: skip "
+        "(recorded with duplicate_of, not downloaded) or measure",
+        choices=("skip", "measure"),
+    )
     tokenizer: str | None = _opt(None, "tokenizer path or repo (default: the series' own)")
     trust_remote_code: bool = _opt(False, "run model code from the checkpoint")
     progress: bool = field(default=True, metadata={"cli": False})
@@ -151,7 +178,7 @@ def settings(obj) -> dict:
 
 def walk_settings(source, config: WalkConfig) -> dict:
     """The resolved settings of a walk, in the layout of a ``massdyn walk --config`` file."""
-    return {"source": source.location, "name": source.name, **settings(config)}
+    return {"source": [source.location], "name": source.name, **settings(config)}
 
 
 def _importable(module: str) -> bool:
@@ -184,6 +211,8 @@ class WalkSummary:
     out: str
     rows: int
     duplicates: dict[int, int] = field(default_factory=dict)
+    skipped: dict[int, int] = field(default_factory=dict)
+    saved_bytes: int = 0
 
     def describe(self) -> str:
         """A few lines for the terminal."""
@@ -197,6 +226,13 @@ class WalkSummary:
         lines += [f"  failed step {s}: {r}" for s, r in sorted(self.failed.items())]
         lines += [
             f"  step {s} has the same weights as step {d}"
+            + (" (not downloaded: recorded as a duplicate)" if s in self.skipped else "")
             for s, d in sorted(self.duplicates.items())
         ]
+        if self.skipped:
+            lines.append(
+                f"the audit found {len(self.skipped)} revision(s) identical to another and saved "
+                f"{human_bytes(self.saved_bytes)} of downloads (--duplicates measure measures "
+                "them anyway)"
+            )
         return "\n".join(lines)

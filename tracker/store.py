@@ -303,8 +303,12 @@ class ResultStore:
                 dup.append(first.setdefault(digest, int(step)))
             else:
                 dup.append(None)
+        # Rows the audit recorded as duplicates (nothing downloaded) keep what it named.
         table["duplicate_of"] = [
-            d if d is not None and d != s else "" for d, s in zip(dup, table["step"], strict=True)
+            given if status == "duplicate" else (d if d is not None and d != s else "")
+            for d, s, status, given in zip(
+                dup, table["step"], table["status"], table["duplicate_of"], strict=True
+            )
         ]
         return table
 

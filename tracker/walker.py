@@ -301,6 +301,9 @@ def walk(source, config: WalkConfig) -> WalkSummary:
             check_inputs(inputs.ids, _model_config(source, first_ref), where)
         store.commit()
         store.write_text("config.yaml", _yaml(walk_settings(source, config)))
+        skipped, saved = _skip_duplicates(source, config, store, available, selected, queue)
+        queue = [s for s in queue if s not in skipped]
+        todo = [s for s in todo if s not in skipped]
         ok, failed = _walk_queue(
             source, config, store, inputs, available, todo, queue, device, dtype
         )
@@ -320,7 +323,45 @@ def walk(source, config: WalkConfig) -> WalkSummary:
         out=str(store.folder),
         rows=len(table),
         duplicates=duplicates,
+        skipped=skipped,
+        saved_bytes=saved,
     )
+
+
+def _skip_duplicates(source, config, store, available, selected, queue):
+    """Record, without downloading, the queued Hub revisions the audit finds identical.
+
+    Only for sources that list files without downloading them (the Hub); each set of
+    weights is measured at its first selected step.
+
+    Returns:
+        ``(step -> the step it duplicates, bytes of weights not downloaded)``.
+    """
+    from massdyn.tracker.sources import HubSource
+
+    if config.duplicates != "skip" or not isinstance(source, HubSource) or not queue:
+        return {}, 0
+    from massdyn.tracker.audit import audit
+
+    table = audit(source, steps=[s for s in selected if s in available])
+    skipped, saved = {}, 0
+    for r in table[table["status"] == "duplicate"].itertuples():
+        step = int(r.step)
+        if step in queue:
+            skipped[step] = int(r.duplicate_of)
+            saved += int(r.bytes)
+            store.record(
+                None,
+                {
+                    "model": source.name,
+                    "step": step,
+                    "revision": available[step],
+                    "status": "duplicate",
+                    "reason": f"same weights as step {r.duplicate_of} (Hub tree)",
+                    "duplicate_of": int(r.duplicate_of),
+                },
+            )
+    return skipped, saved
 
 
 def _walk_queue(source, config, store, inputs, available, todo, queue, device, dtype):

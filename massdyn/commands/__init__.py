@@ -29,6 +29,16 @@ COMMANDS: dict[str, Command] = {
         "massdyn.commands.walk:WalkCommand",
         "measure massive activations across a checkpoint series",
     ),
+    "merge": Command(
+        "massdyn.commands.walk:MergeCommand", "merge the shards of suite walks into tables"
+    ),
+    "status": Command(
+        "massdyn.commands.walk:StatusCommand", "per-unit state of a suite walk from its files"
+    ),
+    "audit": Command(
+        "massdyn.commands.audit:AuditCommand",
+        "list what each revision of a series serves, before downloading",
+    ),
     "fit": Command(
         "massdyn.commands.fit:FitCommand", "fit emergence curves to a measurements table"
     ),

@@ -43,12 +43,42 @@ def test_cli_walk_through_the_hub_verifies_and_deletes_what_it_downloaded(hub, t
     assert out.returncode == 0, out.stderr
     ck = pd.read_csv(tmp_path / "o" / "checkpoints.csv").set_index("step")
     assert list(ck.index) == [0, 10, 100, 101, 1000]
-    assert (ck["verified"] == "lfs-sha256").all()
-    assert ck.loc[101, "duplicate_of"] == 100
+    # step101 serves step100's weights: the audit of the Hub's tree says so before any
+    # download, and it is recorded, not downloaded or measured.
+    assert ck.loc[101, "status"] == "duplicate" and ck.loc[101, "duplicate_of"] == 100
+    assert (ck.drop(101)["verified"] == "lfs-sha256").all()
     assert pd.isna(ck.loc[10, "duplicate_of"])
     assert snapshots_of(cache, "tiny/neox-lfs") == []
     m = pd.read_csv(tmp_path / "o" / "measurements.csv")
-    assert (m["model"] == "tiny/neox-lfs").all() and len(m) == 5 * 2 * 2
+    assert (m["model"] == "tiny/neox-lfs").all() and len(m) == 4 * 2 * 2
+    assert 101 not in set(m["step"])
+    assert "saved" in out.stdout and "not downloaded" in out.stdout
+    again = run_cli(
+        "walk", "tiny/neox-lfs", *walk_args(text_file, tmp_path / "o"), env=hub_env(hub, cache)
+    )
+    assert again.returncode == 0, again.stderr
+    assert "4 already measured, 0 measured now" in again.stdout
+    assert pd.read_csv(tmp_path / "o" / "measurements.csv").equals(m)
+
+
+def test_duplicates_measure_measures_identical_revisions_and_flags_them(hub, text_file, tmp_path):
+    out = run_cli(
+        "walk",
+        "tiny/neox-lfs",
+        *walk_args(text_file, tmp_path / "o"),
+        "--duplicates",
+        "measure",
+        env=hub_env(hub, tmp_path / "cache"),
+    )
+    assert out.returncode == 0, out.stderr
+    ck = pd.read_csv(tmp_path / "o" / "checkpoints.csv").set_index("step")
+    assert (ck["status"] == "ok").all() and (ck["verified"] == "lfs-sha256").all()
+    assert ck.loc[101, "duplicate_of"] == 100
+    m = pd.read_csv(tmp_path / "o" / "measurements.csv")
+    assert len(m) == 5 * 2 * 2
+    same = m[m["step"] == 100].drop(columns="step").reset_index(drop=True)
+    again = m[m["step"] == 101].drop(columns="step").reset_index(drop=True)
+    pd.testing.assert_frame_equal(same, again)
 
 
 def test_hub_and_local_walks_agree(hub, series, text_file, tmp_path):
@@ -197,15 +227,29 @@ def test_environment_is_honoured(hub, text_file, tmp_path):
     assert (tmp_path / "home" / "hub" / "models--tiny--neox" / "refs" / "step0").exists()
 
 
-def test_branches_sharing_a_commit_are_both_measured_then_deleted(hub, text_file, tmp_path):
+def test_branches_sharing_a_commit_are_measured_once_and_nothing_is_left(hub, text_file, tmp_path):
     cache = tmp_path / "cache"
     out = run_cli(
         "walk", "tiny/neox-alias", *walk_args(text_file, tmp_path / "o"), env=hub_env(hub, cache)
     )
     assert out.returncode == 0, out.stdout
     ck = pd.read_csv(tmp_path / "o" / "checkpoints.csv").set_index("step")
-    assert list(ck.index) == [0, 10, 100, 1000, 2000] and (ck["status"] == "ok").all()
+    assert list(ck.index) == [0, 10, 100, 1000, 2000]
+    assert (ck.drop(2000)["status"] == "ok").all() and ck.loc[2000, "status"] == "duplicate"
     assert ck.loc[2000, "duplicate_of"] == 1000
+    assert snapshots_of(cache, "tiny/neox-alias") == []
+    # Measured anyway on request: same commit, same weights, both measured, cache clean.
+    again = run_cli(
+        "walk",
+        "tiny/neox-alias",
+        *walk_args(text_file, tmp_path / "m"),
+        "--duplicates",
+        "measure",
+        env=hub_env(hub, cache),
+    )
+    assert again.returncode == 0, again.stdout
+    ck = pd.read_csv(tmp_path / "m" / "checkpoints.csv").set_index("step")
+    assert (ck["status"] == "ok").all() and ck.loc[2000, "duplicate_of"] == 1000
     assert snapshots_of(cache, "tiny/neox-alias") == []
 
 

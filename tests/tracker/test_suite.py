@@ -1,0 +1,150 @@
+"""Suite walks: shards of (source, revision) units, merged, against one-process walks."""
+
+import json
+
+import pandas as pd
+import pytest
+
+from massdyn.testing.synthetic import write_series
+from massdyn.tracker.config import WalkConfig
+from massdyn.tracker.inputs import InputSpec
+from massdyn.tracker.suite import (
+    Unit,
+    assign,
+    expand_sources,
+    merge,
+    model_dir,
+    parse_shard,
+    status,
+    walk_suite,
+)
+from tests.conftest import run_cli
+
+
+def test_suite_files_expand_to_their_sources(tmp_path):
+    (tmp_path / "s.json").write_text(json.dumps({"sources": ["a/b", "c/d"]}))
+    assert expand_sources([str(tmp_path / "s.json"), "./x"]) == ["a/b", "c/d", "./x"]
+    pythia = expand_sources(["data/pythia.json"])
+    assert pythia[0].startswith("EleutherAI/pythia-") and len(pythia) == 9
+    (tmp_path / "bad.json").write_text("{}")
+    with pytest.raises(ValueError, match="lists no sources"):
+        expand_sources([str(tmp_path / "bad.json")])
+    with pytest.raises(ValueError, match="listed twice: a/b"):
+        expand_sources(["a/b", str(tmp_path / "s.json")])
+
+
+def test_shards_from_the_option_or_the_slurm_array(monkeypatch):
+    assert parse_shard("2/4") == (2, 4)
+    for bad in ("4/4", "1", "a/b", "-1/3"):
+        with pytest.raises(ValueError, match="--shard"):
+            parse_shard(bad)
+    monkeypatch.delenv("SLURM_ARRAY_TASK_ID", raising=False)
+    assert parse_shard(None) is None
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "5")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_COUNT", "3")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_MIN", "4")
+    assert parse_shard(None) == (1, 3)
+
+
+def test_units_are_shared_once_each_and_balanced_by_bytes():
+    units = [Unit("s", f"m{i % 3}", i, f"step{i}", nbytes=(i % 5 + 1) * 100) for i in range(40)]
+    shards = assign(units, 4)
+    flat = [u for s in shards for u in s]
+    assert sorted(flat, key=lambda u: u.step) == sorted(units, key=lambda u: u.step)
+    loads = [sum(u.nbytes for u in s) for s in shards]
+    assert max(loads) - min(loads) <= 500  # at most the largest unit apart
+    assert assign(list(reversed(units)), 4) == shards  # the order given does not matter
+
+
+def config(out, text_file, **kw):
+    inputs = InputSpec(n_seqs=2, seq_len=16, text=str(text_file), prepend_bos=True, **kw)
+    return WalkConfig(out=str(out), inputs=inputs, progress=False, device="cpu")
+
+
+def tables(root):
+    return {
+        p.parent.name: pd.read_csv(p) for p in sorted(root.glob("*/measurements.csv"))
+    }, pd.read_csv(root / "measurements.csv")
+
+
+def test_three_shards_merge_to_the_one_process_walk(suite_sources, text_file, tmp_path):
+    one = tmp_path / "one"
+    walk_suite(suite_sources, config(one, text_file))
+    sharded = tmp_path / "sharded"
+    for k in range(3):
+        walk_suite(suite_sources, config(sharded, text_file), shard=(k, 3))
+    merged = merge(sharded)
+    assert (merged["state"] == "done").all() and len(merged) == 7
+    (per_a, all_a), (per_b, all_b) = tables(one), tables(sharded)
+    assert set(per_a) == {"neox", "llama"} == set(per_b)
+    for name in per_a:
+        pd.testing.assert_frame_equal(per_a[name], per_b[name])
+    pd.testing.assert_frame_equal(all_a, all_b)
+    # Merging again changes nothing.
+    merge(sharded)
+    pd.testing.assert_frame_equal(tables(sharded)[1], all_b)
+
+
+def test_an_interrupted_shard_is_pending_then_resumed(
+    suite_sources, text_file, tmp_path, monkeypatch
+):
+    import massdyn.tracker.walker as walker
+
+    out = tmp_path / "o"
+    for k in (0, 2):
+        walk_suite(suite_sources, config(out, text_file), shard=(k, 3))
+    real = walker._measure_checkpoint
+    calls = []
+
+    def cancelled(*args, **kwargs):  # as scancel would, after the first checkpoint
+        if calls:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(walker, "_measure_checkpoint", cancelled)
+    with pytest.raises(walker.WalkInterrupted):
+        walk_suite(suite_sources, config(out, text_file), shard=(1, 3))
+    monkeypatch.setattr(walker, "_measure_checkpoint", real)
+    before = status(out)
+    assert (before["state"] == "pending").any() and (before["state"] == "done").any()
+    walk_suite(suite_sources, config(out, text_file), shard=(1, 3))  # the same command again
+    assert (merge(out)["state"] == "done").all()
+    one = tmp_path / "one"
+    walk_suite(suite_sources, config(one, text_file))
+    pd.testing.assert_frame_equal(tables(one)[1], tables(out)[1])
+
+
+def test_merge_refuses_shards_walked_with_other_inputs(suite_sources, text_file, tmp_path):
+    out = tmp_path / "o"
+    walk_suite(suite_sources, config(out, text_file), shard=(0, 2))
+    walk_suite(suite_sources, config(out, text_file, seed=7), shard=(1, 2))
+    with pytest.raises(ValueError, match="refusing to merge .* their inputs sha256 differ"):
+        merge(out)
+    assert not (out / "measurements.csv").exists()
+
+
+def test_status_names_a_failed_unit_with_its_reason(tmp_path, tokenizer, text_file):
+    series = write_series(tmp_path / "s", (0, 10), tokenizer=tokenizer)
+    for f in (series / "step10").glob("*.safetensors"):
+        f.unlink()  # a revision without weights
+    walk_suite([str(series)], config(tmp_path / "o", text_file), shard=(0, 1))
+    table = status(tmp_path / "o").set_index("step")
+    assert table.loc[0, "state"] == "done"
+    assert table.loc[10, "state"] == "failed" and "no model weights" in table.loc[10, "reason"]
+
+
+@pytest.mark.slow
+def test_cli_jobs_runs_the_shards_as_processes_and_merges(suite_sources, text_file, tmp_path):
+    args = ["--text", text_file, "--seqs", 2, "--seq-len", 16, "--bos", "--device", "cpu"]
+    out = run_cli("walk", *suite_sources, *args, "--out", tmp_path / "j", "--jobs", 2)
+    assert out.returncode == 0, out.stderr
+    assert "7 units: 7 done" in out.stdout
+    one = run_cli("walk", *suite_sources, *args, "--out", tmp_path / "one")
+    assert one.returncode == 0, one.stderr
+    pd.testing.assert_frame_equal(tables(tmp_path / "j")[1], tables(tmp_path / "one")[1])
+    st = run_cli("status", tmp_path / "j")
+    assert st.returncode == 0 and "7 units: 7 done" in st.stdout
+    bad = run_cli("walk", *suite_sources, *args, "--name", "x", "--out", tmp_path / "n")
+    assert bad.returncode == 2 and "--name names one series" in bad.stderr
+    assert model_dir("EleutherAI/pythia-70m") == "EleutherAI--pythia-70m"

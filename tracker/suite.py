@@ -1,0 +1,356 @@
+"""Walk a whole suite of series as shards of (source, revision) units, and merge them.
+
+A suite is several sources (Hub repo ids, local series folders, or a suite file listing
+them, such as ``data/pythia.json``). The unit of work is one revision of one source. A
+shard ``K/N`` (0-based ``K``) walks a deterministic 1/N of all units, balanced by download
+size (largest first onto the lightest shard); inside a Slurm array task it takes ``K`` and
+``N`` from ``SLURM_ARRAY_TASK_ID`` and ``SLURM_ARRAY_TASK_COUNT``. Every shard writes its
+own ordinary walk folders, so the walk's guarantees (atomic files, resume, identity check)
+hold per (model, shard) and no two shards write the same file::
+
+    DIR/plans/K-of-N.json             the units this shard was given
+    DIR/<model>/shards/K-of-N/        an ordinary walk folder of those units
+    DIR/<model>/measurements.csv      merged (massdyn merge, or the end of a walk)
+    DIR/<model>/checkpoints.csv
+    DIR/measurements.csv              every model of the suite
+
+:func:`merge` refuses shards of one model whose inputs (sha256), tokenizer or measurement
+settings differ, naming the difference; it is idempotent, and a planned unit that no shard
+has measured is listed, not dropped. :func:`status` reads the state of every planned unit
+from the result files alone.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import pandas as pd
+
+from massdyn.tracker.schedule import StepSelection
+from massdyn.tracker.store import atomic_csv, atomic_write
+
+SHARDS = "shards"
+PLANS = "plans"
+
+
+@dataclass(frozen=True)
+class Unit:
+    """One revision of one source: the unit of work."""
+
+    source: str
+    model: str
+    step: int
+    revision: str
+    nbytes: int
+
+
+def expand_sources(specs: list[str]) -> list[str]:
+    """Sources, with each suite file (``*.json``) replaced by the sources it lists.
+
+    A suite file has ``"sources": [...]``, or ``"organisation"`` and ``"models"`` (as
+    ``data/pythia.json``: ``EleutherAI/pythia-70m``, ...).
+
+    Raises:
+        ValueError: for a suite file that lists nothing, naming the accepted layouts.
+    """
+    out = []
+    for spec in specs:
+        if not spec.endswith(".json"):
+            out.append(spec)
+            continue
+        data = json.loads(Path(spec).read_text())
+        if "sources" in data:
+            out += list(data["sources"])
+        elif "organisation" in data and "models" in data:
+            out += [f"{data['organisation']}/{m}" for m in data["models"]]
+        else:
+            raise ValueError(
+                f'{spec} lists no sources: give it a "sources" list, or "organisation" '
+                'and "models" as data/pythia.json has'
+            )
+    if len(set(out)) < len(out):
+        raise ValueError(
+            f"a source is listed twice: {sorted(s for s in out if out.count(s) > 1)[0]}"
+        )
+    return out
+
+
+def model_dir(name: str) -> str:
+    """A model's folder in the suite: ``EleutherAI/pythia-70m`` -> ``EleutherAI--pythia-70m``."""
+    return name.replace("/", "--")
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"K/N"`` (0 <= K < N), else the Slurm array task's, else None.
+
+    Raises:
+        ValueError: naming the accepted form.
+    """
+    if text is None:
+        task, count = (
+            os.environ.get("SLURM_ARRAY_TASK_ID"),
+            os.environ.get("SLURM_ARRAY_TASK_COUNT"),
+        )
+        if task is None or count is None:
+            return None
+        first = int(os.environ.get("SLURM_ARRAY_TASK_MIN", "0"))
+        return int(task) - first, int(count)
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text!r}: give K/N, e.g. 0/4 (K from 0 to N-1)") from None
+    if not 0 <= k < n:
+        raise ValueError(f"--shard {text!r}: K must be from 0 to N-1 (here 0 to {n - 1})")
+    return k, n
+
+
+def plan_units(sources: list, selection: StepSelection) -> list[Unit]:
+    """Every selected revision of every source, with its download size."""
+    units = []
+    for spec, source in sources:
+        available = source.list_steps()
+        for step in selection.select(list(available)):
+            if step not in available:
+                continue
+            try:
+                nbytes = int(source.size_of(available[step]))
+            except Exception:  # a revision that cannot be listed fails when walked
+                nbytes = 0
+            units.append(Unit(spec, source.name, step, available[step], nbytes))
+    return units
+
+
+def assign(units: list[Unit], n: int) -> list[list[Unit]]:
+    """``n`` shards balanced by bytes: largest unit first onto the lightest shard.
+
+    Deterministic: ties go to the lower shard, units of equal size in (model, step) order.
+    """
+    shards: list[list[Unit]] = [[] for _ in range(n)]
+    load = [0] * n
+    for u in sorted(units, key=lambda u: (-u.nbytes, u.model, u.step)):
+        i = min(range(n), key=lambda j: (load[j], len(shards[j]), j))
+        shards[i].append(u)
+        load[i] += u.nbytes
+    return [sorted(s, key=lambda u: (u.model, u.step)) for s in shards]
+
+
+def shard_name(shard: tuple[int, int] | None) -> str:
+    """``K-of-N``, or ``all`` for an unsharded suite walk."""
+    return "all" if shard is None else f"{shard[0]}-of-{shard[1]}"
+
+
+def open_sources(specs: list[str]) -> list:
+    """``(spec, source)`` for every source of the suite."""
+    from massdyn.tracker.sources import open_source
+
+    return [(s, open_source(s)) for s in expand_sources(specs)]
+
+
+def pending_units(specs: list[str], config) -> list[Unit]:
+    """The suite's selected units that no shard in ``config.out`` has measured yet."""
+    units = plan_units(open_sources(specs), config.steps)
+    root = Path(config.out)
+    if not (root / PLANS).is_dir():
+        return units
+    done = status(root)
+    done = {(r.model, int(r.step)) for r in done.itertuples() if r.state.startswith("done")}
+    return [u for u in units if (u.model, u.step) not in done]
+
+
+def write_plan(root: Path, name: str, units: list[Unit]) -> None:
+    """Record which units shard ``name`` was given (what :func:`status` counts as planned)."""
+    plan = json.dumps([asdict(u) for u in units], indent=1) + "\n"
+    atomic_write(Path(root) / PLANS / f"{name}.json", lambda f: f.write(plan))
+
+
+def walk_units(specs: list[str], units: list[Unit], config, name: str) -> list:
+    """Walk the given units of the suite as shard ``name``; record them in its plan.
+
+    Returns:
+        The :class:`~massdyn.tracker.config.WalkSummary` of every model walked.
+    """
+    from massdyn.tracker.walker import walk
+
+    root = Path(config.out)
+    write_plan(root, name, units)
+    summaries = []
+    for spec, source in open_sources(specs):
+        steps = [u.step for u in units if u.source == spec]
+        if not steps:
+            continue
+        sub = replace(
+            config,
+            out=str(root / model_dir(source.name) / SHARDS / name),
+            steps=StepSelection(",".join(map(str, steps))),
+        )
+        summaries.append(walk(source, sub))
+    return summaries
+
+
+def walk_suite(specs: list[str], config, shard: tuple[int, int] | None = None, merge_after=True):
+    """Walk this shard's units of the suite; merge when the walk is not one of several shards.
+
+    Args:
+        specs: Sources (see :func:`expand_sources`).
+        config: The walk settings (``out`` is the suite folder ``DIR``).
+        shard: ``(K, N)``, or None for every unit in this process.
+        merge_after: Merge the suite folder when done (only without ``shard``).
+
+    Returns:
+        The :class:`~massdyn.tracker.config.WalkSummary` of every model walked.
+    """
+    units = plan_units(open_sources(specs), config.steps)
+    mine = units if shard is None else assign(units, shard[1])[shard[0]]
+    summaries = walk_units(specs, mine, config, shard_name(shard))
+    if shard is None and merge_after:
+        merge(config.out)
+    return summaries
+
+
+def _shard_folders(model_folder: Path) -> list[Path]:
+    return sorted(p for p in (model_folder / SHARDS).glob("*") if (p / "walk.json").exists())
+
+
+def _settings(folder: Path) -> dict:
+    """What must agree between shards of one model: identity, inputs, dtype."""
+    import yaml
+
+    walk_file = json.loads((folder / "walk.json").read_text())
+    identity = walk_file.get("identity", walk_file)
+    inputs = (
+        json.loads((folder / "inputs.json").read_text())
+        if (folder / "inputs.json").exists()
+        else {}
+    )
+    config = (
+        yaml.safe_load((folder / "config.yaml").read_text())
+        if (folder / "config.yaml").exists()
+        else {}
+    )
+    return {
+        "inputs sha256": inputs.get("sha256"),
+        "tokenizer": identity.get("tokenizer"),
+        "input recipe": json.dumps(identity.get("inputs"), sort_keys=True),
+        "dtype": (config or {}).get("dtype"),
+    }
+
+
+def merge(root: str | Path) -> pd.DataFrame:
+    """Merge every model's shard folders in the suite folder ``root``.
+
+    Writes ``<model>/measurements.csv`` and ``<model>/checkpoints.csv`` per model and
+    ``measurements.csv`` for the suite. For a step walked by several shards an ``ok`` row
+    wins over a failed one.
+
+    Returns:
+        :func:`status` of the suite after the merge.
+
+    Raises:
+        ValueError: when shards of one model differ in inputs, tokenizer or dtype, naming
+            both folders and the difference; nothing is written then.
+    """
+    root = Path(root)
+    merged, suite_rows = {}, []
+    for model_folder in sorted(p for p in root.iterdir() if (p / SHARDS).is_dir()):
+        folders = _shard_folders(model_folder)
+        if not folders:
+            continue
+        first = _settings(folders[0])
+        for other in folders[1:]:
+            theirs = _settings(other)
+            for key, value in first.items():
+                if theirs[key] != value:
+                    raise ValueError(
+                        f"refusing to merge {folders[0]} and {other}: their {key} differ "
+                        f"({value!r} vs {theirs[key]!r}); walk them again with the same settings"
+                    )
+        checkpoints = pd.concat(
+            [
+                pd.read_csv(f / "checkpoints.csv", keep_default_na=False)
+                for f in folders
+                if (f / "checkpoints.csv").exists()
+            ],
+            ignore_index=True,
+        )
+        checkpoints["_ok"] = checkpoints["status"] == "ok"
+        checkpoints = (
+            checkpoints.sort_values(["step", "_ok"], ascending=[True, False], kind="stable")
+            .drop_duplicates("step")
+            .drop(columns="_ok")
+        )
+        parts = [
+            pd.read_csv(f / "measurements.csv")
+            for f in folders
+            if (f / "measurements.csv").exists()
+        ]
+        table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        if len(table):
+            ok_steps = set(checkpoints.loc[checkpoints["status"] == "ok", "step"].astype(int))
+            table = table[table["step"].isin(ok_steps)]
+            table = table.drop_duplicates(["step", "layer", "seq"]).sort_values(
+                ["step", "layer", "seq"], kind="stable"
+            )
+        merged[model_folder] = (table, checkpoints)
+        suite_rows.append(table)
+    for model_folder, (table, checkpoints) in merged.items():
+        atomic_csv(table, model_folder / "measurements.csv")
+        atomic_csv(checkpoints, model_folder / "checkpoints.csv")
+    if suite_rows:
+        atomic_csv(pd.concat(suite_rows, ignore_index=True), root / "measurements.csv")
+    return status(root)
+
+
+def status(root: str | Path) -> pd.DataFrame:
+    """Every planned unit of the suite folder ``root``: ``done``, ``failed`` (reason), ``pending``.
+
+    Read from the plans and the shards' ``checkpoints.csv``, not from the scheduler.
+    """
+    root = Path(root)
+    planned = {}
+    for plan in sorted((root / PLANS).glob("*.json")):
+        for u in json.loads(plan.read_text()):
+            planned.setdefault((u["model"], int(u["step"])), u)
+    seen = {}
+    for model_folder in sorted(p for p in root.iterdir() if (p / SHARDS).is_dir()):
+        for f in _shard_folders(model_folder):
+            if not (f / "checkpoints.csv").exists():
+                continue
+            for r in pd.read_csv(f / "checkpoints.csv", keep_default_na=False).itertuples():
+                key = (r.model, int(r.step))
+                if seen.get(key, ("", ""))[0] != "ok":
+                    seen[key] = (r.status, r.reason)
+    rows = []
+    for (model, step), u in sorted(planned.items()):
+        state, reason = seen.get((model, step), ("pending", ""))
+        state = {"ok": "done", "duplicate": "done (duplicate)"}.get(state, state)
+        rows.append(
+            {
+                "model": model,
+                "step": step,
+                "revision": u["revision"],
+                "state": state,
+                "reason": reason,
+            }
+        )
+    return pd.DataFrame(rows, columns=["model", "step", "revision", "state", "reason"])
+
+
+__all__ = [
+    "Unit",
+    "open_sources",
+    "pending_units",
+    "walk_units",
+    "write_plan",
+    "assign",
+    "expand_sources",
+    "merge",
+    "model_dir",
+    "parse_shard",
+    "plan_units",
+    "shard_name",
+    "status",
+    "walk_suite",
+]
