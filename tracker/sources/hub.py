@@ -17,6 +17,7 @@ from massdyn.tracker.sources.base import (
     first_line,
     read_config,
 )
+from massdyn.tracker.sources.etiquette import with_backoff
 from massdyn.tracker.sources.hub_cache import HUB_BRANCH, HubCache
 from massdyn.tracker.sources.integrity import (
     combined_digest,
@@ -55,13 +56,18 @@ class _HubRepo:
         from huggingface_hub import hf_hub_download
 
         try:
-            path = hf_hub_download(
-                self.repo_id,
-                "config.json",
-                revision=ref,
-                cache_dir=self.cache_dir,
-                endpoint=self.endpoint,
+            path = with_backoff(
+                lambda: hf_hub_download(
+                    self.repo_id,
+                    "config.json",
+                    revision=ref,
+                    cache_dir=self.cache_dir,
+                    endpoint=self.endpoint,
+                ),
+                f"answering for {ref}/config.json",
             )
+        except CheckpointError:
+            raise
         except Exception as exc:
             raise CheckpointError(f"no config.json at {ref}: {first_line(exc)}") from None
         return read_config(Path(path))
@@ -78,13 +84,18 @@ class _HubRepo:
         from huggingface_hub import snapshot_download
 
         try:
-            return snapshot_download(
-                self.repo_id,
-                revision=ref,
-                cache_dir=self.cache_dir,
-                endpoint=self.endpoint,
-                allow_patterns=list(TOKENIZER_FILES),
+            return with_backoff(
+                lambda: snapshot_download(
+                    self.repo_id,
+                    revision=ref,
+                    cache_dir=self.cache_dir,
+                    endpoint=self.endpoint,
+                    allow_patterns=list(TOKENIZER_FILES),
+                ),
+                f"answering for the tokenizer of {ref}",
             )
+        except CheckpointError:
+            raise
         except Exception as exc:
             raise CheckpointError(
                 f"cannot get the tokenizer of {self.repo_id}@{ref}: {exc}"
@@ -120,7 +131,11 @@ class HubSource(_HubRepo):
         from huggingface_hub.errors import HfHubHTTPError, RepositoryNotFoundError
 
         try:
-            refs = self.api.list_repo_refs(self.repo_id)
+            refs = with_backoff(
+                lambda: self.api.list_repo_refs(self.repo_id), f"answering for {self.repo_id}"
+            )
+        except CheckpointError:
+            raise
         except RepositoryNotFoundError:
             raise CheckpointError(
                 f"repository not found: {self.repo_id} (check the spelling; a private or gated "
@@ -153,9 +168,14 @@ class HubSource(_HubRepo):
     def _tree(self, ref: str) -> list:
         if ref not in self._trees:
             try:
-                self._trees[ref] = list(
-                    self.api.list_repo_tree(self.repo_id, revision=ref, recursive=True)
+                self._trees[ref] = with_backoff(
+                    lambda: list(
+                        self.api.list_repo_tree(self.repo_id, revision=ref, recursive=True)
+                    ),
+                    f"answering for the files of {ref}",
                 )
+            except CheckpointError:
+                raise
             except Exception as exc:
                 raise CheckpointError(
                     f"revision {ref} of {self.repo_id} is not available: {exc}"
@@ -221,14 +241,19 @@ class HubSource(_HubRepo):
         try:
             for f in files:
                 paths[f] = Path(
-                    hf_hub_download(
-                        self.repo_id,
-                        f,
-                        revision=ref,
-                        cache_dir=self.cache_dir,
-                        endpoint=self.endpoint,
+                    with_backoff(
+                        lambda f=f: hf_hub_download(
+                            self.repo_id,
+                            f,
+                            revision=ref,
+                            cache_dir=self.cache_dir,
+                            endpoint=self.endpoint,
+                        ),
+                        f"answering for {ref}/{f}",
                     )
                 )
+        except CheckpointError:
+            raise
         except Exception as exc:
             raise CheckpointError(f"download of {ref} failed: {type(exc).__name__}: {exc}") from exc
         folder = paths["config.json"].parent
