@@ -82,6 +82,8 @@ class WalkConfig:
         keep_cache: Keep the revisions this walk downloads in the Hub cache (revisions
             cached before the walk are never deleted).
         disk_budget_gb: Most gigabytes of downloaded checkpoints held at once (None: no limit).
+        max_attempts: A checkpoint that failed in this many walks in a row is not tried
+            again (it stays recorded ``failed`` with its reason and ``attempts``).
         duplicates: ``skip``: a Hub revision whose weight files (by the LFS sha256 of the
             Hub's tree, before any download) equal an earlier selected revision's is
             recorded with ``duplicate_of`` and not downloaded or measured; ``measure``:
@@ -108,6 +110,9 @@ class WalkConfig:
         None, "most GB of checkpoints held at once", flag="--disk-budget", metavar="GB"
     )
     prefetch: bool = _opt(True, "download and measure in turn", flag="--no-prefetch")
+    max_attempts: int = _opt(
+        3, "stop retrying a checkpoint after it failed this many walks in a row"
+    )
     duplicates: str = _opt(
         "skip",
         "revisions whose weights the Hub lists as identical to an earlier one: skip "
@@ -147,6 +152,8 @@ class WalkConfig:
                 f"--batch-size must be at least 1, got {self.batch_size} "
                 "(leave it out for as many sequences as fit in 32k tokens)"
             )
+        if self.max_attempts < 1:
+            raise ValueError(f"--max-attempts must be at least 1, got {self.max_attempts}")
         if self.disk_budget_gb is not None and self.disk_budget_gb <= 0:
             raise ValueError(
                 f"--disk-budget must be a positive number of GB, got {self.disk_budget_gb}"
@@ -213,6 +220,7 @@ class WalkSummary:
     duplicates: dict[int, int] = field(default_factory=dict)
     skipped: dict[int, int] = field(default_factory=dict)
     saved_bytes: int = 0
+    given_up: dict[int, str] = field(default_factory=dict)
 
     def describe(self) -> str:
         """A few lines for the terminal."""
@@ -224,6 +232,10 @@ class WalkSummary:
             f"results: {self.out}/measurements.csv ({self.rows} rows), {self.out}/checkpoints.csv",
         ]
         lines += [f"  failed step {s}: {r}" for s, r in sorted(self.failed.items())]
+        lines += [
+            f"  step {s} failed in --max-attempts walks in a row, not tried again: {r}"
+            for s, r in sorted(self.given_up.items())
+        ]
         lines += [
             f"  step {s} has the same weights as step {d}"
             + (" (not downloaded: recorded as a duplicate)" if s in self.skipped else "")

@@ -46,7 +46,16 @@ CHECKPOINT_COLUMNS = (
     "weights_sha256",
     "verified",
     "duplicate_of",
+    "attempts",
 )
+
+
+def _count(value) -> int:
+    """A count read back from a table: empty or NaN (older folders) is 0."""
+    try:
+        return 0 if value in ("", None) or value != value else int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 class StoreError(ValueError):
@@ -255,8 +264,24 @@ class ResultStore:
 
     def record_failed(self, step: int, reason: str, **row) -> None:
         """Store a checkpoint that could not be measured, with the reason."""
-        checkpoint = {"model": self.model, "step": step, "status": "failed", "reason": reason}
+        before = self._checkpoints.get(step) or {}
+        tries = _count(before.get("attempts")) if before.get("status") == "failed" else 0
+        checkpoint = {
+            "model": self.model,
+            "step": step,
+            "status": "failed",
+            "reason": reason,
+            "attempts": tries + 1,
+        }
         self.record(None, {**checkpoint, **row})
+
+    def given_up(self, max_attempts: int) -> dict[int, str]:
+        """Steps that failed ``max_attempts`` times in a row, with their last reason."""
+        return {
+            s: str(r.get("reason", ""))
+            for s, r in self._checkpoints.items()
+            if r.get("status") == "failed" and max(_count(r.get("attempts")), 1) >= max_attempts
+        }
 
     def write_text(self, name: str, text: str) -> None:
         """Write a small text file into the folder atomically (e.g. the resolved settings)."""

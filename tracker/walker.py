@@ -290,7 +290,10 @@ def walk(source, config: WalkConfig) -> WalkSummary:
         )
     with ResultStore(config.out, _identity(source, config)).open() as store:
         done = store.done_steps()
-        todo = [s for s in selected if s not in done]
+        # A checkpoint that failed max_attempts times in a row is not tried again: it stays
+        # recorded as failed, with its reason, and does not hold up the rest.
+        given_up = store.given_up(config.max_attempts)
+        todo = [s for s in selected if s not in done and s not in given_up]
         present = [s for s in selected if s in available]
         queue = [s for s in todo if s in available]
         source.recover(store.folder, {available[s] for s in queue}, keep=config.keep_cache)
@@ -325,6 +328,7 @@ def walk(source, config: WalkConfig) -> WalkSummary:
         duplicates=duplicates,
         skipped=skipped,
         saved_bytes=saved,
+        given_up={s: r for s, r in given_up.items() if s in selected},
     )
 
 

@@ -131,6 +131,29 @@ def test_resume_skips_done_and_retries_failed(series, text_file, tmp_path):
     assert not full.duplicated(["step", "layer", "seq"]).any()
 
 
+def test_a_checkpoint_failing_max_attempts_walks_in_a_row_is_left_failed(
+    tmp_path, tokenizer, text_file
+):
+    root = write_series(tmp_path / "s", (0, 10), tokenizer=tokenizer)
+    weights = next((root / "step10").glob("*.safetensors"))
+    saved = weights.read_bytes()
+    weights.unlink()
+    out = tmp_path / "o"
+    for attempt in (1, 2):
+        summary = walk(LocalSource(root), config(out, text_file, max_attempts=2))
+        assert 10 in summary.failed
+        ck = pd.read_csv(out / "checkpoints.csv").set_index("step")
+        assert ck.loc[10, "attempts"] == attempt and "no model weights" in ck.loc[10, "reason"]
+    weights.write_bytes(saved)  # repaired, but given up on: not tried a third time
+    summary = walk(LocalSource(root), config(out, text_file, max_attempts=2))
+    assert summary.ok == [] and 10 not in summary.failed and 10 in summary.given_up
+    assert "step 10 failed in --max-attempts walks in a row" in summary.describe()
+    assert pd.read_csv(out / "checkpoints.csv").set_index("step").loc[10, "status"] == "failed"
+    # Asking for more attempts tries it again, and it now succeeds.
+    summary = walk(LocalSource(root), config(out, text_file, max_attempts=3))
+    assert summary.ok == [10]
+
+
 @pytest.mark.slow
 def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_table(
     tmp_path, tokenizer, text_file
