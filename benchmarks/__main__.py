@@ -1,13 +1,14 @@
 """Run every benchmark, or those named on the command line (``fitting``, ``forecast``,
-``tracker``)."""
+``suite``, ``tracker``)."""
 
 import sys
 
-from benchmarks import bench_fitting, bench_forecast, bench_tracker
+from benchmarks import bench_fitting, bench_forecast, bench_suite, bench_tracker
 
 BENCHES = {
     "fitting": bench_fitting.main,
     "forecast": bench_forecast.main,
+    "suite": bench_suite.main,
     "tracker": bench_tracker.main,
 }
 
