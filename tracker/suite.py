@@ -45,6 +45,7 @@ class Unit:
     step: int
     revision: str
     nbytes: int
+    duplicate_of: int | None = None  # a Hub revision serving an earlier one's weights
 
 
 def expand_sources(specs: list[str]) -> list[str]:
@@ -109,31 +110,53 @@ def parse_shard(text: str | None) -> tuple[int, int] | None:
 
 def plan_units(sources: list, selection: StepSelection) -> list[Unit]:
     """Every selected revision of every source, with its download size."""
+    from massdyn.tracker.sources import HubSource
+
     units = []
     for spec, source in sources:
         available = source.list_steps()
-        for step in selection.select(list(available)):
-            if step not in available:
-                continue
+        steps = [s for s in selection.select(list(available)) if s in available]
+        twins = {}
+        if isinstance(source, HubSource) and steps:  # the listing the walk's audit reads
+            from massdyn.tracker.audit import audit
+
+            table = audit(source, steps=steps)
+            dup = table[table["status"] == "duplicate"]
+            twins = dict(zip(dup["step"].astype(int), dup["duplicate_of"].astype(int), strict=True))
+        for step in steps:
             try:
                 nbytes = int(source.size_of(available[step]))
             except Exception:  # a revision that cannot be listed fails when walked
                 nbytes = 0
-            units.append(Unit(spec, source.name, step, available[step], nbytes))
+            units.append(Unit(spec, source.name, step, available[step], nbytes, twins.get(step)))
     return units
 
 
 def assign(units: list[Unit], n: int) -> list[list[Unit]]:
     """``n`` shards balanced by bytes: largest unit first onto the lightest shard.
 
-    Deterministic: ties go to the lower shard, units of equal size in (model, step) order.
+    A revision serving an earlier one's weights goes to its twin's shard. Deterministic:
+    ties go to the lower shard, units of equal size in (model, step) order.
     """
     shards: list[list[Unit]] = [[] for _ in range(n)]
     load = [0] * n
-    for u in sorted(units, key=lambda u: (-u.nbytes, u.model, u.step)):
+    where = {}
+    twins = [u for u in units if u.duplicate_of is not None]
+    for u in sorted(
+        (u for u in units if u.duplicate_of is None), key=lambda u: (-u.nbytes, u.model, u.step)
+    ):
         i = min(range(n), key=lambda j: (load[j], len(shards[j]), j))
         shards[i].append(u)
         load[i] += u.nbytes
+        where[(u.source, u.step)] = i
+    for u in sorted(twins, key=lambda u: (u.model, u.step)):
+        # With its twin, so that the shard's audit sees both and skips it (its download
+        # costs nothing then); alone when the twin is already measured.
+        i = where.get((u.source, u.duplicate_of))
+        if i is None:
+            i = min(range(n), key=lambda j: (load[j], len(shards[j]), j))
+            load[i] += u.nbytes
+        shards[i].append(u)
     return [sorted(s, key=lambda u: (u.model, u.step)) for s in shards]
 
 

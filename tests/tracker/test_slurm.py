@@ -33,45 +33,62 @@ def submitted_job(stdout: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def one_process(suite_sources, text_file, tmp_path_factory):
+def mixed(suite_sources, hub, tmp_path_factory):
+    """Three series: a local Llama one and two served by olah (one with a duplicate)."""
+    cache = tmp_path_factory.mktemp("hfcache")
+    env = {"HF_ENDPOINT": hub.url, "HF_HUB_CACHE": str(cache), "HF_HUB_DISABLE_XET": "1"}
+    return [suite_sources[1], "tiny/neox", "tiny/neox-lfs"], env
+
+
+@pytest.fixture(scope="module")
+def one_process(mixed, text_file, tmp_path_factory):
+    sources, env = mixed
     out = tmp_path_factory.mktemp("one") / "o"
-    done = run_cli("walk", *suite_sources, *walk_args(text_file), "--out", out)
+    done = run_cli("walk", *sources, *walk_args(text_file), "--out", out, env=env)
     assert done.returncode == 0, done.stderr
     return tables(out)[1]
 
 
+def done(table) -> bool:
+    return table["state"].str.startswith("done").all()
+
+
 def test_a_three_task_array_merges_to_the_one_process_walk(
-    cluster, suite_sources, text_file, tmp_path, one_process
+    cluster, mixed, text_file, tmp_path, one_process
 ):
+    sources, env = mixed
+    env = {**cluster.env(), **env}
     out = tmp_path / "o"
-    args = [*suite_sources, *walk_args(text_file), "--out", out, "--slurm", "--jobs", 3]
-    sub = run_cli("walk", *args, env=cluster.env())
+    args = [*sources, *walk_args(text_file), "--out", out, "--slurm", "--jobs", 3]
+    sub = run_cli("walk", *args, env=env)
     assert sub.returncode == 0, sub.stderr
-    assert "3 task(s) for 7 unit(s)" in sub.stdout and "massdyn status" in sub.stdout
+    assert "3 task(s) for 13 unit(s)" in sub.stdout and "massdyn status" in sub.stdout
     cluster.wait(submitted_job(sub.stdout))
-    assert (merge(out)["state"] == "done").all()
+    assert done(merge(out))
     pd.testing.assert_frame_equal(tables(out)[1], one_process)
-    again = run_cli("walk", *args, env=cluster.env())
+    again = run_cli("walk", *args, env=env)
     assert "nothing to submit" in again.stdout
 
 
 def test_a_cancelled_task_is_resubmitted_alone_by_the_same_command(
-    cluster, suite_sources, text_file, tmp_path, one_process
+    cluster, mixed, text_file, tmp_path, one_process
 ):
+    sources, env = mixed
+    env = {**cluster.env(), **env}
     out = tmp_path / "o"
-    args = [*suite_sources, *walk_args(text_file), "--out", out, "--slurm", "--jobs", 3]
-    sub = run_cli("walk", *args, "--max-parallel", 1, env=cluster.env())
+    args = [*sources, *walk_args(text_file), "--out", out, "--slurm", "--jobs", 3]
+    sub = run_cli("walk", *args, "--max-parallel", 1, env=env)
     assert sub.returncode == 0, sub.stderr
     job = submitted_job(sub.stdout)
     # The last task still waits behind the first (one at a time): scancel it.
-    subprocess.run(["scancel", f"{job}_2"], env=cluster.env(), check=True)
+    subprocess.run(["scancel", f"{job}_2"], env=env, check=True)
     cluster.wait(job)
     before = status(out)
     assert (before["state"] == "pending").sum() >= 1
     n_pending = int((before["state"] == "pending").sum())
-    again = run_cli("walk", *args, env=cluster.env())
+    again = run_cli("walk", *args, env=env)
     assert again.returncode == 0, again.stderr
     assert f"for {n_pending} unit(s)" in again.stdout
     cluster.wait(submitted_job(again.stdout))
-    assert (merge(out)["state"] == "done").all()
+    assert done(merge(out))
     pd.testing.assert_frame_equal(tables(out)[1], one_process)

@@ -56,6 +56,16 @@ def test_units_are_shared_once_each_and_balanced_by_bytes():
     assert assign(list(reversed(units)), 4) == shards  # the order given does not matter
 
 
+def test_a_revision_serving_anothers_weights_goes_with_its_twin():
+    units = [Unit("s", "m", i, f"step{i}", nbytes=100 + i) for i in range(6)]
+    units.append(Unit("s", "m", 7, "step7", nbytes=100, duplicate_of=2))
+    for n in (2, 3, 4):
+        shards = assign(units, n)
+        home = next(i for i, s in enumerate(shards) if any(u.step == 2 for u in s))
+        assert any(u.step == 7 for u in shards[home])
+        assert sum(len(s) for s in shards) == 7
+
+
 def config(out, text_file, **kw):
     inputs = InputSpec(n_seqs=2, seq_len=16, text=str(text_file), prepend_bos=True, **kw)
     return WalkConfig(out=str(out), inputs=inputs, progress=False, device="cpu")
