@@ -112,6 +112,9 @@ def test_help_fit_and_figures_from_another_folder(venv):
     assert out.returncode == 0 and "train-predictor" in out.stdout, out.stderr
     for command in (
         "walk",
+        "merge",
+        "status",
+        "audit",
         "fit",
         "forecast",
         "train-predictor",
