@@ -25,25 +25,6 @@ from massdyn.fitting.forecast import forecast_measurements, last_value_baseline,
 FRACTIONS = (0.10, 0.25, 0.50)
 
 
-def _as_table(series: dict) -> pd.DataFrame:
-    """A walker-style table whose ratio is each series' value (median 1)."""
-    rows = [
-        {
-            "model": m,
-            "step": s,
-            "layer": 0,
-            "seq": 0,
-            "top1": v,
-            "top2": 0.0,
-            "top3": 0.0,
-            "median": 1.0,
-        }
-        for m, (t, y) in series.items()
-        for s, v in zip(t, y, strict=True)
-    ]
-    return pd.DataFrame(rows)
-
-
 def backtest(measurements: pd.DataFrame, label: str, truth_peaks: dict | None = None) -> None:
     """Print one line per truncation for the series of ``measurements``."""
     from massdyn.fitting.batch import aggregate
@@ -92,7 +73,7 @@ def backtest(measurements: pd.DataFrame, label: str, truth_peaks: dict | None = 
 def main() -> None:
     """Backtest on the project's series and on a synthetic suite."""
     from massdyn.minisuite import shipped_data
-    from massdyn.testing.curves import emergence_suite
+    from massdyn.testing.curves import as_measurements, emergence_suite
 
     root = shipped_data()
     tables = [pd.read_csv(p) for p in sorted(root.rglob("measurements.csv"))]
@@ -100,11 +81,11 @@ def main() -> None:
     backtest(suite, f"mini-suite ({suite['model'].nunique()} members)")
 
     synthetic = emergence_suite(8, seed=2024)
-    series = {f"{s['shape']} {i}": (s["steps"], s["values"]) for i, s in enumerate(synthetic)}
+    series = {(f"{s['shape']} {i}", 0): (s["steps"], s["values"]) for i, s in enumerate(synthetic)}
     peaks = {
         f"{s['shape']} {i}": s["t_peak"] for i, s in enumerate(synthetic) if s["t_peak"] is not None
     }
-    backtest(_as_table(series), f"synthetic ({len(series)} series, 5% noise)", peaks)
+    backtest(as_measurements(series), f"synthetic ({len(series)} series, 5% noise)", peaks)
 
 
 if __name__ == "__main__":

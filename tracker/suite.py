@@ -189,8 +189,11 @@ def write_plan(root: Path, name: str, units: list[Unit]) -> None:
     atomic_write(Path(root) / PLANS / f"{name}.json", lambda f: f.write(plan))
 
 
-def walk_units(specs: list[str], units: list[Unit], config, name: str) -> list:
+def walk_units(specs: list[str], units: list[Unit], config, name: str, sources=None) -> list:
     """Walk the given units of the suite as shard ``name``; record them in its plan.
+
+    ``sources`` are the suite's opened sources when the caller has them (their listings are
+    kept); else they are opened here.
 
     Returns:
         The :class:`~massdyn.tracker.config.WalkSummary` of every model walked.
@@ -200,7 +203,7 @@ def walk_units(specs: list[str], units: list[Unit], config, name: str) -> list:
     root = Path(config.out)
     write_plan(root, name, units)
     summaries = []
-    for spec, source in open_sources(specs):
+    for spec, source in sources or open_sources(specs):
         steps = [u.step for u in units if u.source == spec]
         if not steps:
             continue
@@ -225,9 +228,10 @@ def walk_suite(specs: list[str], config, shard: tuple[int, int] | None = None, m
     Returns:
         The :class:`~massdyn.tracker.config.WalkSummary` of every model walked.
     """
-    units = plan_units(open_sources(specs), config.steps)
+    sources = open_sources(specs)
+    units = plan_units(sources, config.steps)
     mine = units if shard is None else assign(units, shard[1])[shard[0]]
-    summaries = walk_units(specs, mine, config, shard_name(shard))
+    summaries = walk_units(specs, mine, config, shard_name(shard), sources)
     if shard is None and merge_after:
         merge(config.out)
     return summaries

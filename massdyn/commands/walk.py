@@ -64,7 +64,7 @@ class WalkCommand:
         if self.source.name:
             raise ValueError("--name names one series; the models of a suite keep their own names")
         if self.slurm.slurm:
-            if shard is not None and self.shard is not None:
+            if self.shard is not None:
                 raise ValueError(
                     "--slurm shares the units among its tasks; give it without --shard"
                 )
@@ -155,6 +155,13 @@ def _status_line(table) -> str:
     return f"{len(table)} units: " + ", ".join(f"{n} {k}" for k, n in counts.items())
 
 
+def _print_units(table) -> int:
+    """One line per unit of ``table`` (a suite status); returns how many."""
+    for r in table.itertuples():
+        print(f"  {r.model} step {r.step}: {r.state}{': ' + r.reason if r.reason else ''}")
+    return len(table)
+
+
 @dataclass
 class MergeCommand:
     """Merge the shards of suite walks into one table per model and one for the suite.
@@ -175,9 +182,7 @@ class MergeCommand:
         for folder in self.folders:
             table = merge(folder)
             print(f"{folder}: {_status_line(table)}")
-            for r in table[table["state"].isin(["pending", "failed"])].itertuples():
-                print(f"  {r.model} step {r.step}: {r.state}{': ' + r.reason if r.reason else ''}")
-                unfinished += 1
+            unfinished += _print_units(table[table["state"].isin(["pending", "failed"])])
         return 1 if unfinished else 0
 
 
@@ -200,6 +205,5 @@ class StatusCommand:
             raise ValueError(f"{self.folder} is not the folder of a suite walk (no plans/ in it)")
         table = status(self.folder)
         print(_status_line(table))
-        for r in table[table["state"] != "done"].itertuples():
-            print(f"  {r.model} step {r.step}: {r.state}{': ' + r.reason if r.reason else ''}")
+        _print_units(table[table["state"] != "done"])
         return 0

@@ -57,3 +57,27 @@ def emergence_suite(n_per_shape: int, seed: int = 0, noise: float = 0.05, steps=
                 }
             )
     return out
+
+
+def as_measurements(series: dict, seqs: int = 1):
+    """A walker-style measurements table whose ratio is each given series.
+
+    Args:
+        series: ``(model, layer) -> (steps, values)``.
+        seqs: Identical rows per step (input sequences).
+
+    Returns:
+        A pandas DataFrame with the walker's columns; ``top1`` is the value and ``median``
+        1, so the top-1/median ratio of every (model, layer, step) is the series' value.
+    """
+    import pandas as pd
+
+    rows = [
+        (model, step, layer, seq, value, value, value, 1.0)
+        for (model, layer), (steps, values) in series.items()
+        for step, value in zip(steps, values, strict=True)
+        for seq in range(seqs)
+    ]
+    return pd.DataFrame(
+        rows, columns=["model", "step", "layer", "seq", "top1", "top2", "top3", "median"]
+    )

@@ -3,14 +3,13 @@
 import math
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from massdyn.fitting import ForecastConfig, forecast_measurements, forecast_series
 from massdyn.fitting.forecast import last_value_baseline, log_line_baseline
 from massdyn.fitting.function import emergence
 from massdyn.fitting.validate import SeriesError
-from massdyn.testing.curves import PYTHIA_STEPS, emergence_suite
+from massdyn.testing.curves import PYTHIA_STEPS, as_measurements, emergence_suite
 
 QUICK = ForecastConfig(n_boot=24)
 
@@ -118,26 +117,6 @@ def test_bad_input_is_refused_with_the_problem_named(t, y, until, message):
         forecast_series(t, y, until, config=QUICK)
 
 
-def _table(series: dict) -> pd.DataFrame:
-    rows = []
-    for (model, layer), (t, y) in series.items():
-        for step, value in zip(t, y, strict=True):
-            for seq in range(2):
-                rows.append(
-                    dict(
-                        model=model,
-                        step=step,
-                        layer=layer,
-                        seq=seq,
-                        top1=value,
-                        top2=1,
-                        top3=1,
-                        median=1.0,
-                    )
-                )
-    return pd.DataFrame(rows)
-
-
 def test_a_table_is_forecast_per_series_and_a_short_one_fails_alone():
     t = PYTHIA_STEPS[PYTHIA_STEPS <= 20_000]
     series = {
@@ -146,7 +125,12 @@ def test_a_table_is_forecast_per_series_and_a_short_one_fails_alone():
         ("b", 0): (t[:4], np.array([1.0, 2, 3, 4])),
     }
     rows, summary = forecast_measurements(
-        _table(series), until=30_000, upto=10_000, steps=[25_000], config=QUICK, n_jobs=1
+        as_measurements(series, seqs=2),
+        until=30_000,
+        upto=10_000,
+        steps=[25_000],
+        config=QUICK,
+        n_jobs=1,
     )
     failed = summary.set_index(["model", "layer"])
     assert failed.loc[("b", 0), "status"] == "failed"

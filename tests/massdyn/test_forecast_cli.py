@@ -6,30 +6,18 @@ import pytest
 
 from massdyn.cli import main
 from massdyn.fitting.function import emergence
-from massdyn.testing.curves import PYTHIA_STEPS
+from massdyn.testing.curves import PYTHIA_STEPS, as_measurements
 
 
 @pytest.fixture()
 def table(tmp_path):
     t = PYTHIA_STEPS[PYTHIA_STEPS <= 40_000]
-    rows = []
-    for layer, (A, gamma) in enumerate([(10.0, 1e-3), (6.0, 3e-3)]):
-        y = emergence(t, A, 0.0, gamma, 2.0, 3.0)
-        for step, value in zip(t, y, strict=True):
-            rows.append(
-                dict(
-                    model="m",
-                    step=step,
-                    layer=layer,
-                    seq=0,
-                    top1=value,
-                    top2=1.0,
-                    top3=1.0,
-                    median=1.0,
-                )
-            )
+    series = {
+        ("m", layer): (t, emergence(t, A, 0.0, gamma, 2.0, 3.0))
+        for layer, (A, gamma) in enumerate([(10.0, 1e-3), (6.0, 3e-3)])
+    }
     path = tmp_path / "measurements.csv"
-    pd.DataFrame(rows).to_csv(path, index=False)
+    as_measurements(series).to_csv(path, index=False)
     return path
 
 

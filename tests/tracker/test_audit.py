@@ -91,7 +91,7 @@ def test_the_hub_tree_is_audited_without_downloading_a_weight(served, tmp_path, 
     source = hub_source("t/audited", endpoint=served.url, cache_dir=str(cache))
     table = audit(source)
     _check(table)
-    # The LFS sha256 the Hub reports, combined as the walker combines what it downloads.
+    # Sizes from the Hub's listing, not from a download.
     assert table.set_index("step").loc[0, "bytes"] == 4096
     downloaded = [p for p in cache.rglob("*") if p.is_file()] if cache.exists() else []
     assert not [p for p in downloaded if p.suffix in (".safetensors", ".bin")]

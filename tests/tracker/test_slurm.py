@@ -49,6 +49,13 @@ def one_process(mixed, text_file, tmp_path_factory):
     return tables(out)[1]
 
 
+def array_walk(cluster, mixed, text_file, out):
+    """``massdyn walk`` arguments of the mixed suite as a 3-task array, and its environment."""
+    sources, env = mixed
+    args = [*sources, *walk_args(text_file), "--out", out, "--slurm", "--jobs", 3]
+    return args, {**cluster.env(), **env}
+
+
 def done(table) -> bool:
     return table["state"].str.startswith("done").all()
 
@@ -56,10 +63,8 @@ def done(table) -> bool:
 def test_a_three_task_array_merges_to_the_one_process_walk(
     cluster, mixed, text_file, tmp_path, one_process
 ):
-    sources, env = mixed
-    env = {**cluster.env(), **env}
     out = tmp_path / "o"
-    args = [*sources, *walk_args(text_file), "--out", out, "--slurm", "--jobs", 3]
+    args, env = array_walk(cluster, mixed, text_file, out)
     sub = run_cli("walk", *args, env=env)
     assert sub.returncode == 0, sub.stderr
     assert "3 task(s) for 13 unit(s)" in sub.stdout and "massdyn status" in sub.stdout
@@ -73,10 +78,8 @@ def test_a_three_task_array_merges_to_the_one_process_walk(
 def test_a_cancelled_task_is_resubmitted_alone_by_the_same_command(
     cluster, mixed, text_file, tmp_path, one_process
 ):
-    sources, env = mixed
-    env = {**cluster.env(), **env}
     out = tmp_path / "o"
-    args = [*sources, *walk_args(text_file), "--out", out, "--slurm", "--jobs", 3]
+    args, env = array_walk(cluster, mixed, text_file, out)
     sub = run_cli("walk", *args, "--max-parallel", 1, env=env)
     assert sub.returncode == 0, sub.stderr
     job = submitted_job(sub.stdout)

@@ -19,7 +19,8 @@ T = TypeVar("T")
 RETRY_STATUS = (429, 500, 502, 503, 504)
 
 
-def _status(exc: BaseException) -> int | None:
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of the response an exception carries (None without one)."""
     response = getattr(exc, "response", None)
     return getattr(response, "status_code", None)
 
@@ -58,7 +59,7 @@ def with_backoff(
         try:
             return call()
         except Exception as exc:
-            status = _status(exc)
+            status = http_status(exc)
             if status not in RETRY_STATUS:
                 raise
             if attempt == tries - 1:

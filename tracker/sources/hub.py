@@ -17,7 +17,7 @@ from massdyn.tracker.sources.base import (
     first_line,
     read_config,
 )
-from massdyn.tracker.sources.etiquette import with_backoff
+from massdyn.tracker.sources.etiquette import http_status, with_backoff
 from massdyn.tracker.sources.hub_cache import HUB_BRANCH, HubCache
 from massdyn.tracker.sources.integrity import (
     combined_digest,
@@ -142,7 +142,7 @@ class HubSource(_HubRepo):
                 "repo needs HF_TOKEN)"
             ) from None
         except HfHubHTTPError as exc:  # the Hub answered: a refusal, not a network fault
-            status = getattr(getattr(exc, "response", None), "status_code", None)
+            status = http_status(exc)
             if status == 404:  # what Hub-compatible mirrors answer for an unknown repo
                 raise CheckpointError(
                     f"repository not found: {self.repo_id} (check the spelling)"
