@@ -3,8 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import pandas as pd
+from massdyn.options import opt
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# The walker's flag on rows of a checkpoint that serves an earlier step's weights.
+DUPLICATE_COLUMN = "duplicate_of"
+
+
+def keep_duplicates_option():
+    """The ``--keep-duplicates`` option of every command that reads measurements."""
+    return opt(
+        False,
+        "keep the rows of checkpoints flagged duplicate_of (the same weights as an earlier "
+        "step, measured with walk --duplicates measure); by default they are left out",
+    )
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -14,6 +30,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
         FileNotFoundError: if the file does not exist.
         ValueError: for any other extension.
     """
+    import pandas as pd
+
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such table: {path}")
@@ -35,3 +53,29 @@ def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     else:
         raise ValueError(f"{path}: expected a .csv or .parquet file")
     return path
+
+
+def read_measurements(
+    paths: str | Path | list, keep_duplicates: bool = False, log=print
+) -> pd.DataFrame:
+    """Read one or more measurements tables, leaving out rows flagged as duplicates.
+
+    A walk that measured a checkpoint serving an earlier step's weights flags its rows
+    with ``duplicate_of``; counting them would weigh those weights twice in a fit. A line
+    says what was left out.
+    """
+    import pandas as pd
+
+    paths = [paths] if isinstance(paths, str | Path) else list(paths)
+    table = pd.concat([read_table(p) for p in paths], ignore_index=True)
+    if DUPLICATE_COLUMN not in table.columns:
+        return table
+    flagged = table[DUPLICATE_COLUMN].notna()
+    if keep_duplicates or not flagged.any():
+        return table
+    pairs = table.loc[flagged, ["model", "step"]].drop_duplicates()
+    log(
+        f"left out {int(flagged.sum())} rows of {len(pairs)} checkpoint(s) flagged duplicate_of "
+        "(the same weights as an earlier step); --keep-duplicates keeps them"
+    )
+    return table[~flagged].reset_index(drop=True)

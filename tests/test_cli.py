@@ -58,6 +58,29 @@ def test_failed_series_gives_exit_1_but_writes_everything(tmp_path, capsys):
     assert "failed: model=m layer=1" in capsys.readouterr().out
 
 
+def test_fit_leaves_out_rows_flagged_as_duplicates(tmp_path, capsys):
+    clean = measurements_table(models=("m",), layers=1)
+    last = clean["step"].max()
+    # A branch named like a mid-training step that serves the final weights (pythia-2.8b).
+    copy = clean[clean["step"] == last].assign(step=last // 2 + 1, duplicate_of=last)
+    flagged = pd.concat([clean, copy], ignore_index=True)
+    flagged.to_csv(tmp_path / "flagged.csv", index=False)
+    clean.to_csv(tmp_path / "clean.csv", index=False)
+    said = {}
+    for name in ("clean", "flagged"):
+        args = ["fit", str(tmp_path / f"{name}.csv"), "--out", str(tmp_path / f"p_{name}.csv")]
+        assert main([*args, "--jobs", "1"]) == 0
+        said[name] = capsys.readouterr().out
+    assert "left out" not in said["clean"]
+    assert f"left out {len(copy)} rows of 1 checkpoint(s)" in said["flagged"]
+    a, b = (pd.read_csv(tmp_path / f"p_{n}.csv") for n in ("clean", "flagged"))
+    pd.testing.assert_frame_equal(a, b)
+    out = tmp_path / "p_kept.csv"
+    args = ["fit", str(tmp_path / "flagged.csv"), "--out", str(out), "--keep-duplicates"]
+    assert main([*args, "--jobs", "1"]) == 0
+    assert pd.read_csv(out)["n"].item() == a["n"].item() + 1
+
+
 @pytest.mark.parametrize(
     ("content", "name", "message"),
     [

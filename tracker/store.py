@@ -33,6 +33,8 @@ from pathlib import Path
 import pandas as pd
 
 MEASUREMENT_COLUMNS = ("model", "step", "layer", "seq", "top1", "top2", "top3", "median")
+# Added to the measurements only when some measured checkpoint repeats an earlier one's weights.
+DUPLICATE_COLUMN = "duplicate_of"
 CHECKPOINT_COLUMNS = (
     "model",
     "step",
@@ -346,7 +348,20 @@ class ResultStore:
         frames = [self._frames[s] for s in steps]
         if not frames:
             return pd.DataFrame(columns=list(MEASUREMENT_COLUMNS))
-        return pd.concat(frames, ignore_index=True)
+        table = pd.concat(frames, ignore_index=True)
+        # Checkpoints measured although they serve an earlier step's weights
+        # (``--duplicates measure``, or a local folder) carry the flag in the table itself,
+        # so that fits and figures reading only this file can leave them out.
+        ck = self.checkpoints_table()
+        measured = set(steps)
+        flagged = {
+            int(s): int(d)
+            for s, d in zip(ck["step"], ck["duplicate_of"], strict=True)
+            if int(s) in measured and d not in ("", None) and d == d
+        }
+        if flagged:
+            table[DUPLICATE_COLUMN] = table["step"].map(flagged).astype("Int64")
+        return table
 
     def _write_measurements(self) -> pd.DataFrame:
         table = self.measurements()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from massdyn.io import keep_duplicates_option
 from massdyn.options import opt
 
 
@@ -21,12 +22,15 @@ class FiguresCommand:
     configs: str | None = opt(None, "folder of <model>.json configs")
     predictor: str | None = opt(None, "predictor file to overlay predictions")
     out: str = opt("figures", "output folder")
+    keep_duplicates: bool = keep_duplicates_option()
 
     def run(self) -> int:
         """Load, draw, list what was written."""
         from massdyn.figures import load_figure_data
 
-        data = load_figure_data(self.measurements, self.params, self.configs, self.predictor)
+        data = load_figure_data(
+            self.measurements, self.params, self.configs, self.predictor, self.keep_duplicates
+        )
         written = draw_figures(data, self.out)
         print(f"wrote {len(written)} figures (PNG and PDF) to {self.out}")
         return 0

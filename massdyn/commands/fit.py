@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from massdyn.fitting.config import FitConfig
+from massdyn.io import keep_duplicates_option
 from massdyn.options import opt
 
 
@@ -42,14 +43,15 @@ class FitCommand:
     )
     weighted: bool = opt(False, "weight points by SEM over seqs")
     jobs: int | None = opt(None, "worker processes (default: all cores)")
+    keep_duplicates: bool = keep_duplicates_option()
     fit: FitConfig = field(default_factory=FitConfig, metadata={"flatten": True})
 
     def run(self) -> int:
         """Run the fit and print a summary."""
         from massdyn.fitting import fit_and_rank, fit_measurements
-        from massdyn.io import read_table, write_table
+        from massdyn.io import read_measurements, write_table
 
-        df = read_table(self.measurements)
+        df = read_measurements(self.measurements, self.keep_duplicates)
         config = self.fit
         common = dict(config=config, n_jobs=self.jobs, weighted=self.weighted)
         if self.compare is None:

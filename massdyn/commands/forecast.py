@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from massdyn.fitting.config import ForecastConfig
+from massdyn.io import keep_duplicates_option
 from massdyn.options import opt
 
 
@@ -35,6 +36,7 @@ class ForecastCommand:
     configs: str | None = opt(None, "folder of <model>.json configs (with --predictor)")
     metric: str = opt("ratio", "series to forecast", choices=("ratio", "top1", "median"))
     jobs: int | None = opt(None, "worker processes (default: all cores)")
+    keep_duplicates: bool = keep_duplicates_option()
     forecast: ForecastConfig = field(default_factory=ForecastConfig, metadata={"flatten": True})
 
     def run(self) -> int:
@@ -42,7 +44,7 @@ class ForecastCommand:
         import numpy as np
 
         from massdyn.fitting.forecast import forecast_measurements
-        from massdyn.io import read_table, write_table
+        from massdyn.io import read_measurements, write_table
         from massdyn.tracker.schedule import pythia_steps
 
         if self.until <= 0:
@@ -51,7 +53,7 @@ class ForecastCommand:
             raise ValueError(f"--upto {self.upto} must be before --until {self.until}")
         if (self.predictor is None) != (self.configs is None):
             raise ValueError("--predictor and --configs go together: give both or neither")
-        table = read_table(self.measurements)
+        table = read_measurements(self.measurements, self.keep_duplicates)
         steps = np.array([s for s in pythia_steps() if s <= self.until] + [self.until], float)
         priors = self._priors(table) if self.predictor else None
         rows, summary = forecast_measurements(

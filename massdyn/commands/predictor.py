@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from massdyn.io import keep_duplicates_option
 from massdyn.options import opt
 
 
@@ -41,14 +42,13 @@ class TrainPredictorCommand:
     )
     regressor: str = opt("rf", "paper protocol's regressor", choices=_regressors)
     seed: int = opt(0, "seed of splits and bootstrap")
+    keep_duplicates: bool = keep_duplicates_option()
 
     def run(self) -> int:
         """Train, report, save."""
-        import pandas as pd
+        from massdyn.io import read_measurements
 
-        from massdyn.io import read_table
-
-        table = pd.concat([read_table(p) for p in self.measurements], ignore_index=True)
+        table = read_measurements(self.measurements, self.keep_duplicates)
         is_params = {"A", "lambda", "gamma", "t0", "K"} <= set(table.columns)
         named = " ".join(self.measurements)
         if not is_params and not {"step", "top1", "median"} <= set(table.columns):

@@ -13,13 +13,15 @@ from massdyn.figures.trajectories import figure1, figure3, figure4, figure6
 FIGURES = {name: REGISTRY[name] for name in sorted(REGISTRY, key=lambda n: REGISTRY[n].number)}
 
 
-def load_figure_data(measurements=None, params=None, configs=None, predictor=None):
+def load_figure_data(
+    measurements=None, params=None, configs=None, predictor=None, keep_duplicates=False
+):
     """Build :class:`FigureData` from files; the shipped mini-suite fills what is not given."""
     import pandas as pd
 
     from massdyn.fitting import fit_measurements
     from massdyn.fitting.function import step_grid
-    from massdyn.io import read_table
+    from massdyn.io import read_measurements, read_table
     from massdyn.minisuite import shipped_data
     from massdyn.predictors import configs_from_dir, load_predictor, predict_architecture
 
@@ -28,7 +30,7 @@ def load_figure_data(measurements=None, params=None, configs=None, predictor=Non
         measurements = shipped / "measurements.csv"
         params = params or shipped / "params.csv"
         configs = configs or shipped / "configs"
-    m = read_table(measurements)
+    m = read_measurements(measurements, keep_duplicates)
     p = read_table(params) if params else fit_measurements(m, "ratio")
     archs = configs_from_dir(configs, sorted(m["model"].unique())) if configs else {}
     predicted = None

@@ -183,3 +183,23 @@ def test_a_wild_prediction_does_not_flatten_the_measured_curve(suite):
     low, high = fig.axes[0].get_ylim()
     assert low == 0 and measured < high <= 3.2 * measured
     assert fig.axes[0].get_xlim()[0] > -1  # no negative steps on the symlog axis
+
+
+def test_figure_data_leaves_out_flagged_duplicates(tmp_path, capsys):
+    from massdyn.figures import load_figure_data
+    from massdyn.minisuite import shipped_data
+
+    shipped = pd.read_csv(shipped_data() / "measurements.csv")
+    one = shipped[shipped["model"] == shipped["model"].iloc[0]]
+    last = one["step"].max()
+    copy = one[one["step"] == last].assign(step=last - 1, duplicate_of=last)
+    path = tmp_path / "m.csv"
+    pd.concat([one, copy], ignore_index=True).to_csv(path, index=False)
+    params = shipped_data() / "params.csv"
+    data = load_figure_data(path, params)
+    assert "left out" in capsys.readouterr().out
+    pd.testing.assert_frame_equal(
+        data.measurements.drop(columns="duplicate_of"), one.reset_index(drop=True)
+    )
+    kept = load_figure_data(path, params, keep_duplicates=True)
+    assert (kept.measurements["step"] == last - 1).sum() == len(copy)

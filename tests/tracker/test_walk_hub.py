@@ -251,6 +251,15 @@ def test_branches_sharing_a_commit_are_measured_once_and_nothing_is_left(hub, te
     ck = pd.read_csv(tmp_path / "m" / "checkpoints.csv").set_index("step")
     assert (ck["status"] == "ok").all() and ck.loc[2000, "duplicate_of"] == 1000
     assert snapshots_of(cache, "tiny/neox-alias") == []
+    # Its rows carry the flag, so a fit of this table leaves them out.
+    m = pd.read_csv(tmp_path / "m" / "measurements.csv")
+    assert set(m.loc[m["duplicate_of"].notna(), "step"]) == {2000}
+    fitted = run_cli(
+        "fit", str(tmp_path / "m" / "measurements.csv"), "--out", str(tmp_path / "p.csv")
+    )
+    # Five steps are too few for the five parameters: the failure counts the points it got.
+    assert "left out" in fitted.stdout and "got 4" in fitted.stdout, fitted.stdout
+    assert "got 5" not in fitted.stdout
 
 
 def test_what_a_killed_walk_downloaded_is_deleted_by_its_next_run(hub, text_file, tmp_path):

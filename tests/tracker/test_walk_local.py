@@ -327,3 +327,18 @@ def test_walk_writes_its_resolved_settings_reusable_as_config(series, text_file,
     # Besides the walk's settings the command has its suite options, at their defaults.
     assert {k: v for k, v in printed.items() if k in written} == written
     assert printed["shard"] is None and printed["jobs"] == 1 and printed["slurm"] is False
+
+
+def test_measured_duplicates_are_flagged_in_the_measurements(tmp_path, tokenizer, text_file):
+    root = write_series(tmp_path / "series", (500, 1000), tokenizer=tokenizer)
+    shutil.copytree(root / "step1000", root / "step1500")
+    walk(LocalSource(root), config(tmp_path / "out", text_file))
+    m = pd.read_csv(tmp_path / "out" / "measurements.csv")
+    flags = m.groupby("step")["duplicate_of"].first()
+    assert flags.loc[1500] == 1000
+    assert flags.loc[[500, 1000]].isna().all()
+    # The copy's rows are measured all the same: the same numbers as its original.
+    cols = ["layer", "seq", "top1", "median"]
+    a = m[m["step"] == 1000][cols].reset_index(drop=True)
+    b = m[m["step"] == 1500][cols].reset_index(drop=True)
+    pd.testing.assert_frame_equal(a, b)
