@@ -8,10 +8,14 @@ audit lists each revision's weight files and says per revision:
 
 - ``ok``;
 - ``duplicate``: its weights (the files the walker would load) equal an earlier
-  revision's, named in ``duplicate_of``;
-- ``shard duplicate``: some weight file equals one of an earlier revision (``detail``
-  names which), the set as a whole does not;
+  revision's, named in ``duplicate_of``; the weights of a Hub repo's ``main`` (the final
+  model) belong to the last step serving them, so a mid-training branch serving them is
+  the duplicate, not the final step;
+- ``shard duplicate``: some weight file equals one of an earlier revision or of ``main``
+  (``detail`` names which), the set as a whole does not;
 - ``mixed formats``: safetensors and ``.bin`` weights side by side (the walk loads the
+  safetensors);
+- ``format change``: weights in another format than most revisions' (``.bin`` among
   safetensors);
 - ``size anomaly``: its weights' total size differs from most revisions';
 - ``missing``: no such branch in a series with a known schedule (Pythia), no weights, or
@@ -78,7 +82,7 @@ def audit(source, steps=None, expected=None) -> pd.DataFrame:
         )
     available = source.list_steps()
     wanted = sorted(available if steps is None else set(steps))
-    rows, first_set, first_file = [], {}, {}
+    rows, listed = [], {}
     for step in wanted:
         row = dict.fromkeys(AUDIT_COLUMNS, "")
         row.update(model=source.name, step=step, revision=available.get(step, ""))
@@ -95,30 +99,41 @@ def audit(source, steps=None, expected=None) -> pd.DataFrame:
         if not chosen:
             row.update(status="missing", detail="no weight files (*.safetensors, *.bin)")
             continue
-        digest = combined_digest({f: files[f][1] for f in chosen})
         formats = _formats(files)
         row.update(
             status="ok",
             bytes=sum(files[f][0] for f in chosen),
             n_files=len(chosen),
             format="+".join(sorted(formats)),
-            weights_digest=digest,
+            weights_digest=combined_digest({f: files[f][1] for f in chosen}),
         )
-        if digest in first_set:
-            row.update(status="duplicate", duplicate_of=first_set[digest])
-            row["detail"] = f"the weights of step {first_set[digest]}, byte for byte"
+        listed[step] = {f: files[f][1] for f in chosen}
+    main = _main_weights(source)
+    owner = _owners(source, available, rows, main)
+    first_file = {d: ("main", f) for f, d in (main or {}).items()}
+    main_digest = combined_digest(main) if main else None
+    for row in rows:
+        if row["status"] != "ok":
             continue
-        first_set[digest] = step
-        shared = [
-            f"{f} = step {first_file[files[f][1]][0]}'s {first_file[files[f][1]][1]}"
-            for f in chosen
-            if files[f][1] in first_file
-        ]
-        for f in chosen:
-            first_file.setdefault(files[f][1], (step, f))
+        step, digest = row["step"], row["weights_digest"]
+        of_main = " (the weights of main, the final model)" if digest == main_digest else ""
+        if owner[digest] != step:
+            row.update(status="duplicate", duplicate_of=owner[digest])
+            row["detail"] = f"the weights of step {owner[digest]}, byte for byte{of_main}"
+            continue
+        chosen = listed[step]
+        shared = []
+        if digest != main_digest:
+            shared = [
+                f"{f} = {_where(first_file[d][0])}'s {first_file[d][1]}"
+                for f, d in chosen.items()
+                if d in first_file
+            ]
+        for f, d in chosen.items():
+            first_file.setdefault(d, (step, f))
         if shared:
             row.update(status="shard duplicate", detail="; ".join(shared))
-        elif len(formats) > 1:
+        elif "+" in row["format"]:
             row.update(
                 status="mixed formats",
                 detail="safetensors and .bin weights side by side; the walk loads safetensors",
@@ -135,7 +150,55 @@ def audit(source, steps=None, expected=None) -> pd.DataFrame:
             rows.append(row)
     table = pd.DataFrame(rows, columns=list(AUDIT_COLUMNS)).sort_values("step", kind="stable")
     _flag_sizes(table)
+    _flag_formats(table)
     return table.reset_index(drop=True)
+
+
+def _where(step) -> str:
+    return "main" if step == "main" else f"step {step}"
+
+
+def _main_weights(source) -> dict[str, str] | None:
+    """Weight file -> digest of the source's final model (a Hub repo's ``main``), if it has one."""
+    ref = getattr(source, "main_ref", None)
+    if ref is None:
+        return None
+    try:
+        files = source.tree_files(ref)
+    except CheckpointError:
+        return None
+    chosen = [f for f in weight_files(files) if f.endswith(WEIGHT_SUFFIXES)]
+    return {f: files[f][1] for f in chosen} or None
+
+
+def _owners(source, available, rows, main) -> dict[str, int]:
+    """The step each set of weights belongs to: its earliest step, except for main's.
+
+    Main's weights are the end of training: a step branch serving them before the series'
+    last step is mislabelled (pythia-2.8b serves them at 76 mid-training steps), so they
+    belong to the last step that serves them, the series' final step when it does,
+    whether or not that step is among the audited ones.
+    """
+    owner: dict[str, int] = {}
+    for row in rows:
+        if row["status"] == "ok":
+            owner.setdefault(row["weights_digest"], row["step"])
+    if not main:
+        return owner
+    digest = combined_digest(main)
+    holders = [r["step"] for r in rows if r["weights_digest"] == digest]
+    final = max(available)
+    if final not in holders:
+        try:
+            files = source.tree_files(available[final])
+        except CheckpointError:
+            files = {}
+        chosen = [f for f in weight_files(files) if f.endswith(WEIGHT_SUFFIXES)]
+        if chosen and combined_digest({f: files[f][1] for f in chosen}) == digest:
+            holders.append(final)
+    if holders:
+        owner[digest] = max(holders)
+    return owner
 
 
 def _flag_sizes(table: pd.DataFrame) -> None:
@@ -150,6 +213,27 @@ def _flag_sizes(table: pd.DataFrame) -> None:
     for i in table.index[odd]:
         table.loc[i, "status"] = "size anomaly"
         table.loc[i, "detail"] = f"{table.loc[i, 'bytes']} bytes of weights; most revisions {usual}"
+
+
+def _flag_formats(table: pd.DataFrame) -> None:
+    """Mark ``ok`` revisions whose weights come in another format than most revisions'."""
+    listed = table[table["format"] != ""]
+    if len(listed) < 3:
+        return
+    usual, count = collections.Counter(listed["format"]).most_common(1)[0]
+    if count < len(listed) / 2 or "+" in usual:
+        return
+    odd = (table["format"] != "") & (table["format"] != usual) & (table["status"] == "ok")
+    for i in table.index[odd]:
+        table.loc[i, "status"] = "format change"
+        table.loc[i, "detail"] = (
+            f"{table.loc[i, 'format']} weights where most revisions have {usual}"
+            + (
+                " (loaded with torch.load; --max-memory loads it whole)"
+                if table.loc[i, "format"] == "bin"
+                else ""
+            )
+        )
 
 
 def audit_summary(table: pd.DataFrame) -> str:

@@ -323,19 +323,19 @@ class ResultStore:
             [self._checkpoints[s] for s in sorted(self._checkpoints)],
             columns=list(CHECKPOINT_COLUMNS),
         )
-        first: dict[str, int] = {}
-        dup = []
-        for step, digest in zip(table["step"], table["weights_sha256"], strict=True):
-            if isinstance(digest, str) and digest:
-                dup.append(first.setdefault(digest, int(step)))
-            else:
-                dup.append(None)
-        # Rows the audit recorded as duplicates (nothing downloaded) keep what it named.
+        given = [g if g not in ("", None) and g == g else None for g in table["duplicate_of"]]
+        digests = [d if isinstance(d, str) and d else None for d in table["weights_sha256"]]
+        # The audit names whose weights a revision serves (main's belong to the last step,
+        # not the first): its word wins for that set of weights; otherwise the earliest.
+        owner: dict[str, int] = {
+            d: int(g) for d, g in zip(digests, given, strict=True) if d and g is not None
+        }
+        for step, d in zip(table["step"], digests, strict=True):
+            if d:
+                owner.setdefault(d, int(step))
         table["duplicate_of"] = [
-            given if status == "duplicate" else (d if d is not None and d != s else "")
-            for d, s, status, given in zip(
-                dup, table["step"], table["status"], table["duplicate_of"], strict=True
-            )
+            int(g) if g is not None else (owner[d] if d and owner[d] != int(s) else "")
+            for s, d, g in zip(table["step"], digests, given, strict=True)
         ]
         return table
 

@@ -304,11 +304,14 @@ def walk(source, config: WalkConfig) -> WalkSummary:
             check_inputs(inputs.ids, _model_config(source, first_ref), where)
         store.commit()
         store.write_text("config.yaml", _yaml(walk_settings(source, config)))
-        skipped, saved = _skip_duplicates(source, config, store, available, selected, queue)
+        twins = _audited_twins(source, available, selected, queue)
+        skipped, saved = {}, 0
+        if config.duplicates == "skip":
+            skipped, saved = _skip_duplicates(source, store, available, twins, queue)
         queue = [s for s in queue if s not in skipped]
         todo = [s for s in todo if s not in skipped]
         ok, failed = _walk_queue(
-            source, config, store, inputs, available, todo, queue, device, dtype
+            source, config, store, inputs, available, todo, queue, device, dtype, twins
         )
         table = store.assemble(parquet=config.parquet)
         duplicates = {
@@ -332,43 +335,53 @@ def walk(source, config: WalkConfig) -> WalkSummary:
     )
 
 
-def _skip_duplicates(source, config, store, available, selected, queue):
-    """Record, without downloading, the queued Hub revisions the audit finds identical.
+def _audited_twins(source, available, selected, queue) -> dict[int, tuple[int, int]]:
+    """Queued Hub revisions the audit finds serving another step's weights.
 
-    Only for sources that list files without downloading them (the Hub); each set of
-    weights is measured at its first selected step.
+    Only for sources that list files without downloading them (the Hub).
+
+    Returns:
+        ``step -> (the step whose weights it serves, bytes of those weights)``.
+    """
+    from massdyn.tracker.sources import HubSource
+
+    if not isinstance(source, HubSource) or not queue:
+        return {}
+    from massdyn.tracker.audit import audit
+
+    table = audit(source, steps=[s for s in selected if s in available])
+    return {
+        int(r.step): (int(r.duplicate_of), int(r.bytes))
+        for r in table[table["status"] == "duplicate"].itertuples()
+        if int(r.step) in queue
+    }
+
+
+def _skip_duplicates(source, store, available, twins, queue):
+    """Record the audited twins without downloading them: each set of weights is measured once.
 
     Returns:
         ``(step -> the step it duplicates, bytes of weights not downloaded)``.
     """
-    from massdyn.tracker.sources import HubSource
-
-    if config.duplicates != "skip" or not isinstance(source, HubSource) or not queue:
-        return {}, 0
-    from massdyn.tracker.audit import audit
-
-    table = audit(source, steps=[s for s in selected if s in available])
     skipped, saved = {}, 0
-    for r in table[table["status"] == "duplicate"].itertuples():
-        step = int(r.step)
-        if step in queue:
-            skipped[step] = int(r.duplicate_of)
-            saved += int(r.bytes)
-            store.record(
-                None,
-                {
-                    "model": source.name,
-                    "step": step,
-                    "revision": available[step],
-                    "status": "duplicate",
-                    "reason": f"same weights as step {r.duplicate_of} (Hub tree)",
-                    "duplicate_of": int(r.duplicate_of),
-                },
-            )
+    for step, (of, nbytes) in twins.items():
+        skipped[step] = of
+        saved += nbytes
+        store.record(
+            None,
+            {
+                "model": source.name,
+                "step": step,
+                "revision": available[step],
+                "status": "duplicate",
+                "reason": f"same weights as step {of} (Hub tree)",
+                "duplicate_of": of,
+            },
+        )
     return skipped, saved
 
 
-def _walk_queue(source, config, store, inputs, available, todo, queue, device, dtype):
+def _walk_queue(source, config, store, inputs, available, todo, queue, device, dtype, twins):
     ids = torch.as_tensor(inputs.ids)
     # Few large passes keep the GPU busy; per-pass launch overheads dominate small ones.
     batch_size = config.batch_size or max(1, TOKENS_PER_BATCH // ids.shape[1])
@@ -384,6 +397,8 @@ def _walk_queue(source, config, store, inputs, available, todo, queue, device, d
         with contextlib.closing(_Fetcher(source, config).stream(queue, available)) as fetches:
             for step, fetched, error in fetches:
                 row = {"revision": available[step], **where}
+                if step in twins:  # measured anyway: the audit says whose weights these are
+                    row["duplicate_of"] = twins[step][0]
                 if fetched is not None:
                     row.update(weights_sha256=fetched.weights_sha256, verified=fetched.verified)
                     try:

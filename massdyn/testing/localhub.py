@@ -88,7 +88,9 @@ class LocalHub:
             _git(repo, "add", "-A")
             _git(repo, "commit", "-q", "-m", name)
         _git(repo, "checkout", "-q", "main")
-        last = list(branches)[-1]
+        # As on the Hub, main is the final model: the highest step (else the last branch).
+        steps = {n: int(n[4:]) for n in branches if n.startswith("step") and n[4:].isdigit()}
+        last = max(steps, key=steps.get) if steps else list(branches)[-1]
         _git(repo, "reset", "-q", "--hard", last)
         return repo
 

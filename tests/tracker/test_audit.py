@@ -60,6 +60,10 @@ def series(tmp_path_factory):
         ),
         "step400": _revision(root, "step400", {"model.safetensors": _blob(6)}),
         "step500": _revision(root, "step500", {"model.safetensors": _blob(7)}),
+        # main's weights (the final step's) served at a mid-training step (pythia-2.8b)
+        "step550": _revision(root, "step550", {"model.safetensors": _blob(9)}),
+        "step600": _revision(root, "step600", {"pytorch_model.bin": _blob(8)}),  # .bin only
+        "step700": _revision(root, "step700", {"model.safetensors": _blob(9)}),  # = main
     }
 
 
@@ -73,8 +77,16 @@ def served(series, tmp_path_factory):
     hub.stop()
 
 
-def _check(table):
+def _check(table, served: bool):
     by = table.set_index("step")
+    assert by.loc[600, "status"] == "format change" and by.loc[600, "format"] == "bin"
+    if served:  # the Hub's main is the final model: its weights belong to the final step
+        assert by.loc[700, "status"] == "ok"
+        assert by.loc[550, "status"] == "duplicate" and by.loc[550, "duplicate_of"] == 700
+        assert "main" in by.loc[550, "detail"]
+    else:  # a folder has no main: the earliest step holding a set of weights owns it
+        assert by.loc[550, "status"] == "ok"
+        assert by.loc[700, "status"] == "duplicate" and by.loc[700, "duplicate_of"] == 550
     assert by.loc[0, "status"] == "ok"
     assert by.loc[1, "status"] == "duplicate" and by.loc[1, "duplicate_of"] == 0
     assert by.loc[10, "status"] == "ok" and by.loc[10, "n_files"] == 2
@@ -90,7 +102,7 @@ def test_the_hub_tree_is_audited_without_downloading_a_weight(served, tmp_path, 
     monkeypatch.setenv("HF_HUB_CACHE", str(cache))
     source = hub_source("t/audited", endpoint=served.url, cache_dir=str(cache))
     table = audit(source)
-    _check(table)
+    _check(table, served=True)
     # Sizes from the Hub's listing, not from a download.
     assert table.set_index("step").loc[0, "bytes"] == 4096
     downloaded = [p for p in cache.rglob("*") if p.is_file()] if cache.exists() else []
@@ -99,25 +111,64 @@ def test_the_hub_tree_is_audited_without_downloading_a_weight(served, tmp_path, 
 
 def test_a_local_series_is_audited_alike(series):
     root, _ = series
-    _check(audit(LocalSource(root)))
+    _check(audit(LocalSource(root)), served=False)
 
 
 def test_a_known_schedule_names_the_missing_branches(series):
     root, _ = series
-    table = audit(LocalSource(root), expected=[0, 1, 10, 50, 100, 200, 300, 400, 500])
+    table = audit(LocalSource(root), expected=[0, 1, 10, 50, 100, 200, 300, 400, 500, 700])
     row = table.set_index("step").loc[50]
     assert row["status"] == "missing" and "no such branch" in row["detail"]
     text = audit_summary(table)
-    assert "1 duplicate revision(s)" in text and "step 50: missing" in text
+    assert "2 duplicate revision(s)" in text and "step 50: missing" in text
+
+
+def test_missing_branches_of_a_served_series_are_named(served, tmp_path):
+    source = hub_source("t/audited", endpoint=served.url, cache_dir=str(tmp_path / "c"))
+    table = audit(source, expected=[0, 1, 10, 50, 100, 700, 1000])
+    by = table.set_index("step")
+    assert list(by.index[by["status"] == "missing"]) == [50, 1000]
+    assert "no such branch" in by.loc[1000, "detail"]
+    assert "step 50: missing" in audit_summary(table)
+
+
+def test_the_shard_main_serves_mid_training_is_named_main_s(tmp_path):
+    """pythia-12b step50000/58000: a mid-training branch serving the final model's first shard."""
+    index = json.dumps({"weight_map": {f"w{i}": s for i, s in enumerate(SHARDS)}}).encode()
+
+    def sharded(name, a, b):
+        return _revision(
+            tmp_path,
+            name,
+            {
+                SHARDS[0]: _blob(a, 2048),
+                SHARDS[1]: _blob(b, 2048),
+                "model.safetensors.index.json": index,
+            },
+        )
+
+    hub = LocalHub(tmp_path / "hub")
+    branches = {"step1": sharded("step1", 1, 2), "step2": sharded("step2", 9, 3)}
+    branches["step3"] = sharded("step3", 9, 4)  # = main; its first shard also in step2
+    hub.add_model_repo("t/shards", branches, lfs=True)
+    hub.start("t/shards")
+    try:
+        source = hub_source("t/shards", endpoint=hub.url, cache_dir=str(tmp_path / "c"))
+        by = audit(source).set_index("step")
+    finally:
+        hub.stop()
+    assert by.loc[3, "status"] == "ok" and by.loc[1, "status"] == "ok"
+    assert by.loc[2, "status"] == "shard duplicate"
+    assert by.loc[2, "detail"] == f"{SHARDS[0]} = main's {SHARDS[0]}"
 
 
 def test_audit_cli_writes_the_table_and_a_summary(served, tmp_path):
     env = {"HF_ENDPOINT": served.url, "HF_HUB_CACHE": str(tmp_path / "c")}
     out = run_cli("audit", "t/audited", "--out", tmp_path / "a.csv", env=env)
     assert out.returncode == 0, out.stderr
-    assert "t/audited: 8 revisions" in out.stdout and "1 duplicate" in out.stdout
+    assert "t/audited: 11 revisions" in out.stdout and "2 duplicate" in out.stdout
     table = pd.read_csv(tmp_path / "a.csv")
-    assert len(table) == 8 and set(table["model"]) == {"t/audited"}
+    assert len(table) == 11 and set(table["model"]) == {"t/audited"}
     bad = run_cli("audit", "t/no-such-repo", env=env)
     assert bad.returncode == 2 and "repository not found" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1

@@ -119,6 +119,9 @@ class HubSource(_HubRepo):
         self.api = HfApi(endpoint=endpoint)
         self._trees: dict[str, list] = {}
 
+    # The final model: the audit gives its weights to the last step, not the first, serving them.
+    main_ref = "main"
+
     def list_steps(self) -> dict[int, str]:
         """Branches named ``step{N}``.
 
