@@ -39,9 +39,18 @@ ARCH_FEATURES = (
     "log_heads_per_dim",
     "ff_ratio",
     "rotary_fraction",
+    "parallel_residual",
 )
 # Fields checked against the training suite's range before predicting.
-RANGE_FIELDS = ("d_model", "n_layers", "n_heads", "heads_per_dim", "ff_ratio", "rotary_fraction")
+RANGE_FIELDS = (
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "heads_per_dim",
+    "ff_ratio",
+    "rotary_fraction",
+    "parallel_residual",
+)
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, math.inf)  # inf: the base alone
 
 
@@ -54,6 +63,7 @@ def arch_values(arch: Architecture) -> dict[str, float]:
         "log_heads_per_dim": math.log(arch.n_heads / arch.d_model),
         "ff_ratio": arch.d_ff / arch.d_model,
         "rotary_fraction": float(arch.rotary_fraction),
+        "parallel_residual": float(arch.parallel_residual),
         "d_model": float(arch.d_model),
         "n_heads": float(arch.n_heads),
         "heads_per_dim": arch.n_heads / arch.d_model,
@@ -70,6 +80,7 @@ def arch_key(arch: Architecture) -> tuple:
         arch.d_ff,
         arch.rotary_base,
         arch.rotary_fraction,
+        arch.parallel_residual,
     )
 
 
@@ -278,7 +289,13 @@ class CurvePredictor:
         for f, (lo, hi) in self.ranges_.items():
             v = values[f]
             if v < lo * (1 - 1e-9) or v > hi * (1 + 1e-9):
-                notes.append(f"{f} = {v:g} is outside the training suite's range {lo:g}-{hi:g}")
+                if f == "parallel_residual":
+                    layout = "parallel" if v else "sequential"
+                    notes.append(
+                        f"parallel_residual: the training suite has no {layout}-residual member"
+                    )
+                else:
+                    notes.append(f"{f} = {v:g} is outside the training suite's range {lo:g}-{hi:g}")
         if max_step is not None and max_step > self.max_step_:
             notes.append(
                 f"steps up to {max_step:g} go past the longest training run ({self.max_step_:g});"

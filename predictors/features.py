@@ -73,6 +73,9 @@ class Architecture:
         d_model, n_layers, n_heads, d_ff: Widths and depth.
         rotary_base: Rotary embedding base (0 with learned positions).
         rotary_fraction: Share of each head's dims rotated (0 with learned positions).
+        parallel_residual: Attention and MLP read the same block input (GPT-NeoX's
+            ``use_parallel_residual``, its default); False when they run in sequence
+            (GPT-2, Llama). Not one of the paper's features; the curve predictor uses it.
     """
 
     name: str
@@ -83,6 +86,7 @@ class Architecture:
     d_ff: int
     rotary_base: float
     rotary_fraction: float
+    parallel_residual: bool = True
 
     def layer_features(self, layer: int) -> dict[str, float]:
         """The paper's core and derived features for one layer (0-based index)."""
@@ -191,6 +195,7 @@ def read_config(source, name: str | None = None, revision: str | None = None) ->
         raise ConfigError(
             f"{where}: rotary fraction must be <= 1, got {values['rotary_fraction']!r}"
         )
+    parallel = _residual_layout(cfg, fields, where)
     if not name:
         stem = Path(where).parent.name if Path(where).name == "config.json" else Path(where).stem
         name = str(cfg.get("_name_or_path") or stem).split("/")[-1]
@@ -203,7 +208,20 @@ def read_config(source, name: str | None = None, revision: str | None = None) ->
         d_ff=int(values["d_ff"]),
         rotary_base=float(values["rotary_base"]),
         rotary_fraction=float(values["rotary_fraction"]),
+        parallel_residual=parallel,
     )
+
+
+def _residual_layout(cfg: dict, fields: dict, where: str) -> bool:
+    spec = fields["parallel_residual"]
+    value = next((v for k in spec["keys"] if (v := _lookup(cfg, k)) is not None), None)
+    value = spec["default"] if value is None else value
+    if not isinstance(value, bool):
+        raise ConfigError(
+            f"{where}: field {' or '.join(map(repr, spec['keys']))} (parallel_residual) must "
+            f"be true or false, got {value!r}"
+        )
+    return value
 
 
 def pythia_architectures() -> list[Architecture]:

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import sklearn
 
+from massdyn.predictors.curve import ARCH_FEATURES
 from massdyn.predictors.features import FEATURES
 from massdyn.predictors.model import TARGETS
 
-FORMAT_VERSION = 1
+# 2: the curve predictor learns from the residual layout too (ARCH_FEATURES).
+FORMAT_VERSION = 2
 # The types a saved predictor holds beyond those skops trusts by itself (plain containers,
 # numpy arrays, scikit-learn estimators): exact names, so that nothing callable such as
 # builtins.exec can ride along in a file. Anything else in a file is refused.
@@ -34,6 +36,7 @@ def _schema() -> dict:
     return {
         "format": FORMAT_VERSION,
         "features": list(FEATURES),
+        "arch_features": list(ARCH_FEATURES),
         "targets": list(TARGETS),
         "sklearn": sklearn.__version__,
     }
@@ -77,11 +80,12 @@ def load_predictor(path: str | Path):
     data = sio.load(path, trusted=untrusted)
     schema = data.get("schema", {})
     expected = _schema()
-    for key in ("format", "features", "targets"):
+    for key in ("format", "features", "arch_features", "targets"):
         if schema.get(key) != expected[key]:
             raise PredictorFileError(
                 f"{path} was saved with {key} {schema.get(key)!r}; "
-                f"this massdyn expects {expected[key]!r}"
+                f"this massdyn expects {expected[key]!r}; train it again with "
+                "massdyn train-predictor"
             )
     saved, here = str(schema.get("sklearn", "?")).split(".")[:2], sklearn.__version__.split(".")[:2]
     if saved != here:

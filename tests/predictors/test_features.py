@@ -50,6 +50,18 @@ def test_families_from_transformers_configs(family):
         assert arch.rotary_fraction == 1.0
 
 
+def test_the_residual_layout_is_read_from_the_config():
+    from transformers import AutoConfig, GPTNeoXConfig
+
+    assert read_config(AutoConfig.for_model("gpt_neox"), name="p").parallel_residual
+    assert not read_config(GPTNeoXConfig(use_parallel_residual=False), name="s").parallel_residual
+    assert not read_config(AutoConfig.for_model("llama"), name="l").parallel_residual
+    assert not read_config(AutoConfig.for_model("gpt2"), name="g").parallel_residual
+    bad = GPTNeoXConfig().to_dict() | {"use_parallel_residual": "no"}
+    with pytest.raises(ConfigError, match="'use_parallel_residual' .* must be true or false"):
+        read_config(bad)
+
+
 def test_sources_path_folder_dict(tmp_path):
     pythia = {
         "model_type": "gpt_neox",
