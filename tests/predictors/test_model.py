@@ -101,6 +101,14 @@ def test_persistence_round_trip_and_refusals(table, tmp_path):
     with pytest.raises(PredictorFileError, match="features"):
         load_predictor(tmp_path / "old.skops")
     data["schema"]["features"] = list(FEATURES)
+    # A file from before the residual layout was a feature: format 1, no arch_features.
+    data["schema"]["format"] = 1
+    arch_features = data["schema"].pop("arch_features")
+    assert "parallel_residual" in arch_features
+    sio.dump(data, tmp_path / "v1.skops")
+    with pytest.raises(PredictorFileError, match="format 1.*massdyn train-predictor"):
+        load_predictor(tmp_path / "v1.skops")
+    data["schema"].update(format=2, arch_features=arch_features)
     data["schema"]["sklearn"] = "0.1.0"
     sio.dump(data, tmp_path / "oldsk.skops")
     with pytest.raises(PredictorFileError, match="scikit-learn 0.1.0"):
