@@ -12,6 +12,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from massdyn.tracker.inputs import TokenInputs
 from massdyn.tracker.measure import measure
 from massdyn.tracker.store import ResultStore, folder_identity
@@ -29,6 +31,19 @@ def pythia_style_schedule(max_steps: int, every: int | None = None) -> list[int]
     log_steps = [0] + [2**k for k in range(64) if 2**k < every]
     linear = list(range(every, max_steps + 1, every))
     return sorted({*log_steps, *linear, max_steps})
+
+
+def log_schedule(max_steps: int, points: int) -> list[int]:
+    """Step 0 and about ``points`` log-spaced steps from 1 to ``max_steps`` (both included).
+
+    Unlike Pythia's schedule, whose linear part puts most measurements late (80 of the
+    mini-suite's 88 on a 100-step grid), every decade of steps gets the same share, which
+    is what a question about late turning needs over a long run.
+    """
+    if max_steps < 1 or points < 2:
+        raise ValueError(f"need max_steps >= 1 and points >= 2, got {max_steps} and {points}")
+    grid = np.unique(np.round(np.geomspace(1, max_steps, points)).astype(int))
+    return sorted({0, *grid.tolist(), max_steps})
 
 
 class LiveTracker:

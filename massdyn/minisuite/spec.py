@@ -35,6 +35,9 @@ class Recipe:
     eval_seq_len: int = 256
     eval_seed: int = 1
     schedule_every: int = 100
+    # 0: measure at Pythia's schedule (0, 1, 2, 4, ... then every schedule_every steps);
+    # N: at step 0 and N log-spaced steps up to max_steps (the length pilot's schedule).
+    schedule_points: int = 0
     # "bf16-mixed": forward and backward under bfloat16 autocast, weights and optimizer
     # state in float32, as Pythia trained (in fp16). Faster on CPUs with bf16 units.
     precision: str = "bf16-mixed"
@@ -118,9 +121,12 @@ class Suite:
         text = Path(path).read_text() if path else None
         spec = json.loads(text) if text is not None else read_json("minisuite.json")
         if "extends" in spec:
-            # A suite that grows another: same recipe, corpus and tokenizer, its own members.
+            # A suite that grows another: same recipe, corpus and tokenizer, its own members;
+            # recipe keys it sets replace the base's one by one.
             base = read_json(spec["extends"])
-            spec = {**{k: base[k] for k in ("recipe", "corpus", "tokenizer") if k in base}, **spec}
+            recipe = {**base.get("recipe", {}), **spec.get("recipe", {})}
+            spec = {**{k: base[k] for k in ("corpus", "tokenizer") if k in base}, **spec}
+            spec["recipe"] = recipe
         recipe = spec.get("recipe", {})
         if "betas" in recipe:
             recipe = {**recipe, "betas": tuple(recipe["betas"])}

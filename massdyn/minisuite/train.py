@@ -20,7 +20,7 @@ import torch
 
 from massdyn.minisuite.spec import Member, Recipe
 from massdyn.tracker.inputs import TokenInputs
-from massdyn.tracker.live import LiveTracker, pythia_style_schedule
+from massdyn.tracker.live import LiveTracker, log_schedule, pythia_style_schedule
 
 # Measured for one mini-suite step: about 0.2 s with bfloat16 units, about 4 s under
 # bf16 autocast on an AVX2-only CPU, which emulates bfloat16.
@@ -86,18 +86,23 @@ def _identity(member: Member, recipe: Recipe, vocab_size: int) -> dict:
     return json.loads(json.dumps(identity))
 
 
+def _defaults(cls) -> dict:
+    """A dataclass's field defaults as JSON would give them back."""
+    defaults = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+    return json.loads(json.dumps(defaults))
+
+
 def _resumable_as(identity: dict) -> dict:
     """What a saved state must match to be resumed under ``identity``.
 
     With a constant rate after warm-up, ``max_steps`` does not shape the steps already
     taken, so a finished run can be extended by raising it; with a decaying rate it does.
-    A state saved before a member field existed was trained with that field's default.
+    A state saved before a member or recipe field existed was trained with its default.
     """
-    recipe = dict(identity.get("recipe", {}))
+    recipe = {**_defaults(Recipe), **identity.get("recipe", {})}
     if recipe.get("min_lr_ratio") == 1.0:
         recipe.pop("max_steps", None)
-    defaults = {f.name: f.default for f in fields(Member) if f.default is not MISSING}
-    member = {**json.loads(json.dumps(defaults)), **identity.get("member", {})}
+    member = {**_defaults(Member), **identity.get("member", {})}
     return {**identity, "recipe": recipe, "member": member}
 
 
@@ -186,7 +191,11 @@ def train_member(
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
     model.config.save_pretrained(out)
-    schedule = pythia_style_schedule(recipe.max_steps, recipe.schedule_every)
+    schedule = (
+        log_schedule(recipe.max_steps, recipe.schedule_points)
+        if recipe.schedule_points
+        else pythia_style_schedule(recipe.max_steps, recipe.schedule_every)
+    )
     tracker = LiveTracker(model, eval_inputs, out / "live", schedule, member.name, save_checkpoints)
     t0 = time.perf_counter()
     model.train()

@@ -9,6 +9,7 @@ import torch
 
 import massdyn.minisuite.train as ms
 from massdyn.cli import main
+from massdyn.data import path as data_path
 from massdyn.fitting.report import emergence_report
 from massdyn.minisuite import Member, Recipe, Suite
 from massdyn.minisuite.dataset import prepare_data
@@ -226,6 +227,41 @@ def test_a_constant_rate_run_extends_to_more_steps_like_a_longer_run(tmp_path):
     train(TINY, "decaying")  # min_lr_ratio 0.1: max_steps shaped every step taken
     with pytest.raises(ValueError, match="max_steps"):
         train(replace(TINY, max_steps=12), "decaying")
+
+
+def test_a_state_saved_before_a_recipe_field_existed_resumes(tmp_path):
+    flat = replace(TINY, min_lr_ratio=1.0, max_steps=6)
+    tokens, inputs = _data()
+
+    def train(recipe):
+        return train_member(MEMBER, recipe, tokens, inputs, 300, 0, tmp_path, log=lambda *_: None)
+
+    train(flat)
+    path = tmp_path / "state.pt"
+    state = torch.load(path, weights_only=True)
+    identity = json.loads(state["identity"])
+    del identity["recipe"]["schedule_points"]  # as saved before the field existed
+    state["identity"] = json.dumps(identity, sort_keys=True)
+    torch.save(state, path)
+    assert train(replace(flat, max_steps=8))["resumed_from"] == 6
+    with pytest.raises(ValueError, match=r"recipe\.schedule_points: 0 != 5"):
+        train(replace(flat, max_steps=10, schedule_points=5))
+
+
+def test_a_log_spaced_schedule_is_what_the_live_tracker_measures(tmp_path):
+    tokens, inputs = _data()
+    recipe = replace(TINY, max_steps=40, schedule_points=6)
+    train_member(MEMBER, recipe, tokens, inputs, 300, 0, tmp_path, log=lambda *_: None)
+    steps = sorted(pd.read_csv(tmp_path / "live" / "measurements.csv")["step"].unique())
+    # 1, 40^(1/5), ..., 40 rounded: 1, 2.09, 4.37, 9.15, 19.1, 40
+    assert steps == [0, 1, 2, 4, 9, 19, 40]
+
+
+def test_the_pilot_suite_extends_the_shipped_recipe_key_by_key():
+    pilot = Suite.load(data_path("minisuite-pilot.json"))
+    shipped = Suite.load()
+    assert pilot.recipe == replace(shipped.recipe, max_steps=32000, schedule_points=120)
+    assert pilot.members == [shipped.member("mini-d128-l4-h4")]
 
 
 def test_emergence_report_finds_growth_and_a_fixed_position():

@@ -9,6 +9,7 @@ from massdyn.tracker.live import (
     LiveTracker,
     MassiveActivationCallback,
     attach,
+    log_schedule,
     pythia_style_schedule,
 )
 from massdyn.tracker.sources import LocalSource
@@ -180,3 +181,15 @@ def test_trainer_callback_logs_a_forecast_that_converges_with_each_measurement(
     f = forecast_series(series["step"], series["r"], until, config=forecaster.config)
     assert with_forecast[-1]["massive/forecast/final"] == pytest.approx(f.final)
     assert with_forecast[-1]["massive/forecast/final_lo"] <= f.final
+
+
+def test_log_schedule_gives_every_decade_the_same_share():
+    steps = log_schedule(32000, 120)
+    assert steps[0] == 0 and steps[-1] == 32000 and steps == sorted(set(steps))
+    # 120 points over log10(32000) = 4.5 decades: about 26.6 per decade once the
+    # integer rounding no longer merges neighbours.
+    per_decade = [sum(lo <= s < 10 * lo for s in steps) for lo in (100, 1000)]
+    assert all(25 <= n <= 28 for n in per_decade), per_decade
+    assert sum(s > 8000 for s in steps) >= 15
+    with pytest.raises(ValueError, match="points >= 2"):
+        log_schedule(100, 1)
