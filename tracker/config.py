@@ -85,9 +85,10 @@ class WalkConfig:
         max_attempts: A checkpoint that failed in this many walks in a row is not tried
             again (it stays recorded ``failed`` with its reason and ``attempts``).
         duplicates: ``skip``: a Hub revision whose weight files (by the LFS sha256 of the
-            Hub's tree, before any download) equal an earlier selected revision's is
-            recorded with ``duplicate_of`` and not downloaded or measured; ``measure``:
-            measure it anyway.
+            Hub's tree, before any download) equal an earlier selected revision's (or
+            main's, which belong to the series' last step) is recorded with
+            ``duplicate_of`` and not downloaded or measured; ``measure``: measure it anyway,
+            its rows flagged with ``duplicate_of``.
         prefetch: Download the next checkpoint while measuring the current one.
         tokenizer: Tokenizer to use instead of the series' own (path or repo id).
         trust_remote_code: Allow model code from the checkpoint (off unless asked).
@@ -227,7 +228,7 @@ class WalkSummary:
         lines = [
             f"{self.model}: {len(self.selected)} checkpoints selected, "
             f"{len(self.already_done)} already measured, {len(self.ok)} measured now, "
-            f"{len(self.failed)} failed, {len(self.duplicates)} duplicates of an earlier step, "
+            f"{len(self.failed)} failed, {len(self.duplicates)} duplicates of another step, "
             f"{self.seconds:.1f} s",
             f"results: {self.out}/measurements.csv ({self.rows} rows), {self.out}/checkpoints.csv",
         ]

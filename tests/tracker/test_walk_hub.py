@@ -303,7 +303,7 @@ def test_name_is_used_for_hub_sources_and_the_summary_counts_duplicates(hub, tex
     )
     assert out.returncode == 0, out.stderr
     assert (pd.read_csv(tmp_path / "o" / "measurements.csv")["model"] == "my-series").all()
-    assert "1 duplicates of an earlier step" in out.stdout
+    assert "1 duplicates of another step" in out.stdout
     assert "step 101 has the same weights as step 100" in out.stdout
 
 
