@@ -2,7 +2,9 @@
 
 Layout of ``DIR``::
 
-    measurements.csv      one row per (model, step, layer, seq), assembled from parts/
+    measurements.csv      one row per (model, step, layer, seq), assembled from parts/;
+                          a ``duplicate_of`` column when a measured checkpoint serves
+                          another step's weights (its rows name that step)
     checkpoints.csv       one row per checkpoint: status, reason, seconds, dtype, ...
     parts/step000001000.csv   the rows of one checkpoint
     inputs.npy, inputs.json   the token ids measured, with their sha256
