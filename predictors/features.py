@@ -115,6 +115,11 @@ def _lookup(cfg: dict, key: str):
     return obj
 
 
+def _first(cfg: dict, keys: list[str]):
+    """The value of the first of ``keys`` the config holds (None if none)."""
+    return next((v for k in keys if (v := _lookup(cfg, k)) is not None), None)
+
+
 def _load(source) -> tuple[dict, str]:
     if isinstance(source, dict):
         return source, "dict"
@@ -174,7 +179,7 @@ def read_config(source, name: str | None = None, revision: str | None = None) ->
         keys, default = (
             (spec, None) if isinstance(spec, list) else (spec["keys"], spec.get("default"))
         )
-        value = next((v for k in keys if (v := _lookup(cfg, k)) is not None), None)
+        value = _first(cfg, keys)
         if value is None and default == "4*d_model":
             value = 4 * values["d_model"]
         elif value is None:
@@ -214,7 +219,7 @@ def read_config(source, name: str | None = None, revision: str | None = None) ->
 
 def _residual_layout(cfg: dict, fields: dict, where: str) -> bool:
     spec = fields["parallel_residual"]
-    value = next((v for k in spec["keys"] if (v := _lookup(cfg, k)) is not None), None)
+    value = _first(cfg, spec["keys"])
     value = spec["default"] if value is None else value
     if not isinstance(value, bool):
         raise ConfigError(

@@ -95,23 +95,23 @@ def audit(source, steps=None, expected=None) -> pd.DataFrame:
         except CheckpointError as exc:
             row.update(status="missing", detail=str(exc).splitlines()[0])
             continue
-        chosen = [f for f in weight_files(files) if f.endswith(WEIGHT_SUFFIXES)]
+        chosen = _weights(files)
         if not chosen:
             row.update(status="missing", detail="no weight files (*.safetensors, *.bin)")
             continue
-        formats = _formats(files)
         row.update(
             status="ok",
             bytes=sum(files[f][0] for f in chosen),
             n_files=len(chosen),
-            format="+".join(sorted(formats)),
-            weights_digest=combined_digest({f: files[f][1] for f in chosen}),
+            format="+".join(sorted(_formats(files))),
+            weights_digest=combined_digest(chosen),
         )
-        listed[step] = {f: files[f][1] for f in chosen}
-    main = _main_weights(source)
-    owner = _owners(source, available, rows, main)
-    first_file = {d: ("main", f) for f, d in (main or {}).items()}
+        listed[step] = chosen
+    ref = getattr(source, "main_ref", None)
+    main = _listed_weights(source, ref) if ref else {}
     main_digest = combined_digest(main) if main else None
+    owner = _owners(source, available, rows, main_digest)
+    first_file = {d: ("main", f) for f, d in main.items()}
     for row in rows:
         if row["status"] != "ok":
             continue
@@ -158,20 +158,20 @@ def _where(step) -> str:
     return "main" if step == "main" else f"step {step}"
 
 
-def _main_weights(source) -> dict[str, str] | None:
-    """Weight file -> digest of the source's final model (a Hub repo's ``main``), if it has one."""
-    ref = getattr(source, "main_ref", None)
-    if ref is None:
-        return None
+def _weights(files: dict[str, tuple[int, str]]) -> dict[str, str]:
+    """Weight file -> digest, of the files of a listing the walker would load."""
+    return {f: files[f][1] for f in weight_files(files) if f.endswith(WEIGHT_SUFFIXES)}
+
+
+def _listed_weights(source, ref: str) -> dict[str, str]:
+    """:func:`_weights` of revision ``ref``; empty when it cannot be listed."""
     try:
-        files = source.tree_files(ref)
+        return _weights(source.tree_files(ref))
     except CheckpointError:
-        return None
-    chosen = [f for f in weight_files(files) if f.endswith(WEIGHT_SUFFIXES)]
-    return {f: files[f][1] for f in chosen} or None
+        return {}
 
 
-def _owners(source, available, rows, main) -> dict[str, int]:
+def _owners(source, available, rows, main_digest) -> dict[str, int]:
     """The step each set of weights belongs to: its earliest step, except for main's.
 
     Main's weights are the end of training: a step branch serving them before the series'
@@ -183,21 +183,16 @@ def _owners(source, available, rows, main) -> dict[str, int]:
     for row in rows:
         if row["status"] == "ok":
             owner.setdefault(row["weights_digest"], row["step"])
-    if not main:
+    if main_digest is None:
         return owner
-    digest = combined_digest(main)
-    holders = [r["step"] for r in rows if r["weights_digest"] == digest]
+    holders = [r["step"] for r in rows if r["weights_digest"] == main_digest]
     final = max(available)
     if final not in holders:
-        try:
-            files = source.tree_files(available[final])
-        except CheckpointError:
-            files = {}
-        chosen = [f for f in weight_files(files) if f.endswith(WEIGHT_SUFFIXES)]
-        if chosen and combined_digest({f: files[f][1] for f in chosen}) == digest:
+        weights = _listed_weights(source, available[final])
+        if weights and combined_digest(weights) == main_digest:
             holders.append(final)
     if holders:
-        owner[digest] = max(holders)
+        owner[main_digest] = max(holders)
     return owner
 
 

@@ -315,9 +315,10 @@ class ResultStore:
             atomic_csv(rows, self.part_path(step))
             self._frames[step] = rows
         self._checkpoints[step] = {c: checkpoint.get(c, "") for c in CHECKPOINT_COLUMNS}
+        checkpoints = self.checkpoints_table()
         if rows is not None:
-            self._write_measurements()
-        atomic_csv(self.checkpoints_table(), self.folder / "checkpoints.csv")
+            self._write_measurements(checkpoints)
+        atomic_csv(checkpoints, self.folder / "checkpoints.csv")
 
     def checkpoints_table(self) -> pd.DataFrame:
         """All checkpoint rows by step, with ``duplicate_of`` naming an earlier identical step."""
@@ -341,8 +342,12 @@ class ResultStore:
         ]
         return table
 
-    def measurements(self) -> pd.DataFrame:
-        """The rows of every ``ok`` checkpoint, by step (parts read once, then kept)."""
+    def measurements(self, checkpoints: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The rows of every ``ok`` checkpoint, by step (parts read once, then kept).
+
+        Args:
+            checkpoints: :meth:`checkpoints_table`, when the caller has built it already.
+        """
         steps = sorted(self.done_steps())
         for s in steps:
             if s not in self._frames:
@@ -354,28 +359,29 @@ class ResultStore:
         # Checkpoints measured although they serve an earlier step's weights
         # (``--duplicates measure``, or a local folder) carry the flag in the table itself,
         # so that fits and figures reading only this file can leave them out.
-        ck = self.checkpoints_table()
+        ck = self.checkpoints_table() if checkpoints is None else checkpoints
         measured = set(steps)
         flagged = {
             int(s): int(d)
             for s, d in zip(ck["step"], ck["duplicate_of"], strict=True)
-            if int(s) in measured and d not in ("", None) and d == d
+            if int(s) in measured and d != ""
         }
         if flagged:
             table[DUPLICATE_COLUMN] = table["step"].map(flagged).astype("Int64")
         return table
 
-    def _write_measurements(self) -> pd.DataFrame:
-        table = self.measurements()
+    def _write_measurements(self, checkpoints: pd.DataFrame) -> pd.DataFrame:
+        table = self.measurements(checkpoints)
         atomic_csv(table, self.folder / "measurements.csv")
         return table
 
     def assemble(self, parquet: bool = False) -> pd.DataFrame:
         """Rebuild ``measurements.csv`` (and ``.parquet`` if asked) from the ``ok`` parts."""
         self.commit()
-        table = self._write_measurements()
+        checkpoints = self.checkpoints_table()
+        table = self._write_measurements(checkpoints)
         if parquet:
             path = self.folder / "measurements.parquet"
             atomic_write(path, lambda f: table.to_parquet(f, index=False), binary=True)
-        atomic_csv(self.checkpoints_table(), self.folder / "checkpoints.csv")
+        atomic_csv(checkpoints, self.folder / "checkpoints.csv")
         return table

@@ -307,7 +307,7 @@ def walk(source, config: WalkConfig) -> WalkSummary:
         twins = _audited_twins(source, available, selected, queue)
         skipped, saved = {}, 0
         if config.duplicates == "skip":
-            skipped, saved = _skip_duplicates(source, store, available, twins, queue)
+            skipped, saved = _skip_duplicates(source, store, available, twins)
         queue = [s for s in queue if s not in skipped]
         todo = [s for s in todo if s not in skipped]
         ok, failed = _walk_queue(
@@ -357,7 +357,7 @@ def _audited_twins(source, available, selected, queue) -> dict[int, tuple[int, i
     }
 
 
-def _skip_duplicates(source, store, available, twins, queue):
+def _skip_duplicates(source, store, available, twins):
     """Record the audited twins without downloading them: each set of weights is measured once.
 
     Returns:

@@ -42,7 +42,7 @@ class MinisuiteCommand:
         from massdyn.minisuite import Suite
         from massdyn.minisuite.dataset import default_cache, prepare_data
         from massdyn.minisuite.parallel import train_members
-        from massdyn.minisuite.spec import Recipe
+        from massdyn.minisuite.spec import Recipe, as_recorded_now
         from massdyn.minisuite.train import cpu_has_bf16, precision_note
         from massdyn.tracker.store import atomic_csv, atomic_write
 
@@ -61,8 +61,8 @@ class MinisuiteCommand:
         work, out = Path(self.work), Path(self.out)
         old = _read_existing(out)
         recorded = old["recipe"]
-        if recorded is not None:  # recorded before a recipe field existed: its default
-            recorded = {**json.loads(json.dumps(asdict(Recipe()))), **recorded}
+        if recorded is not None:
+            recorded = as_recorded_now(Recipe, recorded)
         if recorded is not None and recorded != json.loads(json.dumps(asdict(suite.recipe))):
             raise ValueError(
                 f"{out} holds members trained with another recipe; write to another --out "

@@ -6,10 +6,19 @@ The suite itself is data: ``data/minisuite.json``.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 
 from massdyn.data import read_json
+
+
+def as_recorded_now(cls, recorded: dict) -> dict:
+    """A JSON record of a ``cls`` (Recipe, Member) with the fields it predates at their defaults.
+
+    What was recorded before a field existed was made with that field's default.
+    """
+    defaults = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
+    return {**json.loads(json.dumps(defaults)), **recorded}
 
 
 @dataclass(frozen=True)

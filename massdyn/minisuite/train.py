@@ -12,13 +12,13 @@ import json
 import math
 import os
 import time
-from dataclasses import MISSING, asdict, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from massdyn.minisuite.spec import Member, Recipe
+from massdyn.minisuite.spec import Member, Recipe, as_recorded_now
 from massdyn.tracker.inputs import TokenInputs
 from massdyn.tracker.live import LiveTracker, log_schedule, pythia_style_schedule
 
@@ -86,12 +86,6 @@ def _identity(member: Member, recipe: Recipe, vocab_size: int) -> dict:
     return json.loads(json.dumps(identity))
 
 
-def _defaults(cls) -> dict:
-    """A dataclass's field defaults as JSON would give them back."""
-    defaults = {f.name: f.default for f in fields(cls) if f.default is not MISSING}
-    return json.loads(json.dumps(defaults))
-
-
 def _resumable_as(identity: dict) -> dict:
     """What a saved state must match to be resumed under ``identity``.
 
@@ -99,10 +93,10 @@ def _resumable_as(identity: dict) -> dict:
     taken, so a finished run can be extended by raising it; with a decaying rate it does.
     A state saved before a member or recipe field existed was trained with its default.
     """
-    recipe = {**_defaults(Recipe), **identity.get("recipe", {})}
+    recipe = as_recorded_now(Recipe, identity.get("recipe", {}))
     if recipe.get("min_lr_ratio") == 1.0:
         recipe.pop("max_steps", None)
-    member = {**_defaults(Member), **identity.get("member", {})}
+    member = as_recorded_now(Member, identity.get("member", {}))
     return {**identity, "recipe": recipe, "member": member}
 
 
