@@ -25,10 +25,13 @@ command is not refused as "a different walk".
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -96,6 +99,30 @@ def atomic_write(path: Path, write, binary: bool = False) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+@contextlib.contextmanager
+def _uninterrupted():
+    """Hold Ctrl-C (SIGINT) until the block ends, then deliver it.
+
+    A checkpoint's part, its status row and the tables are written as one step: a Ctrl-C
+    between them would leave a part on disk that ``measurements.csv`` does not yet show.
+    Only the main thread can handle signals; elsewhere the block runs as is.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        # None: a handler not installed from Python; the default is the nearest thing.
+        signal.signal(signal.SIGINT, signal.SIG_DFL if previous is None else previous)
+    if caught and callable(previous):
+        previous(signal.SIGINT, None)
+    elif caught and previous in (signal.SIG_DFL, None):
+        os.kill(os.getpid(), signal.SIGINT)
 
 
 def atomic_csv(df: pd.DataFrame, path: Path) -> None:
@@ -309,6 +336,10 @@ class ResultStore:
 
     def record(self, rows: pd.DataFrame | None, checkpoint: dict) -> None:
         """Store one checkpoint: its rows (when measured), its status row, the tables."""
+        with _uninterrupted():
+            self._record(rows, checkpoint)
+
+    def _record(self, rows: pd.DataFrame | None, checkpoint: dict) -> None:
         self.commit()
         step = int(checkpoint["step"])
         if rows is not None:

@@ -118,3 +118,28 @@ def test_temporaries_of_a_killed_walk_are_dropped(tmp_path):
     (store.parts / ".step000000010.csv.abc.tmp").write_text("half")
     ResultStore(tmp_path, {"model": "m"}).open()
     assert not list(store.parts.glob(".*.tmp"))
+
+
+def test_ctrl_c_while_a_checkpoint_is_recorded_lands_after_the_tables(tmp_path, monkeypatch):
+    # Ctrl-C right after the part is written, before measurements.csv shows it: the
+    # interrupt must wait for the tables, so no part is on disk that the table lacks.
+    import signal
+
+    from massdyn.tracker import store as store_module
+
+    real = store_module.atomic_csv
+
+    def write_then_interrupt(df, path):
+        real(df, path)
+        if path.parent.name == "parts":
+            os.kill(os.getpid(), signal.SIGINT)
+
+    store = ResultStore(tmp_path, {"model": "m"}).open()
+    store.record(rows(10), {"model": "m", "step": 10, "status": "ok"})
+    monkeypatch.setattr(store_module, "atomic_csv", write_then_interrupt)
+    with pytest.raises(KeyboardInterrupt):
+        store.record(rows(20), {"model": "m", "step": 20, "status": "ok"})
+    parts = sorted(p.name for p in (tmp_path / "parts").glob("step*.csv"))
+    measured = sorted(pd.read_csv(tmp_path / "measurements.csv")["step"].unique())
+    assert len(parts) == 2 and measured == [10, 20]
+    assert list(pd.read_csv(tmp_path / "checkpoints.csv")["step"]) == [10, 20]
