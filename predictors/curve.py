@@ -12,10 +12,15 @@ averages degenerate corners. This predictor works where the data are firm, in cu
    the model itself left out of the base) on architecture features crossed with
    ``[1, depth, log-step]``. The ridge strength is chosen by cross-validation grouped by
    architecture (seed replicates of one architecture are held out together), among a grid
-   that includes "no offsets at all": with data that carry no architecture signal the
-   predictor is the base.
+   that includes "no offsets at all", by the one-standard-error rule (Hastie, Tibshirani
+   and Friedman, ESL 7.10): the strongest shrinkage whose CV score, the mean over held-out
+   architectures of their median |log error|, is within one standard error of the best.
+   With data that carry no architecture signal the predictor is the base, and the choice
+   does not swing between extremes when one member is added.
 4. **Bands**: 10% and 90% quantiles, per grid point, of the grouped cross-validation
    errors of the chosen predictor (in log space), added to the central line.
+5. **Held-out scores** are nested: an architecture held out for scoring takes no part in
+   choosing the ridge strength its prediction uses.
 
 Everything is in log space, so every predicted ratio is positive.
 """
@@ -167,7 +172,9 @@ class CurvePredictor:
     scale_: np.ndarray | None = None
     coef_: np.ndarray | None = None
     band_: np.ndarray | None = None  # (2, G): 10% and 90% quantiles of CV errors
-    cv_: dict[str, float] = field(default_factory=dict)  # alpha -> CV median |log error|
+    # alpha -> CV score (mean over architectures of their median |log error|) and its SE
+    cv_: dict[str, float] = field(default_factory=dict)
+    cv_se_: dict[str, float] = field(default_factory=dict)
     ranges_: dict[str, tuple[float, float]] = field(default_factory=dict)
     max_step_: float = 0.0
 
@@ -182,6 +189,7 @@ class CurvePredictor:
         if missing:
             raise ValueError(f"no architecture for model(s) {', '.join(missing)}")
         self.grid_, self.logs_ = curves.grid, curves.logs
+        self.__dict__.pop("_depth_cache", None)
         self.archs_ = {m: arch_values(archs[m]) for m in self.logs_}
         keys = {}
         self.groups_ = {m: keys.setdefault(arch_key(archs[m]), len(keys)) for m in self.logs_}
@@ -192,10 +200,9 @@ class CurvePredictor:
             for f in RANGE_FIELDS
         }
         self.max_step_ = float(np.expm1(self.grid_[-1]))
-        errors = {a: self._cv_errors(a) for a in self.alphas}
-        self.cv_ = {str(a): float(np.nanmedian(np.abs(e))) for a, e in errors.items()}
-        self.alpha_ = min(self.alphas, key=lambda a: (self.cv_[str(a)], -a))
-        err = errors[self.alpha_]
+        self.alpha_, score, se, err = self._select(frozenset())
+        self.cv_ = {str(a): v for a, v in score.items()}
+        self.cv_se_ = {str(a): v for a, v in se.items()}
         self.band_ = np.nanquantile(err, [0.1, 0.9], axis=0)
         self._fit_offsets(list(self.logs_), self.alpha_)
         return self
@@ -204,10 +211,26 @@ class CurvePredictor:
 
     def base(self, target_layers: int, exclude=frozenset()) -> np.ndarray:
         """The depth-mean curves (L, G) for a model of ``target_layers``, without ``exclude``."""
-        d = depths(target_layers)
-        stack = [_at_depths(c, d) for m, c in self.logs_.items() if m not in exclude]
+        names, stack = self._at_depth(target_layers)
+        keep = np.array([m not in exclude for m in names])
         with np.errstate(all="ignore"), _Quiet():
-            return np.nanmean(np.stack(stack), axis=0)
+            return np.nanmean(stack[keep], axis=0)
+
+    def _at_depth(self, n_layers: int) -> tuple[list[str], np.ndarray]:
+        """Every training curve at the depths of an ``n_layers`` model: names, (M, L, G).
+
+        Kept between calls: nested CV asks for the base thousands of times. The cache is
+        not part of the saved predictor (see ``__getstate__``).
+        """
+        cache = self.__dict__.setdefault("_depth_cache", {})
+        if n_layers not in cache:
+            d = depths(n_layers)
+            names = list(self.logs_)
+            cache[n_layers] = names, np.stack([_at_depths(self.logs_[m], d) for m in names])
+        return cache[n_layers]
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k != "_depth_cache"}
 
     def _arch_row(self, values: dict) -> np.ndarray:
         return np.array([values[f] for f in ARCH_FEATURES], float)
@@ -248,31 +271,64 @@ class CurvePredictor:
         X = _design(self._arch_row(values), depths(n_layers), self.grid_ / self.grid_[-1])
         return (((X - mean) / scale) @ coef[:-1] + coef[-1]).reshape(n_layers, -1)
 
-    def _cv_errors(self, alpha) -> np.ndarray:
-        """Held-out log errors, one row per (model, layer), leaving one architecture out."""
-        errs = []
-        for group in sorted(set(self.groups_.values())):
-            held = {m for m, g in self.groups_.items() if g == group}
-            train = [m for m in self.logs_ if m not in held]
-            fitted = (None, None, None)
-            if not math.isinf(alpha):
-                fitted = self._solve(*self._rows(train, held), alpha)
-            for m in sorted(held):
-                curve = self.logs_[m]
-                pred = self.base(curve.shape[0], held)
-                pred = pred + self._offset(self.archs_[m], curve.shape[0], *fitted)
-                errs.append(curve - pred)
-        return np.vstack(errs)
+    def _cv_errors(self, exclude=frozenset()) -> dict[float, dict[int, np.ndarray]]:
+        """Held-out log errors (rows: (model, layer)) per strength and architecture left out.
 
-    def heldout(self, model: str) -> np.ndarray:
-        """The (L, G) log-ratio prediction of a training model with its architecture left out."""
-        held = {m for m, g in self.groups_.items() if g == self.groups_[model]}
+        Args:
+            exclude: Models left out of everything (the outer architecture of nested CV).
+        """
+        errs: dict[float, dict[int, np.ndarray]] = {a: {} for a in self.alphas}
+        for group in sorted({g for m, g in self.groups_.items() if m not in exclude}):
+            held = sorted(m for m, g in self.groups_.items() if g == group)
+            out = set(held) | exclude
+            train = [m for m in self.logs_ if m not in out]
+            rows = self._rows(train, out) if any(map(math.isfinite, self.alphas)) else None
+            misses = [self.logs_[m] - self.base(self.logs_[m].shape[0], out) for m in held]
+            for alpha in self.alphas:
+                fitted = (None, None, None)
+                if not math.isinf(alpha):
+                    fitted = self._solve(*rows, alpha)
+                errs[alpha][group] = np.vstack(
+                    [
+                        miss - self._offset(self.archs_[m], miss.shape[0], *fitted)
+                        for m, miss in zip(held, misses, strict=True)
+                    ]
+                )
+        return errs
+
+    def _select(self, exclude=frozenset()):
+        """The ridge strength by the one-standard-error rule, over all but ``exclude``.
+
+        Returns:
+            ``(alpha, score, se, errors)``: the choice, the CV score and its standard error
+            per strength, and the stacked CV errors of the choice.
+        """
+        per = self._cv_errors(exclude)
+        score, se = {}, {}
+        with _Quiet():
+            for a, errs in per.items():
+                s = np.array([np.nanmedian(np.abs(e)) for e in errs.values()])
+                score[a] = float(np.mean(s))
+                se[a] = float(np.std(s, ddof=1) / math.sqrt(s.size)) if s.size > 1 else 0.0
+        best = min(self.alphas, key=lambda a: (score[a], -a))
+        alpha = max(a for a in self.alphas if score[a] <= score[best] + se[best])
+        return alpha, score, se, np.vstack(list(per[alpha].values()))
+
+    def heldout(self, model: str) -> tuple[np.ndarray, np.ndarray]:
+        """A training model's (L, G) log-ratio base and prediction, its architecture left out.
+
+        The ridge strength is chosen again without that architecture (nested CV), so the
+        held-out score does not flatter the predictor.
+        """
+        held = frozenset(m for m, g in self.groups_.items() if g == self.groups_[model])
         train = [m for m in self.logs_ if m not in held]
+        alpha = self._select(held)[0] if len(set(self.groups_.values())) > 2 else self.alpha_
         fitted = (None, None, None)
-        if not math.isinf(self.alpha_):
-            fitted = self._solve(*self._rows(train, held), self.alpha_)
+        if not math.isinf(alpha):
+            fitted = self._solve(*self._rows(train, held), alpha)
         n = self.logs_[model].shape[0]
-        return self.base(n, held), self.base(n, held) + self._offset(self.archs_[model], n, *fitted)
+        base = self.base(n, held)
+        return base, base + self._offset(self.archs_[model], n, *fitted)
 
     # -- prediction ---------------------------------------------------------------------
 
@@ -363,17 +419,25 @@ def summarize(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def score_heldout(predictor: CurvePredictor) -> pd.DataFrame:
-    """Leave-one-architecture-out scores per model: the predictor next to the depth-mean base.
+    """Leave-one-architecture-out scores: the predictor next to the depth-mean base.
+
+    One row per architecture, named by its first member. Where it has seed replicates the
+    target is their mean log-ratio curve: no predictor can beat the noise of a single run.
 
     Returns:
-        One row per model: ``curve_r2`` and ``base_curve_r2`` (mean over layers, ratio space,
-        on the grid points it was measured at), ``log_err`` and ``base_log_err`` (median
-        absolute log error), and ``layers``.
+        Rows ``model, seeds, layers``, then ``curve_r2`` and ``base_curve_r2`` (mean over
+        layers, ratio space, on the grid points measured) and ``log_err`` and
+        ``base_log_err`` (median absolute log error).
     """
+    members: dict[int, list[str]] = {}
+    for m in sorted(predictor.logs_):
+        members.setdefault(predictor.groups_[m], []).append(m)
     rows = []
-    for m, curve in predictor.logs_.items():
-        base, pred = predictor.heldout(m)
-        out = {"model": m, "layers": curve.shape[0]}
+    for names in sorted(members.values()):
+        with _Quiet():
+            curve = np.nanmean(np.stack([predictor.logs_[m] for m in names]), axis=0)
+        base, pred = predictor.heldout(names[0])
+        out = {"model": names[0], "seeds": len(names), "layers": curve.shape[0]}
         for name, p in (("", pred), ("base_", base)):
             r2 = []
             for layer in range(curve.shape[0]):
@@ -389,7 +453,11 @@ def score_heldout(predictor: CurvePredictor) -> pd.DataFrame:
 def bootstrap_gain(
     scores: pd.DataFrame, n: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:
-    """Median over models of (base - predictor) |log error|, with a 90% bootstrap interval."""
+    """Median over rows of (base - predictor) |log error|, with a 90% bootstrap interval.
+
+    ``scores`` is :func:`score_heldout`'s table: one row per architecture, so seed
+    replicates are resampled together rather than counted as independent cases.
+    """
     gain = (scores["base_log_err"] - scores["log_err"]).to_numpy()
     rng = np.random.default_rng(seed)
     boot = np.median(rng.choice(gain, size=(n, gain.size)), axis=1)

@@ -84,9 +84,9 @@ class TrainPredictorCommand:
         scores = score_heldout(est)
         n_arch = len(set(est.groups_.values()))
         print(
-            f"{len(scores)} models, {n_arch} architectures, "
-            f"{int(scores['layers'].sum())} (model, layer) curves on {est.grid_.size} log-spaced "
-            f"steps up to {est.max_step_:g}"
+            f"{len(est.logs_)} models, {n_arch} architectures, "
+            f"{sum(c.shape[0] for c in est.logs_.values())} (model, layer) curves on "
+            f"{est.grid_.size} log-spaced steps up to {est.max_step_:g}"
         )
         if n_arch < MIN_ARCHITECTURES:
             print(
@@ -96,15 +96,18 @@ class TrainPredictorCommand:
         chosen = (
             "none (the base alone)" if math.isinf(est.alpha_) else f"ridge alpha {est.alpha_:g}"
         )
-        print(f"architecture offsets chosen by grouped CV: {chosen}")
-        print("leave one architecture out (curve R^2 in ratio space, median |log error|):")
-        cols = ["model", "layers", "curve_r2", "base_curve_r2", "log_err", "base_log_err"]
+        print(f"architecture offsets chosen by grouped CV (one-standard-error rule): {chosen}")
+        print(
+            "leave one architecture out, its ridge strength chosen without it (curve R^2 in "
+            "ratio space, median |log error|; against the seed mean where seeds > 1):"
+        )
+        cols = ["model", "seeds", "layers", "curve_r2", "base_curve_r2", "log_err", "base_log_err"]
         print(scores[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         mid, lo, hi = bootstrap_gain(scores, seed=self.seed)
         print(
             f"median curve R^2 {scores['curve_r2'].median():.3f} (base "
             f"{scores['base_curve_r2'].median():.3f}); gain over the base in |log error| "
-            f"{mid:.4f}, 90% bootstrap over models {lo:.4f} to {hi:.4f}"
+            f"{mid:.4f}, 90% bootstrap over architectures {lo:.4f} to {hi:.4f}"
         )
         noise = seed_noise(est)
         if noise["pairs"]:

@@ -113,6 +113,38 @@ def test_seed_replicates_give_the_noise_floor():
     # |difference of two N(0, 0.05)|: median 0.05 * sqrt(2) * 0.674
     assert noise["floor"] == pytest.approx(0.05 * math.sqrt(2) * 0.674, rel=0.25)
     assert 0.5 < noise["arch_share"] < 1.0
+    # Scored once per architecture, against the mean of its seeds: the mean of two runs
+    # carries half the variance of one, so the miss falls under the seed-to-seed floor.
+    scores = score_heldout(est)
+    assert len(scores) == len(DESIGN) and (scores["seeds"] == 2).all()
+    assert scores["log_err"].median() < noise["floor"]
+
+
+def test_a_held_out_architecture_takes_no_part_in_choosing_its_ridge_strength():
+    # Nested CV: whatever the held-out member's own curves are, its held-out prediction
+    # is the same, because neither the offsets nor their strength have seen it.
+    m, archs = suite(law=0.1, noise=0.05, rng_seed=5)
+    held = "d96-l8-h16-s1"
+    before = CurvePredictor().fit(m, archs).heldout(held)[1]
+    wild = m.copy()
+    rows = wild["model"] == held
+    # Its curves fall with depth and time instead of rising: an outlier for every strength.
+    wild.loc[rows, "top1"] = wild.loc[rows, "top1"] ** -1.0 * 50
+    est = CurvePredictor().fit(wild, archs)
+    assert np.array_equal(est.heldout(held)[1], before)
+
+
+def test_the_strength_is_the_strongest_within_one_standard_error_of_the_best():
+    m, archs = suite(law=0.1, noise=0.05, rng_seed=5)
+    est = CurvePredictor().fit(m, archs)
+    score = {float(a): v for a, v in est.cv_.items()}
+    se = {float(a): v for a, v in est.cv_se_.items()}
+    best = min(score, key=score.get)
+    # Some strength is within reach of the best, so the choice is the strongest of them,
+    # and it is never worse than the best by more than one standard error.
+    assert score[est.alpha_] <= score[best] + se[best]
+    stronger = [a for a in score if a > est.alpha_]
+    assert all(score[a] > score[best] + se[best] for a in stronger)
 
 
 def test_summary_finds_the_half_rise_and_flags_ratios_below_1():
