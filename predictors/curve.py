@@ -320,15 +320,26 @@ class CurvePredictor:
         The ridge strength is chosen again without that architecture (nested CV), so the
         held-out score does not flatter the predictor.
         """
+        return self.heldout_banded(model)[:2]
+
+    def heldout_banded(self, model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`heldout`, and the (2, G) band the predictor would give without the model.
+
+        The band comes from the inner cross-validation errors, so checking held-out
+        members against it tests the band the way a new architecture would meet it.
+        """
         held = frozenset(m for m, g in self.groups_.items() if g == self.groups_[model])
         train = [m for m in self.logs_ if m not in held]
-        alpha = self._select(held)[0] if len(set(self.groups_.values())) > 2 else self.alpha_
+        alpha, band = self.alpha_, self.band_
+        if len(set(self.groups_.values())) > 2:
+            alpha, _, _, errors = self._select(held)
+            band = np.nanquantile(errors, [0.1, 0.9], axis=0)
         fitted = (None, None, None)
         if not math.isinf(alpha):
             fitted = self._solve(*self._rows(train, held), alpha)
         n = self.logs_[model].shape[0]
         base = self.base(n, held)
-        return base, base + self._offset(self.archs_[model], n, *fitted)
+        return base, base + self._offset(self.archs_[model], n, *fitted), band
 
     # -- prediction ---------------------------------------------------------------------
 
@@ -426,8 +437,10 @@ def score_heldout(predictor: CurvePredictor) -> pd.DataFrame:
 
     Returns:
         Rows ``model, seeds, layers``, then ``curve_r2`` and ``base_curve_r2`` (mean over
-        layers, ratio space, on the grid points measured) and ``log_err`` and
-        ``base_log_err`` (median absolute log error).
+        layers, ratio space, on the grid points measured), ``log_err`` and
+        ``base_log_err`` (median absolute log error), and ``coverage``: the share of the
+        measured points of each single run inside the 10-90% band the predictor would have
+        given without the architecture (nominally 0.8).
     """
     members: dict[int, list[str]] = {}
     for m in sorted(predictor.logs_):
@@ -436,8 +449,12 @@ def score_heldout(predictor: CurvePredictor) -> pd.DataFrame:
     for names in sorted(members.values()):
         with _Quiet():
             curve = np.nanmean(np.stack([predictor.logs_[m] for m in names]), axis=0)
-        base, pred = predictor.heldout(names[0])
+        base, pred, band = predictor.heldout_banded(names[0])
         out = {"model": names[0], "seeds": len(names), "layers": curve.shape[0]}
+        runs = np.stack([predictor.logs_[m] for m in names])
+        measured = np.isfinite(runs)
+        inside = (runs >= pred + band[0]) & (runs <= pred + band[1])
+        out["coverage"] = float(inside[measured].mean())
         for name, p in (("", pred), ("base_", base)):
             r2 = []
             for layer in range(curve.shape[0]):

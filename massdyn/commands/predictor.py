@@ -101,13 +101,26 @@ class TrainPredictorCommand:
             "leave one architecture out, its ridge strength chosen without it (curve R^2 in "
             "ratio space, median |log error|; against the seed mean where seeds > 1):"
         )
-        cols = ["model", "seeds", "layers", "curve_r2", "base_curve_r2", "log_err", "base_log_err"]
+        cols = [
+            "model",
+            "seeds",
+            "layers",
+            "curve_r2",
+            "base_curve_r2",
+            "log_err",
+            "base_log_err",
+            "coverage",
+        ]
         print(scores[cols].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
         mid, lo, hi = bootstrap_gain(scores, seed=self.seed)
         print(
             f"median curve R^2 {scores['curve_r2'].median():.3f} (base "
             f"{scores['base_curve_r2'].median():.3f}); gain over the base in |log error| "
             f"{mid:.4f}, 90% bootstrap over architectures {lo:.4f} to {hi:.4f}"
+        )
+        print(
+            f"10-90% band, each architecture's from the errors of the others: covers "
+            f"{scores['coverage'].mean():.0%} of the held-out points (nominally 80%)"
         )
         noise = seed_noise(est)
         if noise["pairs"]:

@@ -110,6 +110,7 @@ def test_curve_protocol_through_the_cli(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "15 models, 15 architectures" in text and "base_log_err" in text
     assert "architecture offsets chosen by grouped CV (one-standard-error rule): ridge" in text
+    assert "of the held-out points (nominally 80%)" in text
     (tmp_path / "wide.json").write_text(json.dumps({**cfg, "hidden_size": 1024}))
     args = [
         "predict",
