@@ -213,8 +213,17 @@ class PredictCommand:
         steps = self._steps(est)
         curves, summaries = [], []
         for arch in archs:
-            for note in est.out_of_range(arch, float(np.max(steps))):
+            notes = est.out_of_range(arch, float(np.max(steps)))
+            for note in notes:
                 print(f"warning: {arch.name}: {note}", file=sys.stderr)
+            covered = [r["coverage"] for r in info.get("scores", []) if "coverage" in r]
+            if notes and covered:
+                print(
+                    f"warning: {arch.name}: the 10-90% band is likely too narrow outside the "
+                    f"suite: held out, the suite's own architectures had {np.mean(covered):.0%} "
+                    f"of their points inside it on average and {min(covered):.0%} at worst",
+                    file=sys.stderr,
+                )
             table = est.predict_table(arch, steps)
             summary = summarize(table)
             for row in summary[summary["below_1"]].itertuples():

@@ -132,6 +132,7 @@ def test_curve_protocol_through_the_cli(tmp_path, capsys):
     assert set(pred["model"]) == {held, "wide"} and (pred["ratio"] > 0).all()
     assert "wide: d_model = 1024 is outside" in captured.err
     assert "past the longest training run" in captured.err
+    assert "wide: the 10-90% band is likely too narrow outside the suite" in captured.err
     summary = pd.read_csv(tmp_path / "pred_summary.csv")
     assert {"final_ratio", "growth", "t_half"} <= set(summary.columns)
     assert summary["fit_of_predicted_status"].str.startswith("not fitted").all()  # 4 steps
@@ -144,6 +145,7 @@ def test_curve_protocol_through_the_cli(tmp_path, capsys):
         str(tmp_path / "grid.csv"),
     ]
     assert main(grid) == 0
+    assert "too narrow" not in capsys.readouterr().err  # inside the suite: no caveat
     fitted = pd.read_csv(tmp_path / "grid_summary.csv")
     assert fitted["fit_of_predicted_K"].notna().all()
     # The held-out member's predicted final ratio is close to what it measured.
