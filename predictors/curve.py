@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from massdyn.fitting.batch import aggregate
+from massdyn.predictors.evaluate import curve_r2
 from massdyn.predictors.features import Architecture
 
 # Architecture-level inputs of the offsets (per model, not per layer).
@@ -232,6 +233,13 @@ class CurvePredictor:
     def __getstate__(self) -> dict:
         return {k: v for k, v in self.__dict__.items() if k != "_depth_cache"}
 
+    def architectures(self) -> dict[int, list[str]]:
+        """Each architecture group's models (its seed replicates), by name."""
+        members: dict[int, list[str]] = {}
+        for m in sorted(self.groups_):
+            members.setdefault(self.groups_[m], []).append(m)
+        return members
+
     def _arch_row(self, values: dict) -> np.ndarray:
         return np.array([values[f] for f in ARCH_FEATURES], float)
 
@@ -239,8 +247,9 @@ class CurvePredictor:
         """Design and residual rows of ``models``, each with its own group out of the base."""
         X, y = [], []
         u = self.grid_ / self.grid_[-1]
+        members = self.architectures()
         for m in models:
-            same = {k for k, g in self.groups_.items() if g == self.groups_[m]}
+            same = set(members[self.groups_[m]])
             curve = self.logs_[m]
             resid = curve - self.base(curve.shape[0], same | held)
             X.append(_design(self._arch_row(self.archs_[m]), depths(curve.shape[0]), u))
@@ -278,8 +287,9 @@ class CurvePredictor:
             exclude: Models left out of everything (the outer architecture of nested CV).
         """
         errs: dict[float, dict[int, np.ndarray]] = {a: {} for a in self.alphas}
-        for group in sorted({g for m, g in self.groups_.items() if m not in exclude}):
-            held = sorted(m for m, g in self.groups_.items() if g == group)
+        for group, held in sorted(self.architectures().items()):
+            if exclude.issuperset(held):
+                continue
             out = set(held) | exclude
             train = [m for m in self.logs_ if m not in out]
             rows = self._rows(train, out) if any(map(math.isfinite, self.alphas)) else None
@@ -328,7 +338,7 @@ class CurvePredictor:
         The band comes from the inner cross-validation errors, so checking held-out
         members against it tests the band the way a new architecture would meet it.
         """
-        held = frozenset(m for m, g in self.groups_.items() if g == self.groups_[model])
+        held = frozenset(self.architectures()[self.groups_[model]])
         train = [m for m in self.logs_ if m not in held]
         alpha, band = self.alpha_, self.band_
         if len(set(self.groups_.values())) > 2:
@@ -442,16 +452,13 @@ def score_heldout(predictor: CurvePredictor) -> pd.DataFrame:
         measured points of each single run inside the 10-90% band the predictor would have
         given without the architecture (nominally 0.8).
     """
-    members: dict[int, list[str]] = {}
-    for m in sorted(predictor.logs_):
-        members.setdefault(predictor.groups_[m], []).append(m)
     rows = []
-    for names in sorted(members.values()):
+    for names in sorted(predictor.architectures().values()):
+        runs = np.stack([predictor.logs_[m] for m in names])
         with _Quiet():
-            curve = np.nanmean(np.stack([predictor.logs_[m] for m in names]), axis=0)
+            curve = np.nanmean(runs, axis=0)
         base, pred, band = predictor.heldout_banded(names[0])
         out = {"model": names[0], "seeds": len(names), "layers": curve.shape[0]}
-        runs = np.stack([predictor.logs_[m] for m in names])
         measured = np.isfinite(runs)
         inside = (runs >= pred + band[0]) & (runs <= pred + band[1])
         out["coverage"] = float(inside[measured].mean())
@@ -459,8 +466,7 @@ def score_heldout(predictor: CurvePredictor) -> pd.DataFrame:
             r2 = []
             for layer in range(curve.shape[0]):
                 ok = np.isfinite(curve[layer]) & np.isfinite(p[layer])
-                y, yhat = np.exp(curve[layer, ok]), np.exp(p[layer, ok])
-                r2.append(1 - np.sum((y - yhat) ** 2) / np.sum((y - y.mean()) ** 2))
+                r2.append(curve_r2(np.exp(curve[layer, ok]), np.exp(p[layer, ok])))
             out[f"{name}curve_r2"] = float(np.mean(r2))
             out[f"{name}log_err"] = float(np.nanmedian(np.abs(curve - p)))
         rows.append(out)
@@ -488,9 +494,7 @@ def seed_noise(predictor: CurvePredictor) -> dict[str, float]:
     architecture; ``arch_share`` is 1 - (within-architecture variance / total variance) of
     the log-ratio curves over the members of the most common depth. NaN without replicates.
     """
-    groups: dict[int, list[str]] = {}
-    for m, g in predictor.groups_.items():
-        groups.setdefault(g, []).append(m)
+    groups = predictor.architectures()
     diffs = []
     for members in groups.values():
         for i, a in enumerate(members):

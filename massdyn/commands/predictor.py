@@ -212,11 +212,11 @@ class PredictCommand:
         archs = [read_config(c, revision=self.revision) for c in self.config]
         steps = self._steps(est)
         curves, summaries = [], []
+        covered = [r["coverage"] for r in info.get("scores", []) if "coverage" in r]
         for arch in archs:
             notes = est.out_of_range(arch, float(np.max(steps)))
             for note in notes:
                 print(f"warning: {arch.name}: {note}", file=sys.stderr)
-            covered = [r["coverage"] for r in info.get("scores", []) if "coverage" in r]
             if notes and covered:
                 print(
                     f"warning: {arch.name}: the 10-90% band is likely too narrow outside the "
