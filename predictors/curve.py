@@ -21,6 +21,9 @@ averages degenerate corners. This predictor works where the data are firm, in cu
    errors of the chosen predictor (in log space), added to the central line.
 5. **Held-out scores** are nested: an architecture held out for scoring takes no part in
    choosing the ridge strength its prediction uses.
+6. **Variance budget** (:func:`variance_budget`): the seed replicates say how much of what
+   the base misses is seed noise no predictor can remove, and so how much is left for
+   architecture to explain, and how much of that the offsets do explain.
 
 Everything is in log space, so every predicted ratio is positive.
 """
@@ -448,7 +451,8 @@ def score_heldout(predictor: CurvePredictor) -> pd.DataFrame:
     Returns:
         Rows ``model, seeds, layers``, then ``curve_r2`` and ``base_curve_r2`` (mean over
         layers, ratio space, on the grid points measured), ``log_err`` and
-        ``base_log_err`` (median absolute log error), and ``coverage``: the share of the
+        ``base_log_err`` (median absolute log error), ``mse`` and ``base_mse`` (mean
+        squared log error, for :func:`variance_budget`), and ``coverage``: the share of the
         measured points of each single run inside the 10-90% band the predictor would have
         given without the architecture (nominally 0.8).
     """
@@ -469,6 +473,7 @@ def score_heldout(predictor: CurvePredictor) -> pd.DataFrame:
                 r2.append(curve_r2(np.exp(curve[layer, ok]), np.exp(p[layer, ok])))
             out[f"{name}curve_r2"] = float(np.mean(r2))
             out[f"{name}log_err"] = float(np.nanmedian(np.abs(curve - p)))
+            out[f"{name}mse"] = float(np.nanmean((curve - p) ** 2))
         rows.append(out)
     return pd.DataFrame(rows)
 
@@ -519,6 +524,54 @@ def seed_noise(predictor: CurvePredictor) -> dict[str, float]:
     return {"floor": floor, "arch_share": float(1 - within / total), "pairs": len(diffs)}
 
 
+def variance_budget(predictor: CurvePredictor, scores: pd.DataFrame) -> dict[str, float]:
+    """How much of what the base misses architecture could explain, and how much it does.
+
+    The seed replicates give the variance ``sigma**2`` of one run around its
+    architecture's mean curve (pooled within-architecture variance, per grid point). A
+    perfect predictor of the mean curve would still miss an architecture scored against
+    the mean of its ``n`` seeds by ``sigma**2 / n`` in mean square, plus ``sigma**2 / m``
+    for the noise of the ``m`` training runs a depth mean averages. What the base misses
+    beyond that is systematic: architecture, or anything else the runs share.
+
+    Args:
+        predictor: A fitted :class:`CurvePredictor`.
+        scores: Its :func:`score_heldout` table.
+
+    Returns:
+        ``sigma`` (RMS log deviation of one run from its architecture's mean),
+        ``base_rms``, ``pred_rms`` and ``noise_rms`` (root mean square over architectures
+        of the base's miss, the predictor's, and the expected seed noise),
+        ``systematic_share`` (1 - noise / base mean square: the share of the base's miss
+        that seed noise does not account for) and ``captured`` (the share of that
+        systematic part the predictor removes). NaN without replicates; the share
+        assumes seed noise is alike across the suite, which only replicated
+        architectures can show.
+    """
+    variances = []
+    for members in predictor.architectures().values():
+        if len(members) > 1:
+            with _Quiet():
+                runs = np.stack([predictor.logs_[m] for m in members])
+                variances.append(np.nanvar(runs, axis=0, ddof=1).ravel())
+    nan = {k: math.nan for k in ("sigma", "noise_rms", "systematic_share", "captured")}
+    base, pred = float(scores["base_mse"].mean()), float(scores["mse"].mean())
+    out = {"base_rms": math.sqrt(base), "pred_rms": math.sqrt(pred), **nan}
+    if not variances:
+        return out
+    sigma2 = float(np.nanmean(np.concatenate(variances)))
+    n_runs = len(predictor.logs_)
+    seeds = scores["seeds"].to_numpy(float)
+    noise = float(np.mean(sigma2 / seeds + sigma2 / (n_runs - seeds)))
+    out.update(
+        sigma=math.sqrt(sigma2),
+        noise_rms=math.sqrt(noise),
+        systematic_share=1 - noise / base,
+        captured=(base - pred) / (base - noise) if base > noise else math.nan,
+    )
+    return out
+
+
 class _Quiet:
     """Silence numpy's warnings about all-NaN slices (unmeasured grid points)."""
 
@@ -543,4 +596,5 @@ __all__ = [
     "score_heldout",
     "seed_noise",
     "summarize",
+    "variance_budget",
 ]

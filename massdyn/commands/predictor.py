@@ -76,6 +76,7 @@ class TrainPredictorCommand:
             bootstrap_gain,
             score_heldout,
             seed_noise,
+            variance_budget,
         )
 
         check_measurements(measurements)
@@ -129,11 +130,25 @@ class TrainPredictorCommand:
                 f" {noise['floor']:.3f}; architecture explains {noise['arch_share']:.0%} of the "
                 "variance of the curves of equally deep members"
             )
+        budget = variance_budget(est, scores)
+        if not math.isnan(budget["sigma"]):
+            print(
+                f"what the base misses, RMS log {budget['base_rms']:.3f} over architectures, "
+                f"against RMS {budget['noise_rms']:.3f} that seed noise alone would give (one "
+                f"run's sigma {budget['sigma']:.3f}):",
+                (
+                    f"{budget['systematic_share']:.0%} of it is systematic, and the predictor "
+                    f"(RMS {budget['pred_rms']:.3f}) removes {budget['captured']:.0%} of that"
+                    if budget["systematic_share"] > 0
+                    else "seed noise accounts for all of it"
+                ),
+            )
         info = {
             "protocol": "curve",
             "models": sorted(archs),
             "scores": scores.to_dict("records"),
             "seed_noise": noise,
+            "variance_budget": budget,
         }
         print(f"wrote {save_predictor(est, self.out, info)}")
         return 0

@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from massdyn.cli import main
 
@@ -152,3 +153,23 @@ def test_curve_protocol_through_the_cli(tmp_path, capsys):
     measured = m[(m["model"] == held) & (m["step"] == 8000)].groupby("layer")["top1"].mean()
     got = pred[(pred["model"] == held) & (pred["step"] == 8000)].set_index("layer")["ratio"]
     assert np.allclose(got, measured, rtol=0.15)
+
+
+@pytest.mark.slow  # about 10 s
+def test_train_predictor_splits_the_base_miss_into_seed_noise_and_architecture(tmp_path, capsys):
+    from massdyn.predictors import load_predictor
+    from tests.predictors.test_curve import suite
+
+    m, archs = suite(law=0.4, seeds=(1, 2), noise=0.0, shift=0.05)
+    m.to_csv(tmp_path / "m.csv", index=False)
+    (tmp_path / "configs").mkdir()
+    write_configs(tmp_path / "configs", archs)
+    out = tmp_path / "p.skops"
+    args = ["train-predictor", str(tmp_path / "m.csv"), "--configs", str(tmp_path / "configs")]
+    assert main([*args, "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    line = next(t for t in text.splitlines() if t.startswith("what the base misses"))
+    share = int(line.split("% of it is systematic")[0].rsplit(" ", 1)[-1])
+    assert share > 80, line  # the law dwarfs the 0.05 seed noise
+    _, info = load_predictor(out)
+    assert info["variance_budget"]["sigma"] == pytest.approx(0.05, rel=0.25)

@@ -7,7 +7,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from massdyn.predictors.curve import CurvePredictor, score_heldout, seed_noise, summarize
+from massdyn.predictors.curve import (
+    CurvePredictor,
+    score_heldout,
+    seed_noise,
+    summarize,
+    variance_budget,
+)
 from massdyn.predictors.features import Architecture
 
 STEPS = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 4000, 8000], float)
@@ -113,6 +119,31 @@ def test_seed_replicates_give_the_noise_floor():
     scores = score_heldout(est)
     assert len(scores) == len(DESIGN) and (scores["seeds"] == 2).all()
     assert scores["log_err"].median() < noise["floor"]
+
+
+@pytest.mark.slow  # about 10 s
+@pytest.mark.parametrize("law", [0.4, 0.0])
+def test_the_variance_budget_splits_the_base_miss_into_seed_noise_and_architecture(law):
+    # Each run's curve is shifted by N(0, 0.05): the replicates must find sigma = 0.05.
+    # With a law the base misses far more than that, and the predictor removes most of
+    # the excess; without one, seed noise accounts for all the base misses.
+    m, archs = suite(law=law, seeds=(1, 2), noise=0.0, shift=0.05, rng_seed=5)
+    est = CurvePredictor().fit(m, archs)
+    budget = variance_budget(est, score_heldout(est))
+    assert budget["sigma"] == pytest.approx(0.05, rel=0.25)
+    if law:
+        assert budget["systematic_share"] > 0.8
+        assert budget["captured"] > 0.7
+    else:
+        assert abs(budget["systematic_share"]) < 0.35
+        assert budget["base_rms"] == pytest.approx(budget["noise_rms"], rel=0.25)
+
+
+def test_without_replicates_the_budget_says_nan_rather_than_guess():
+    m, archs = suite(law=0.4)
+    est = CurvePredictor().fit(m, archs)
+    budget = variance_budget(est, score_heldout(est))
+    assert math.isnan(budget["systematic_share"]) and budget["base_rms"] > 0
 
 
 def test_a_held_out_architecture_takes_no_part_in_choosing_its_ridge_strength():
