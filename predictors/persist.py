@@ -11,7 +11,8 @@ from massdyn.predictors.features import FEATURES
 from massdyn.predictors.model import TARGETS
 
 # 2: the curve predictor learns from the residual layout too (ARCH_FEATURES).
-FORMAT_VERSION = 2
+# 3: its offsets are stacked over ridge strengths (weights_) instead of one alpha_.
+FORMAT_VERSION = 3
 # The types a saved predictor holds beyond those skops trusts by itself (plain containers,
 # numpy arrays, scikit-learn estimators): exact names, so that nothing callable such as
 # builtins.exec can ride along in a file. Anything else in a file is refused.

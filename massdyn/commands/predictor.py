@@ -94,12 +94,18 @@ class TrainPredictorCommand:
                 f"warning: only {n_arch} architectures: the scores below are a handful of "
                 f"cases, not an estimate (at least {MIN_ARCHITECTURES} are needed to mean much)"
             )
-        chosen = (
-            "none (the base alone)" if math.isinf(est.alpha_) else f"ridge alpha {est.alpha_:g}"
+        weights = ", ".join(
+            f"{'base' if a == 'inf' else 'ridge ' + format(float(a), 'g')} {w:.2f}"
+            for a, w in est.weights_.items()
+            if w > 0
         )
-        print(f"architecture offsets chosen by grouped CV (one-standard-error rule): {chosen}")
+        print(f"architecture offsets stacked by grouped CV (Breiman 1996), weights: {weights}")
         print(
-            "leave one architecture out, its ridge strength chosen without it (curve R^2 in "
+            "grouped-CV median |log error| per ridge strength: "
+            + ", ".join(f"{k} {v:.4f}" for k, v in est.cv_.items())
+        )
+        print(
+            "leave one architecture out, its weights chosen without it (curve R^2 in "
             "ratio space, median |log error|; against the seed mean where seeds > 1):"
         )
         cols = [

@@ -11,6 +11,7 @@ from massdyn.predictors.curve import (
     CurvePredictor,
     score_heldout,
     seed_noise,
+    stack_weights,
     summarize,
     variance_budget,
 )
@@ -53,7 +54,7 @@ def suite(law: float, seeds=(1,), noise=0.03, rng_seed=0, shift=0.0, sequential=
 def test_a_known_architecture_law_is_recovered_far_better_than_the_base():
     m, archs = suite(law=0.4)
     est = CurvePredictor().fit(m, archs)
-    assert math.isfinite(est.alpha_)
+    assert est.weights_["inf"] < 0.1  # the offsets, not the base, carry the prediction
     scores = score_heldout(est)
     assert scores["log_err"].median() < 0.5 * scores["base_log_err"].median()
     assert scores["curve_r2"].median() > 0.9 > scores["base_curve_r2"].median()
@@ -160,17 +161,30 @@ def test_a_held_out_architecture_takes_no_part_in_choosing_its_ridge_strength():
     assert np.array_equal(est.heldout(held)[1], before)
 
 
-def test_the_strength_is_the_strongest_within_one_standard_error_of_the_best():
-    m, archs = suite(law=0.1, noise=0.05, rng_seed=5)
+def test_stacking_weights_match_the_least_squares_combination():
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((2, 4, 50))
+    groups = [0, 1, 2, 3]
+
+    def errors(*candidates):
+        return {k: dict(zip(groups, c, strict=True)) for k, c in enumerate(candidates)}
+
+    # Independent errors of equal size: the average halves the variance.
+    assert stack_weights(errors(a, b), groups) == pytest.approx([0.5, 0.5], abs=0.05)
+    # Errors of opposite sign cancel in the average.
+    assert stack_weights(errors(a, -a), groups) == pytest.approx([0.5, 0.5], abs=1e-3)
+    # A candidate that makes the same errors, twice as large, gets no weight.
+    assert stack_weights(errors(a, 2 * a), groups) == pytest.approx([1.0, 0.0], abs=1e-3)
+    # With variances 1 and 4, independent: weights 4/5 and 1/5 (inverse variance).
+    w = stack_weights(errors(a, 2 * b), groups)
+    assert w == pytest.approx([0.8, 0.2], abs=0.06)
+
+
+def test_without_an_architecture_signal_the_weight_goes_to_the_base():
+    m, archs = suite(law=0.0, noise=0.08)
     est = CurvePredictor().fit(m, archs)
-    score = {float(a): v for a, v in est.cv_.items()}
-    se = {float(a): v for a, v in est.cv_se_.items()}
-    best = min(score, key=score.get)
-    # Some strength is within reach of the best, so the choice is the strongest of them,
-    # and it is never worse than the best by more than one standard error.
-    assert score[est.alpha_] <= score[best] + se[best]
-    stronger = [a for a in score if a > est.alpha_]
-    assert all(score[a] > score[best] + se[best] for a in stronger)
+    assert est.weights_["inf"] > 0.5
+    assert est.cv_["stacked"] <= min(v for k, v in est.cv_.items() if k != "stacked") * 1.02
 
 
 def test_summary_finds_the_half_rise_and_flags_ratios_below_1():

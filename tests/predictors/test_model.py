@@ -108,7 +108,12 @@ def test_persistence_round_trip_and_refusals(table, tmp_path):
     sio.dump(data, tmp_path / "v1.skops")
     with pytest.raises(PredictorFileError, match="format 1.*massdyn train-predictor"):
         load_predictor(tmp_path / "v1.skops")
+    # A file from before the offsets were stacked: format 2, one alpha_.
     data["schema"].update(format=2, arch_features=arch_features)
+    sio.dump(data, tmp_path / "v2.skops")
+    with pytest.raises(PredictorFileError, match="format 2.*massdyn train-predictor"):
+        load_predictor(tmp_path / "v2.skops")
+    data["schema"].update(format=3)
     data["schema"]["sklearn"] = "0.1.0"
     sio.dump(data, tmp_path / "oldsk.skops")
     with pytest.raises(PredictorFileError, match="scikit-learn 0.1.0"):
