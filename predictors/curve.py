@@ -521,17 +521,30 @@ def score_heldout(predictor: CurvePredictor) -> pd.DataFrame:
 
 
 def bootstrap_gain(
-    scores: pd.DataFrame, n: int = 2000, seed: int = 0
+    scores: pd.DataFrame, error: str = "log_err", n: int = 2000, seed: int = 0
 ) -> tuple[float, float, float]:
-    """Median over rows of (base - predictor) |log error|, with a 90% bootstrap interval.
+    """The predictor's gain over the base across architectures, with a 90% bootstrap interval.
 
     ``scores`` is :func:`score_heldout`'s table: one row per architecture, so seed
     replicates are resampled together rather than counted as independent cases.
+
+    Args:
+        scores: One row per held-out architecture.
+        error: ``"log_err"``: the median over architectures of (base - predictor) median
+            |log error|; ``"mse"``: the mean over architectures of (base - predictor) mean
+            squared log error, the quantity the stacking weights minimise.
+        n: Bootstrap resamples.
+        seed: Seed of the resampling.
     """
-    gain = (scores["base_log_err"] - scores["log_err"]).to_numpy()
+    statistic = {"log_err": np.median, "mse": np.mean}[error]
+    gain = (scores[f"base_{error}"] - scores[error]).to_numpy()
     rng = np.random.default_rng(seed)
-    boot = np.median(rng.choice(gain, size=(n, gain.size)), axis=1)
-    return float(np.median(gain)), float(np.quantile(boot, 0.05)), float(np.quantile(boot, 0.95))
+    boot = statistic(rng.choice(gain, size=(n, gain.size)), axis=1)
+    return (
+        float(statistic(gain)),
+        float(np.quantile(boot, 0.05)),
+        float(np.quantile(boot, 0.95)),
+    )
 
 
 def seed_noise(predictor: CurvePredictor) -> dict[str, float]:

@@ -125,6 +125,11 @@ class TrainPredictorCommand:
             f"{scores['base_curve_r2'].median():.3f}); gain over the base in |log error| "
             f"{mid:.4f}, 90% bootstrap over architectures {lo:.4f} to {hi:.4f}"
         )
+        mid, lo, hi = bootstrap_gain(scores, "mse", seed=self.seed)
+        print(
+            f"gain over the base in mean squared log error (mean over architectures) "
+            f"{mid:.4f}, 90% bootstrap {lo:.4f} to {hi:.4f}"
+        )
         print(
             f"10-90% band, each architecture's from the errors of the others: covers "
             f"{scores['coverage'].mean():.0%} of the held-out points (nominally 80%)"

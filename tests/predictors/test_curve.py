@@ -9,6 +9,7 @@ import pytest
 
 from massdyn.predictors.curve import (
     CurvePredictor,
+    bootstrap_gain,
     score_heldout,
     seed_noise,
     stack_weights,
@@ -185,6 +186,29 @@ def test_without_an_architecture_signal_the_weight_goes_to_the_base():
     est = CurvePredictor().fit(m, archs)
     assert est.weights_["inf"] > 0.5
     assert est.cv_["stacked"] <= min(v for k, v in est.cv_.items() if k != "stacked") * 1.02
+
+
+def test_the_gain_is_the_median_or_mean_over_architectures_with_an_interval():
+    scores = pd.DataFrame(
+        {
+            "log_err": [0.10] * 7,
+            "base_log_err": [0.11] * 6 + [0.30],  # gains .01 six times, and .2
+            "mse": [0.010] * 7,
+            "base_mse": [0.010] * 6 + [0.080],  # gains 0 six times, and .07
+        }
+    )
+    mid, lo, hi = bootstrap_gain(scores)
+    # The median ignores the .2: a resample holds it four times or more with p < 0.01.
+    assert (mid, lo, hi) == pytest.approx((0.01, 0.01, 0.01))
+    mid, lo, hi = bootstrap_gain(scores, "mse")
+    assert mid == pytest.approx(0.01)  # the mean of six 0 and .07
+    # Resamples hold the .07 k ~ Binomial(7, 1/7) times: P(k = 0) = 0.34, P(k <= 2) = 0.94,
+    # P(k <= 3) = 0.99, so the interval runs from 0 to 3 * .07 / 7.
+    assert lo == pytest.approx(0.0) and hi == pytest.approx(0.03)
+    # Gains of either sign, alike in size: the interval straddles zero.
+    scores["base_log_err"] = [0.12, 0.08, 0.13, 0.07, 0.10, 0.115, 0.085]
+    _, lo, hi = bootstrap_gain(scores)
+    assert lo < 0 < hi
 
 
 def test_summary_finds_the_half_rise_and_flags_ratios_below_1():
