@@ -132,7 +132,8 @@ class TrainPredictorCommand:
         )
         print(
             f"10-90% band, each architecture's from the errors of the others: covers "
-            f"{scores['coverage'].mean():.0%} of the held-out points (nominally 80%)"
+            f"{scores['coverage'].mean():.0%} of the held-out points (nominally 80%; "
+            f"{scores['coverage'].min():.0%}-{scores['coverage'].max():.0%} by architecture)"
         )
         noise = seed_noise(est)
         if noise["pairs"]:

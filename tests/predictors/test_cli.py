@@ -113,7 +113,7 @@ def test_curve_protocol_through_the_cli(tmp_path, capsys):
     assert "architecture offsets stacked by grouped CV (Breiman 1996), weights: ridge" in text
     assert "per ridge strength: 0.1 " in text and ", stacked " in text
     assert "gain over the base in mean squared log error (mean over architectures)" in text
-    assert "of the held-out points (nominally 80%)" in text
+    assert "of the held-out points (nominally 80%; " in text and "% by architecture)" in text
     (tmp_path / "wide.json").write_text(json.dumps({**cfg, "hidden_size": 1024}))
     args = [
         "predict",
