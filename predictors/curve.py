@@ -15,10 +15,10 @@ averages degenerate corners. This predictor works where the data are firm, in cu
    regressions"): a convex combination of the path's fits, its non-negative weights
    minimising the squared error of cross-validation grouped by architecture (seed
    replicates of one architecture are held out together; every architecture weighs the
-   same). With data that carry no architecture signal the weight goes to the base. With
-   15 architectures a single chosen strength swung between 100 and 1000 from fold to
-   fold, and that choice cost everything the offsets gained; the combination is
-   smoother.
+   same). With data that carry no architecture signal the weight goes to the base. A
+   single chosen strength (tried before, by the one-standard-error rule) swung from fold
+   to fold on the real suite, and that choice cost what the offsets gained; the
+   combination varies smoothly.
 4. **Bands**: 10% and 90% quantiles, per grid point, of the grouped cross-validation
    errors of the stacked predictor (in log space), added to the central line.
 5. **Held-out scores** are nested: an architecture held out for scoring takes no part in
@@ -434,7 +434,8 @@ def stack_weights(errors: dict[float, dict[int, np.ndarray]], groups: list[int])
         e = e[:, np.isfinite(e).all(axis=0)]
         columns.append(e / math.sqrt(max(e.shape[1], 1)))
     E = np.hstack(columns)
-    Q = E @ E.T / max(np.abs(E @ E.T).max(), 1e-300)  # scaled: the optimiser's tolerances
+    Q = E @ E.T
+    Q = Q / max(np.abs(Q).max(), 1e-300)  # scaled to 1: the optimiser's tolerances are absolute
     k = Q.shape[0]
     result = minimize(
         lambda w: w @ Q @ w,

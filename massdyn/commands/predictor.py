@@ -102,7 +102,7 @@ class TrainPredictorCommand:
         print(f"architecture offsets stacked by grouped CV (Breiman 1996), weights: {weights}")
         print(
             "grouped-CV median |log error| per ridge strength: "
-            + ", ".join(f"{k} {v:.4f}" for k, v in est.cv_.items())
+            + ", ".join(f"{'base' if k == 'inf' else k} {v:.4f}" for k, v in est.cv_.items())
         )
         print(
             "leave one architecture out, its weights chosen without it (curve R^2 in "
