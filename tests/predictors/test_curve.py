@@ -148,9 +148,9 @@ def test_without_replicates_the_budget_says_nan_rather_than_guess():
     assert math.isnan(budget["systematic_share"]) and budget["base_rms"] > 0
 
 
-def test_a_held_out_architecture_takes_no_part_in_choosing_its_ridge_strength():
+def test_a_held_out_architecture_takes_no_part_in_choosing_its_stacking_weights():
     # Nested CV: whatever the held-out member's own curves are, its held-out prediction
-    # is the same, because neither the offsets nor their strength have seen it.
+    # is the same, because neither the offsets nor their stacking weights have seen it.
     m, archs = suite(law=0.1, noise=0.05, rng_seed=5)
     held = "d96-l8-h16-s1"
     before = CurvePredictor().fit(m, archs).heldout(held)[1]
