@@ -1,4 +1,4 @@
-"""``massdyn minisuite``: train the mini-suite on CPU, track it live, ship the tables."""
+"""``massdyn minisuite``: train the mini-suite (CPU or a GPU), track it live, ship the tables."""
 
 from __future__ import annotations
 
@@ -30,6 +30,12 @@ class MinisuiteCommand:
     max_steps: int | None = opt(None, "override the recipe's steps")
     jobs: int = opt(1, "members trained at once (processes)")
     threads: int | None = opt(None, "torch threads per member (default: CPUs / jobs)")
+    device: str = opt(
+        "cpu",
+        "where members train: cpu, or cuda (the --jobs members share one GPU); a member "
+        "resumes only on the device it started on",
+        choices=("cpu", "cuda"),
+    )
 
     def run(self) -> int:
         """Train what is missing, then collect, fit and describe."""
@@ -46,10 +52,15 @@ class MinisuiteCommand:
         from massdyn.minisuite.train import cpu_has_bf16, precision_note
         from massdyn.tracker.store import atomic_csv, atomic_write
 
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise ValueError(
+                f"--device cuda: this torch ({torch.__version__}) sees no CUDA device; "
+                "train with --device cpu, or install a CUDA build of torch on a GPU machine"
+            )
         suite = Suite.load(self.suite)
         if self.max_steps:
             suite.recipe = replace(suite.recipe, max_steps=self.max_steps)
-        note = precision_note(suite.recipe, cpu_has_bf16())
+        note = precision_note(suite.recipe, cpu_has_bf16()) if self.device == "cpu" else None
         if note:
             print(
                 f'warning: {note}; set "precision": "fp32" in the recipe of a copy of the '
@@ -80,6 +91,7 @@ class MinisuiteCommand:
             work,
             self.jobs,
             self.threads,
+            self.device,
         )
         machine = {
             "cpus": os.cpu_count(),

@@ -26,6 +26,7 @@ def train_members(
     work: Path,
     jobs: int = 1,
     threads: int | None = None,
+    device: str = "cpu",
 ) -> list[dict]:
     """Train ``members`` into ``work/<name>``, ``jobs`` at a time, each in its own process.
 
@@ -45,17 +46,21 @@ def train_members(
         jobs: members trained at once; 1 trains in this process.
         threads: torch intra-op threads per member; ``None`` keeps torch's default when
             ``jobs`` is 1, else shares the CPUs out evenly.
+        device: ``"cpu"``, or ``"cuda"``: every job shares the one GPU, where the
+            mini-suite's small members train several at once.
 
     Returns:
         One :func:`train_member` summary per member, in the order of ``members``, each with
-        ``wall_seconds`` (this sitting) and ``threads``.
+        ``wall_seconds`` (this sitting), ``threads`` and ``device``.
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, got {jobs}")
     if threads is None and jobs > 1:
         threads = max(1, (os.cpu_count() or 1) // jobs)
     tasks = [
-        TrainTask(m, recipe, train_tokens, eval_inputs, vocab_size, bos_id, work / m.name, threads)
+        TrainTask(
+            m, recipe, train_tokens, eval_inputs, vocab_size, bos_id, work / m.name, threads, device
+        )
         for m in members
     ]
     if jobs == 1:
@@ -83,6 +88,7 @@ class TrainTask:
     bos_id: int
     out: Path
     threads: int | None
+    device: str = "cpu"
 
     def run(self) -> dict:
         """Train with ``threads`` torch threads; the summary gains wall time and threads."""
@@ -101,8 +107,21 @@ class TrainTask:
                 self.bos_id,
                 self.out,
                 log=log,
+                device=self.device,
             )
         finally:
             used = torch.get_num_threads()
             torch.set_num_threads(before)  # jobs=1 trains in the caller's process
-        return {**info, "wall_seconds": time.perf_counter() - t0, "threads": used}
+        return {
+            **info,
+            "wall_seconds": time.perf_counter() - t0,
+            "threads": used,
+            "device": _device_name(self.device),
+        }
+
+
+def _device_name(device: str) -> str:
+    """``cpu``, or ``cuda: <the GPU's name>`` for the record."""
+    if device == "cuda":
+        return f"cuda: {torch.cuda.get_device_name()}"
+    return device

@@ -104,6 +104,7 @@ def _save_state(
     path: Path, model, optimizer, step: int, seconds: float, loss: float, identity: dict
 ) -> None:
     tmp = path.with_suffix(".tmp")
+    device = next(model.parameters()).device.type
     state = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict(),
@@ -112,6 +113,7 @@ def _save_state(
         "loss": loss,
         "identity": json.dumps(identity, sort_keys=True),
         "threads": torch.get_num_threads(),
+        "device": device,
     }
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -127,8 +129,12 @@ def train_member(
     out: Path,
     save_checkpoints: bool = False,
     log=print,
+    device: str = "cpu",
 ) -> dict:
     """Train one member (resuming from ``out/state.pt`` when present), tracked live.
+
+    ``device`` is ``"cpu"`` or ``"cuda"``. A run stays on the device it started on: the
+    two round differently, and a member is one run.
 
     Returns:
         ``{"name", "steps", "seconds", "resumed_from", "final_loss"}``; ``seconds`` is the
@@ -136,14 +142,15 @@ def train_member(
 
     Raises:
         ValueError: when ``out`` holds the state of a different member or recipe, which
-            resuming would silently mix into this run, of another torch thread count (other
-            rounding), or of a later step than ``recipe.max_steps``.
+            resuming would silently mix into this run, of another device or (on CPU) torch
+            thread count (other rounding), or of a later step than ``recipe.max_steps``.
     """
     from transformers import GPTNeoXForCausalLM
 
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(member.seed)
     model = GPTNeoXForCausalLM(member.config(vocab_size, max(recipe.seq_len, recipe.eval_seq_len)))
+    model.to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
     optimizer = torch.optim.AdamW(
@@ -159,7 +166,7 @@ def train_member(
     identity = _identity(member, recipe, vocab_size)
     start, before, loss_value = 0, 0.0, math.nan
     if state_file.exists():
-        state = torch.load(state_file, weights_only=True)
+        state = torch.load(state_file, weights_only=True, map_location=device)
         saved = _resumable_as(json.loads(state.get("identity", "{}")))
         if saved != _resumable_as(identity):
             raise ValueError(
@@ -167,8 +174,14 @@ def train_member(
                 f"({_differences(saved, _resumable_as(identity))}); "
                 f"delete {out} or train into another folder"
             )
+        saved_device = state.get("device", "cpu")  # states from before devices were CPU's
+        if saved_device != device:
+            raise ValueError(
+                f"{state_file} was trained on {saved_device}, this run asks for {device}; "
+                f"the two round differently: resume with --device {saved_device} or delete {out}"
+            )
         saved_threads, threads = state.get("threads"), torch.get_num_threads()
-        if saved_threads is not None and saved_threads != threads:
+        if device == "cpu" and saved_threads is not None and saved_threads != threads:
             raise ValueError(
                 f"{state_file} was trained with {saved_threads} torch thread(s), this process "
                 f"has {threads}; the order of floating-point sums, and so the numbers, depend "
@@ -197,8 +210,8 @@ def train_member(
         tracker.step(step)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, recipe)
-        x = batch_at(train_tokens, step, member.seed, recipe, bos_id)
-        with torch.autocast("cpu", torch.bfloat16, enabled=recipe.precision == "bf16-mixed"):
+        x = batch_at(train_tokens, step, member.seed, recipe, bos_id).to(device)
+        with torch.autocast(device, torch.bfloat16, enabled=recipe.precision == "bf16-mixed"):
             loss = model(input_ids=x, labels=x).loss
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -152,6 +152,7 @@ def test_minisuite_command_writes_the_data_set(tmp_path, monkeypatch):
     prov = json.loads((tmp_path / "out" / "provenance.json").read_text())
     assert {"recipe", "runs", "versions", "eval_inputs"} <= set(prov)
     assert prov["sittings"][-1]["jobs"] == 2 and [r["threads"] for r in prov["runs"]] == [1, 1]
+    assert [r["device"] for r in prov["runs"]] == ["cpu", "cpu"]
     assert prov["sittings"][-1]["machine"]["cpus"] >= 1
     assert len(pd.read_csv(tmp_path / "out" / "params.csv")) == 5  # 2 + 3 layers
     # A later sitting that trains one member keeps the other's data, and says so.
@@ -194,6 +195,47 @@ def test_resuming_with_another_thread_count_is_refused_and_keeps_the_state(tmp_p
         train(longer, 2)
     assert (tmp_path / "t" / "state.pt").read_bytes() == state
     assert train(longer, 1)[0]["resumed_from"] == 6
+
+
+def test_a_run_resumes_only_on_the_device_it_started_on(tmp_path):
+    tokens, inputs = _data()
+    flat = replace(TINY, min_lr_ratio=1.0, max_steps=6)
+    train_members([MEMBER], flat, tokens, inputs, 300, 0, tmp_path, 1, 1)
+    path = tmp_path / "t" / "state.pt"
+    state = torch.load(path, weights_only=True)
+    assert state["device"] == "cpu"
+    state["device"] = "cuda"  # as a GPU sitting would have left it
+    torch.save(state, path)
+    saved = path.read_bytes()
+    longer = replace(flat, max_steps=10)
+    with pytest.raises(ValueError, match="trained on cuda, this run asks for cpu.*--device cuda"):
+        train_members([MEMBER], longer, tokens, inputs, 300, 0, tmp_path, 1, 1)
+    assert path.read_bytes() == saved
+    del state["device"]  # a state from before devices were recorded was trained on CPU
+    torch.save(state, path)
+    assert (
+        train_members([MEMBER], longer, tokens, inputs, 300, 0, tmp_path, 1, 1)[0]["resumed_from"]
+        == 6
+    )
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a CPU-only torch")
+def test_minisuite_on_cuda_without_a_gpu_is_refused_in_one_line(tmp_path, capsys):
+    args = ["minisuite", "--device", "cuda", "--work", str(tmp_path / "w")]
+    assert main([*args, "--out", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "sees no CUDA device" in err[0] and "--device cpu" in err[0]
+    assert not (tmp_path / "o").exists() and not (tmp_path / "w").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_member_trains_on_the_gpu_and_records_it(tmp_path):
+    tokens, inputs = _data()
+    run = train_members([MEMBER], TINY, tokens, inputs, 300, 0, tmp_path, 1, 1, "cuda")[0]
+    assert run["device"].startswith("cuda: ")
+    assert torch.load(tmp_path / "t" / "state.pt", weights_only=True)["device"] == "cuda"
+    measured = pd.read_csv(tmp_path / "t" / "live" / "measurements.csv")
+    assert measured["step"].max() == TINY.max_steps
 
 
 def test_a_user_text_gets_its_own_tokenizer_cache(tmp_path):
