@@ -6,6 +6,7 @@ machine already has, taken from the test environment's site-packages), and runs 
 from a temporary folder.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -134,6 +135,29 @@ def test_help_fit_and_figures_from_another_folder(venv):
     figs = run(venv, "figures", "--out", "figs", cwd=work)
     assert figs.returncode == 0, figs.stderr
     assert len(list((work / "figs").glob("*.png"))) >= 10
+
+
+def test_predict_from_the_wheel_with_its_shipped_suite(venv):
+    """`massdyn predict CONFIG` with no predictor file finds the grown suite inside the wheel."""
+    _, tmp = venv
+    work = tmp / "predicting"
+    work.mkdir()
+    config = {
+        "model_type": "gpt_neox",
+        "hidden_size": 192,
+        "num_hidden_layers": 6,
+        "num_attention_heads": 6,
+        "intermediate_size": 768,
+        "rotary_pct": 0.25,
+        "rotary_emb_base": 10000,
+        "use_parallel_residual": True,
+    }
+    (work / "d192.json").write_text(json.dumps(config))
+    out = run(venv, "predict", "d192.json", "--out", "p.csv", cwd=work)
+    assert out.returncode == 0, out.stderr
+    assert "no --predictor: trained one on the grown mini-suite" in out.stderr
+    rows = (work / "p.csv").read_text().splitlines()
+    assert rows[0] == "model,layer,step,ratio,ratio_lo,ratio_hi" and len(rows) > 6 * 30
 
 
 def test_help_and_argument_errors_answer_without_the_heavy_imports(venv):

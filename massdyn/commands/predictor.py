@@ -15,6 +15,26 @@ def _regressors():
 
 
 MIN_ARCHITECTURES = 10  # below this, held-out scores are anecdotes, and are said to be
+SHIPPED = "the grown mini-suite shipped with massdyn"
+
+
+def grown_suite_sources() -> tuple[list[str], list[str]]:
+    """Measurements tables and config folders of the grown mini-suite shipped with massdyn."""
+    from massdyn.minisuite import grown_suite_data
+
+    folders = grown_suite_data()
+    return [str(f / "measurements.csv") for f in folders], [str(f / "configs") for f in folders]
+
+
+def fit_curve_predictor(measurements, configs):
+    """A :class:`CurvePredictor` fitted to a measurements table, and the models' architectures."""
+    from massdyn.fitting.batch import check_measurements
+    from massdyn.predictors import configs_from_dir
+    from massdyn.predictors.curve import CurvePredictor
+
+    check_measurements(measurements)
+    archs = configs_from_dir(configs, sorted(measurements["model"].unique()))
+    return CurvePredictor().fit(measurements, archs), archs
 
 
 @dataclass
@@ -31,9 +51,9 @@ class TrainPredictorCommand:
     """
 
     measurements: list[str] = opt(
-        help="measurements tables of the walker (.csv, .parquet)", positional=True
+        (), f"measurements tables of the walker (.csv, .parquet); none: {SHIPPED}", positional=True
     )
-    configs: list[str] = opt(help="folder(s) of <model>.json or <model>/config.json")
+    configs: list[str] = opt((), "folder(s) of <model>.json or <model>/config.json")
     out: str = opt("predictor.skops", "predictor file to write")
     protocol: str = opt(
         "curve",
@@ -48,9 +68,23 @@ class TrainPredictorCommand:
         """Train, report, save."""
         from massdyn.io import read_measurements
 
-        table = read_measurements(self.measurements, self.keep_duplicates)
+        measurements, configs = list(self.measurements), list(self.configs)
+        if not measurements:
+            if configs:
+                raise ValueError(
+                    "--configs without MEASUREMENTS: give the measurements tables the "
+                    f"configs belong to, or neither to train on {SHIPPED}"
+                )
+            measurements, configs = grown_suite_sources()
+            print(f"no MEASUREMENTS given: training on {SHIPPED}")
+        elif not configs:
+            raise ValueError(
+                "--configs is required with MEASUREMENTS: the folder(s) holding each "
+                "model's config (<model>.json or <model>/config.json)"
+            )
+        table = read_measurements(measurements, self.keep_duplicates)
         is_params = {"A", "lambda", "gamma", "t0", "K"} <= set(table.columns)
-        named = " ".join(self.measurements)
+        named = " ".join(measurements)
         if not is_params and not {"step", "top1", "median"} <= set(table.columns):
             raise ValueError(
                 f"{named} is neither a measurements table (model, step, layer, seq, top1, "
@@ -63,25 +97,21 @@ class TrainPredictorCommand:
                     "learns from the measurements themselves: pass the measurements "
                     "table, or --protocol paper"
                 )
-            return self._curve(table)
-        return self._paper(table, is_params)
+            return self._curve(table, configs)
+        return self._paper(table, is_params, configs)
 
-    def _curve(self, measurements) -> int:
+    def _curve(self, measurements, configs) -> int:
         import math
 
-        from massdyn.fitting.batch import check_measurements
-        from massdyn.predictors import configs_from_dir, save_predictor
+        from massdyn.predictors import save_predictor
         from massdyn.predictors.curve import (
-            CurvePredictor,
             bootstrap_gain,
             score_heldout,
             seed_noise,
             variance_budget,
         )
 
-        check_measurements(measurements)
-        archs = configs_from_dir(self.configs, sorted(measurements["model"].unique()))
-        est = CurvePredictor().fit(measurements, archs)
+        est, archs = fit_curve_predictor(measurements, configs)
         scores = score_heldout(est)
         n_arch = len(set(est.groups_.values()))
         print(
@@ -165,7 +195,7 @@ class TrainPredictorCommand:
         print(f"wrote {save_predictor(est, self.out, info)}")
         return 0
 
-    def _paper(self, table, is_params) -> int:
+    def _paper(self, table, is_params, configs) -> int:
         from massdyn.fitting import fit_measurements
         from massdyn.predictors import (
             EmergencePredictor,
@@ -176,7 +206,7 @@ class TrainPredictorCommand:
         )
 
         params = table if is_params else fit_measurements(table, "ratio", n_jobs=1)
-        archs = configs_from_dir(self.configs, sorted(params["model"].unique()))
+        archs = configs_from_dir(configs, sorted(params["model"].unique()))
         rows = training_table(archs, params)
         n_models = rows["model"].nunique()
         print(f"{len(rows)} (model, layer) rows from {n_models} models; regressor {self.regressor}")
@@ -214,7 +244,9 @@ class PredictCommand:
     """
 
     config: list[str] = opt(help="config.json, model folder or Hub repo id", positional=True)
-    predictor: str = opt(help="file from `massdyn train-predictor`")
+    predictor: str | None = opt(
+        None, f"file from `massdyn train-predictor` (none: one trained now on {SHIPPED})"
+    )
     steps: str = opt(
         "grid", "grid (the predictor's log-spaced steps), paper (Pythia's ~37) or a comma list"
     )
@@ -233,7 +265,10 @@ class PredictCommand:
         from massdyn.predictors import load_predictor, read_config
         from massdyn.predictors.curve import CurvePredictor, summarize
 
-        est, info = load_predictor(self.predictor)
+        if self.predictor is None:
+            est, info = self._shipped_predictor()
+        else:
+            est, info = load_predictor(self.predictor)
         if not isinstance(est, CurvePredictor):
             return self._paper(est, info)
         archs = [read_config(c, revision=self.revision) for c in self.config]
@@ -244,11 +279,16 @@ class PredictCommand:
             notes = est.out_of_range(arch, float(np.max(steps)))
             for note in notes:
                 print(f"warning: {arch.name}: {note}", file=sys.stderr)
-            if notes and covered:
+            if notes:
+                measured = (
+                    f": held out, the suite's own architectures had {np.mean(covered):.0%} of "
+                    f"their points inside it on average and {min(covered):.0%} at worst"
+                    if covered
+                    else ""
+                )
                 print(
                     f"warning: {arch.name}: the 10-90% band is likely too narrow outside the "
-                    f"suite: held out, the suite's own architectures had {np.mean(covered):.0%} "
-                    f"of their points inside it on average and {min(covered):.0%} at worst",
+                    f"suite{measured}",
                     file=sys.stderr,
                 )
             table = est.predict_table(arch, steps)
@@ -272,6 +312,22 @@ class PredictCommand:
             plot_curves(curves, self.plot, ", ".join(a.name for a in archs))
             print(f"wrote {self.plot}")
         return 0
+
+    def _shipped_predictor(self):
+        """A curve predictor fitted now to the shipped grown suite (a few seconds)."""
+        import sys
+
+        from massdyn.io import read_measurements
+
+        tables, configs = grown_suite_sources()
+        est, archs = fit_curve_predictor(read_measurements(tables, False), configs)
+        print(
+            f"no --predictor: trained one on {SHIPPED} ({len(est.logs_)} models, "
+            f"{len(set(est.groups_.values()))} architectures, steps up to {est.max_step_:g}); "
+            "`massdyn train-predictor` with no arguments scores it held out and saves it",
+            file=sys.stderr,
+        )
+        return est, {"models": sorted(archs)}
 
     def _steps(self, est):
         import numpy as np

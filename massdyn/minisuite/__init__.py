@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from massdyn.data import path as data_path
+from massdyn.data import read_json
 from massdyn.minisuite.spec import PRECISIONS, Member, Recipe, Suite
 
 
@@ -20,4 +21,15 @@ def shipped_data() -> Path:
     return data_path("minisuite")
 
 
-__all__ = ["PRECISIONS", "Member", "Recipe", "Suite", "shipped_data"]
+def grown_suite_data() -> list[Path]:
+    """Folders of the grown suite's data sets, each with ``measurements.csv`` and ``configs/``.
+
+    Which folders make up the grown suite (shipped members, their seed replicates, the
+    design's members) is data: ``data_sets`` of ``data/minisuite-design.json``. A folder
+    not yet trained is left out.
+    """
+    folders = (data_path(d) for d in read_json("minisuite-design.json")["data_sets"])
+    return [f for f in folders if (f / "measurements.csv").exists() and (f / "configs").is_dir()]
+
+
+__all__ = ["PRECISIONS", "Member", "Recipe", "Suite", "grown_suite_data", "shipped_data"]

@@ -175,3 +175,45 @@ def test_train_predictor_splits_the_base_miss_into_seed_noise_and_architecture(t
     assert share > 80, line  # the law dwarfs the 0.05 seed noise
     _, info = load_predictor(out)
     assert info["variance_budget"]["sigma"] == pytest.approx(0.05, rel=0.25)
+
+
+def test_predict_without_a_predictor_learns_from_the_shipped_grown_suite(tmp_path, capsys):
+    """No --predictor: a predictor fitted now to every shipped data set of the grown suite.
+
+    The oracle is the shipped data read directly: the models it names, and for an
+    architecture the suite has three seeds of, their mean measured last-step ratio, which an
+    in-sample prediction must land near (seed noise is about 10% in a final ratio).
+    """
+    from massdyn.data import path, read_json
+
+    folders = [path(d) for d in read_json("minisuite-design.json")["data_sets"]]
+    tables = [pd.read_csv(f / "measurements.csv") for f in folders]
+    models = sorted(set().union(*(t["model"].unique() for t in tables)))
+    config = path("minisuite", "configs", "mini-d128-l4-h4.json")
+    rc = main(["predict", str(config), "--out", str(tmp_path / "p.csv")])
+    out, err = capsys.readouterr()
+    assert rc == 0, err
+    assert "no --predictor" in err and f"{len(models)} models" in err
+    trained_on = next(line for line in out.splitlines() if line.startswith("trained on "))
+    assert sorted(trained_on.removeprefix("trained on ").split(", ")) == models
+    m = pd.concat(tables)
+    seeds = m[m["model"].str.fullmatch(r"mini-d128-l4-h4(-s\d)?")]
+    last = seeds[seeds["step"] == seeds["step"].max()]
+    measured = (last["top1"] / last["median"]).groupby(last["layer"]).mean()
+    summary = pd.read_csv(tmp_path / "p_summary.csv").set_index("layer")
+    assert seeds["model"].nunique() == 3 and len(summary) == 4
+    np.testing.assert_allclose(summary["final_ratio"], measured, rtol=0.2)
+
+
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (["--configs", "configs"], "--configs without MEASUREMENTS"),
+        (["m.csv"], "--configs is required with MEASUREMENTS"),
+    ],
+)
+def test_train_predictor_wants_tables_and_configs_together(tmp_path, capsys, args, says):
+    rc = main(["train-predictor", *args, "--out", str(tmp_path / "p.skops")])
+    err = capsys.readouterr().err
+    assert rc == 2 and says in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "p.skops").exists()
