@@ -25,8 +25,11 @@ def grown_suite_data() -> list[Path]:
     """Folders of the grown suite's data sets, each with ``measurements.csv`` and ``configs/``.
 
     Which folders make up the grown suite (shipped members, their seed replicates, the
-    design's members) is data: ``data_sets`` of ``data/minisuite-design.json``. A folder
-    not yet trained is left out.
+    design's members) is data: ``data_sets`` of ``data/minisuite-design.json``. A listed
+    folder without measurements yet is left out.
+
+    Raises:
+        FileNotFoundError: naming a listed folder that massdyn does not ship.
     """
     folders = (data_path(d) for d in read_json("minisuite-design.json")["data_sets"])
     return [f for f in folders if (f / "measurements.csv").exists() and (f / "configs").is_dir()]
