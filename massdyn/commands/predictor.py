@@ -265,14 +265,17 @@ class PredictCommand:
         from massdyn.predictors import load_predictor, read_config
         from massdyn.predictors.curve import CurvePredictor, summarize
 
+        # Bad configs and steps fail before a predictor is trained or loaded, so the one
+        # line the user sees is the error.
+        archs = [read_config(c, revision=self.revision) for c in self.config]
+        listed = self._listed_steps()
         if self.predictor is None:
             est, info = self._shipped_predictor()
         else:
             est, info = load_predictor(self.predictor)
         if not isinstance(est, CurvePredictor):
-            return self._paper(est, info)
-        archs = [read_config(c, revision=self.revision) for c in self.config]
-        steps = self._steps(est)
+            return self._paper(est, info, archs)
+        steps = self._steps(est) if listed is None else listed
         curves, summaries = [], []
         covered = [r["coverage"] for r in info.get("scores", []) if "coverage" in r]
         for arch in archs:
@@ -330,14 +333,21 @@ class PredictCommand:
         return est, {"models": sorted(archs)}
 
     def _steps(self, est):
+        """The predictor's own grid or Pythia's paper subset."""
         import numpy as np
 
         if self.steps == "grid":
             return np.unique(np.round(np.expm1(est.grid_)))
-        if self.steps == "paper":
-            from massdyn.tracker.schedule import paper_subset, pythia_steps
+        from massdyn.tracker.schedule import paper_subset, pythia_steps
 
-            return np.array(paper_subset(pythia_steps()), float)
+        return np.array(paper_subset(pythia_steps()), float)
+
+    def _listed_steps(self):
+        """The steps of a comma list, sorted; None for grid and paper."""
+        import numpy as np
+
+        if self.steps in ("grid", "paper"):
+            return None
         try:
             steps = np.array([float(s) for s in self.steps.split(",") if s.strip()])
         except ValueError:
@@ -348,15 +358,15 @@ class PredictCommand:
             raise ValueError(f"--steps needs steps >= 0, got {self.steps!r}")
         return np.sort(steps)
 
-    def _paper(self, est, info) -> int:
+    def _paper(self, est, info, archs) -> int:
         """A predictor of the paper's protocol: parameters per layer, then their curves."""
         from massdyn.fitting.function import step_grid
         from massdyn.io import write_table
-        from massdyn.predictors import predict_architecture, read_config
+        from massdyn.predictors import predict_architecture
 
-        if len(self.config) > 1:
+        if len(archs) > 1:
             raise ValueError("a paper-protocol predictor takes one CONFIG at a time")
-        arch = read_config(self.config[0], revision=self.revision)
+        arch = archs[0]
         params, curves = predict_architecture(est, arch, step_grid(143000.0))
         out = write_table(params, self.out)
         curves_path = write_table(curves, out.with_name(f"{out.stem}_curves{out.suffix}"))

@@ -217,3 +217,23 @@ def test_train_predictor_wants_tables_and_configs_together(tmp_path, capsys, arg
     err = capsys.readouterr().err
     assert rc == 2 and says in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "p.skops").exists()
+
+
+@pytest.mark.parametrize(
+    "config, steps, says",
+    [
+        ("missing.json", "grid", "config file not found"),
+        ("bad.json", "grid", "is not valid JSON"),
+        ("good.json", "10,abc", "--steps must be grid, paper or a comma list"),
+        ("good.json", "0,-5", "--steps needs steps >= 0"),
+    ],
+)
+def test_predict_bad_input_is_one_line_before_any_training(tmp_path, capsys, config, steps, says):
+    """The error is the only line: no predictor is fitted first, nothing is written."""
+    (tmp_path / "bad.json").write_text("{bad")
+    write_configs(tmp_path, {"good": synthetic_archs()["s-d128-l4-h2"]})
+    out = tmp_path / "p.csv"
+    rc = main(["predict", str(tmp_path / config), "--steps", steps, "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 2 and says in err and len(err.strip().splitlines()) == 1, err
+    assert not out.exists()
