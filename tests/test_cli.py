@@ -97,6 +97,17 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys, content, name, message):
     assert message in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("command", ["merge", "status"])
+@pytest.mark.parametrize("exists", [False, True])
+def test_suite_commands_name_a_folder_that_is_no_suite_walk(tmp_path, capsys, command, exists):
+    folder = tmp_path / "results"
+    if exists:
+        (folder / "shards").mkdir(parents=True)
+    assert main([command, str(folder)]) == 2
+    err = capsys.readouterr().err
+    assert f"{folder} is not the folder of a suite walk" in err and len(err.splitlines()) == 1
+
+
 @pytest.mark.slow
 def test_demo_runs_the_main_job_end_to_end(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
