@@ -9,7 +9,8 @@ the model linear in ``A1`` and ``K``: for each ``T`` only ``beta`` and ``tau0`` 
 The steps ``T`` whose best residual sum stays within the likelihood-ratio threshold,
 ``n log(RSS_T / RSS_best) <= chi2_1(level)`` (the noise scale profiled out), form the range;
 when the largest ``T`` tried (``max_factor`` times the last step) is inside it, the range
-is unbounded above and only its lower bound is informative.
+is unbounded above and only its lower bound is informative. A curve whose best fit peaks
+beyond every ``T`` tried, or never, gets that largest ``T`` as its lower bound.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ class PeakRange:
     """Peak steps compatible with the data at ``level``.
 
     Attributes:
-        lo: Smallest compatible peak step (NaN when no step of the grid is compatible).
+        lo: Smallest compatible peak step (NaN when none could be found).
         hi: Largest compatible peak step; ``inf`` when unbounded above.
         level: Confidence level of the likelihood-ratio threshold.
         bounded: Whether ``hi`` is finite.
@@ -96,7 +97,9 @@ def t_peak_range(
         max_factor: How far past the window to look before calling the range unbounded.
 
     Returns:
-        The range; ``lo`` is NaN when no tried step is compatible.
+        The range. When no tried step is compatible because the fit's own stationary point
+        lies beyond them (or the fit has none), ``lo`` is the largest step tried and the
+        range is unbounded above; ``lo`` is NaN only when no step is compatible otherwise.
     """
     t = np.asarray(t, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -153,6 +156,11 @@ def t_peak_range(
 
     ok = np.array([stat(v) <= threshold for v in values])
     if not ok.any():
+        # The best fit peaks past the grid or never (a curve still accelerating in log
+        # step): every peak up to max_factor times the window is excluded, which is a
+        # lower bound, not a failure.
+        if t_fit >= max_factor:
+            return PeakRange(float(max_factor * scale), math.inf, level)
         return PeakRange(math.nan, math.nan, level)
     i_lo = int(ok.argmax())
     i_hi = len(ok) - 1 - int(ok[::-1].argmax())

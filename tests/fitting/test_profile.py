@@ -53,6 +53,17 @@ def test_a_curve_still_rising_at_the_end_is_unbounded_above():
     assert row["t_peak_lo"] == pytest.approx(pr.lo) and math.isinf(row["t_peak_hi"])
 
 
+@pytest.mark.parametrize("power", [0.3, 0.5])
+def test_a_curve_that_never_turns_excludes_every_peak_tried(power):
+    """A power law accelerates in log step, which no peak within reach can mimic."""
+    y = 2.0 + 0.5 * STEPS**power
+    y = y + np.random.default_rng(4).normal(0.0, 0.02 * np.ptp(y), y.size)
+    pr = fit_curve(STEPS, y).peak_range
+    # The default grid reaches 100x the last step; every peak up to there is excluded.
+    assert pr.lo == pytest.approx(100 * STEPS[-1]) and math.isinf(pr.hi)
+    assert pr.describe() == f">= {100 * STEPS[-1]:.4g}"
+
+
 def test_the_range_can_be_switched_off_and_the_level_is_checked():
     r = fit_curve(STEPS, noisy(PEAKED, 3), config=FitConfig(peak_range=False))
     assert r.peak_range is None and math.isnan(r.to_row()["t_peak_lo"])
