@@ -61,7 +61,8 @@ class Forecast:
         steady_state: The limit of the leading model when its data pin it down, else None.
         steady_state_note: Why not, when None.
         weights: The candidates used and their weights (from the holdout forecast).
-        note: Which models were left out and why.
+        note: Which models were left out and why, and whether the model average lies
+            outside its own band anywhere.
         t_obs: Last observed step.
     """
 
@@ -411,6 +412,14 @@ def forecast_series(
     draws = np.concatenate(samples)
     q = (1.0 - cfg.level) / 2
     lo, hi = np.quantile(draws, [q, 1.0 - q], axis=0)
+    outside = (value < lo) | (value > hi)
+    if outside.any():
+        # The band comes from refits; when they rarely land where the fit did (an unstable
+        # early peak, say), the point is the less trustworthy of the two: say so.
+        left_out.append(
+            f"the model average lies outside its own band at {int(outside.sum())} of "
+            f"{outside.size} steps: the bootstrap refits disagree with the fits"
+        )
 
     peak_step, peak_value, peak_note = _peak(cands, fits, weights, t, y, until)
     steady, steady_note = _steady_state(cands, fits, weights, limits, q)
