@@ -265,6 +265,14 @@ def _settings(folder: Path) -> dict:
     }
 
 
+def _suite_root(root: str | Path) -> Path:
+    """``root`` as a path, once it is known to be the ``--out`` of a suite walk."""
+    root = Path(root)
+    if not (root / PLANS).is_dir():
+        raise ValueError(f"{root} is not the folder of a suite walk (no {PLANS}/ in it)")
+    return root
+
+
 def merge(root: str | Path) -> pd.DataFrame:
     """Merge every model's shard folders in the suite folder ``root``.
 
@@ -276,10 +284,11 @@ def merge(root: str | Path) -> pd.DataFrame:
         :func:`status` of the suite after the merge.
 
     Raises:
-        ValueError: when shards of one model differ in inputs, tokenizer or dtype, naming
-            both folders and the difference; nothing is written then.
+        ValueError: when ``root`` is not the folder of a suite walk, or shards of one model
+            differ in inputs, tokenizer or dtype, naming both folders and the difference;
+            nothing is written then.
     """
-    root = Path(root)
+    root = _suite_root(root)
     merged, suite_rows = {}, []
     for model_folder in sorted(p for p in root.iterdir() if (p / SHARDS).is_dir()):
         folders = _shard_folders(model_folder)
@@ -334,8 +343,11 @@ def status(root: str | Path) -> pd.DataFrame:
     """Every planned unit of the suite folder ``root``: ``done``, ``failed`` (reason), ``pending``.
 
     Read from the plans and the shards' ``checkpoints.csv``, not from the scheduler.
+
+    Raises:
+        ValueError: when ``root`` is not the folder of a suite walk.
     """
-    root = Path(root)
+    root = _suite_root(root)
     planned = {}
     for plan in sorted((root / PLANS).glob("*.json")):
         for u in json.loads(plan.read_text()):

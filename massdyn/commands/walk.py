@@ -180,7 +180,7 @@ class MergeCommand:
             raise ValueError("give the suite folder(s) to merge (the --out of the walk)")
         unfinished = 0
         for folder in self.folders:
-            table = merge(_suite_folder(folder))
+            table = merge(folder)
             print(f"{folder}: {_status_line(table)}")
             unfinished += _print_units(table[table["state"].isin(["pending", "failed"])])
         return 1 if unfinished else 0
@@ -199,16 +199,7 @@ class StatusCommand:
         """Print the counts, the failed units with reasons and the pending ones."""
         from massdyn.tracker.suite import status
 
-        table = status(_suite_folder(self.folder))
+        table = status(self.folder)
         print(_status_line(table))
         _print_units(table[table["state"] != "done"])
         return 0
-
-
-def _suite_folder(folder: str) -> str:
-    """FOLDER itself, once it is known to be the --out of a suite walk."""
-    from pathlib import Path
-
-    if not (Path(folder) / "plans").is_dir():
-        raise ValueError(f"{folder} is not the folder of a suite walk (no plans/ in it)")
-    return folder
