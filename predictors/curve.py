@@ -461,9 +461,10 @@ def summarize(curves: pd.DataFrame) -> pd.DataFrame:
     """Per (model, layer) of :meth:`CurvePredictor.predict_table`: the firm quantities.
 
     ``final_ratio`` (with its band), ``growth`` (last over first step) and ``t_half`` (the
-    first step at which the ratio has made half its rise from the first step to the last),
-    plus ``below_1`` (whether any central value falls under 1, which a top-1/median ratio
-    cannot).
+    step at which the ratio first makes half its rise from the first step to the last,
+    interpolated in log step between the two steps that bracket it, since the grid's steps
+    lie a third apart), plus ``below_1`` (whether any central value falls under 1, which a
+    top-1/median ratio cannot).
     """
     rows = []
     for (model, layer), c in curves.groupby(["model", "layer"], sort=True):
@@ -478,11 +479,24 @@ def summarize(curves: pd.DataFrame) -> pd.DataFrame:
                 "final_lo": c["ratio_lo"].iloc[-1],
                 "final_hi": c["ratio_hi"].iloc[-1],
                 "growth": r[-1] / r[0],
-                "t_half": float(c["step"].iloc[crossed[0]]) if crossed.size else math.nan,
+                "t_half": _crossing(c["step"].to_numpy(float), r, half, crossed),
                 "below_1": bool((r < 1).any()),
             }
         )
     return pd.DataFrame(rows)
+
+
+def _crossing(steps: np.ndarray, r: np.ndarray, level: float, crossed: np.ndarray) -> float:
+    """The step where ``r`` first reaches ``level``, linear in log step between neighbours."""
+    if not crossed.size:
+        return math.nan
+    i = int(crossed[0])
+    if i == 0 or r[i] == r[i - 1]:
+        return float(steps[i])
+    frac = (level - r[i - 1]) / (r[i] - r[i - 1])
+    if steps[i - 1] <= 0:  # no log scale below the first positive step
+        return float(steps[i - 1] + frac * (steps[i] - steps[i - 1]))
+    return float(np.exp(np.log(steps[i - 1]) + frac * np.log(steps[i] / steps[i - 1])))
 
 
 def score_heldout(predictor: CurvePredictor) -> pd.DataFrame:

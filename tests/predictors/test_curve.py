@@ -223,6 +223,12 @@ def test_summary_finds_the_half_rise_and_flags_ratios_below_1():
         }
     )
     row = summarize(table).iloc[0]
-    assert row["t_half"] == 100 and row["growth"] == 5 and not row["below_1"]
+    # Half the rise is 6, three quarters of the way from 3 (step 10) to 7 (step 100): in
+    # log step that is 10 ** 1.75.
+    assert row["t_half"] == pytest.approx(10**1.75) and row["growth"] == 5
+    assert not row["below_1"]
+    # Crossed between step 0 and the first positive step: linear there.
+    table["ratio"] = [2.0, 8.0, 9.0, 10.0]
+    assert summarize(table).iloc[0]["t_half"] == pytest.approx(10 * 4 / 6)
     table["ratio"] = [0.5, 0.7, 0.8, 0.9]
     assert summarize(table).iloc[0]["below_1"]
