@@ -469,8 +469,6 @@ def summarize(curves: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (model, layer), c in curves.groupby(["model", "layer"], sort=True):
         r = c["ratio"].to_numpy()
-        half = r[0] + 0.5 * (r[-1] - r[0])
-        crossed = np.flatnonzero((r - half) * np.sign(r[-1] - r[0]) >= 0)
         rows.append(
             {
                 "model": model,
@@ -479,15 +477,17 @@ def summarize(curves: pd.DataFrame) -> pd.DataFrame:
                 "final_lo": c["ratio_lo"].iloc[-1],
                 "final_hi": c["ratio_hi"].iloc[-1],
                 "growth": r[-1] / r[0],
-                "t_half": _crossing(c["step"].to_numpy(float), r, half, crossed),
+                "t_half": _half_rise_step(c["step"].to_numpy(float), r),
                 "below_1": bool((r < 1).any()),
             }
         )
     return pd.DataFrame(rows)
 
 
-def _crossing(steps: np.ndarray, r: np.ndarray, level: float, crossed: np.ndarray) -> float:
-    """The step where ``r`` first reaches ``level``, linear in log step between neighbours."""
+def _half_rise_step(steps: np.ndarray, r: np.ndarray) -> float:
+    """The step where ``r`` first makes half its rise, linear in log step between neighbours."""
+    level = r[0] + 0.5 * (r[-1] - r[0])
+    crossed = np.flatnonzero((r - level) * np.sign(r[-1] - r[0]) >= 0)
     if not crossed.size:
         return math.nan
     i = int(crossed[0])
