@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from massdyn.fitting import ForecastConfig, forecast_measurements, forecast_series
+from massdyn.fitting import ForecastConfig, aggregate, forecast_measurements, forecast_series
 from massdyn.fitting.forecast import last_value_baseline, log_line_baseline
 from massdyn.fitting.function import emergence
 from massdyn.fitting.validate import SeriesError
@@ -155,11 +155,10 @@ def test_the_note_says_when_the_point_leaves_its_own_band(half):
     """
     from massdyn.data import path
 
-    m = pd.read_csv(path("minisuite", "pilot", "measurements.csv"))
+    series = aggregate(pd.read_csv(path("minisuite", "pilot", "measurements.csv")), "ratio")
     cases = [f for _, _, f in half]
-    for _, g in m.groupby("layer"):
-        mean = g.groupby("step")[["top1", "median"]].mean()
-        t, y = mean.index.to_numpy(float), (mean["top1"] / mean["median"]).to_numpy()
+    for _, g in series.groupby("layer"):
+        t, y = g["step"].to_numpy(float), g["value"].to_numpy()
         seen = t <= 8000
         cases.append(forecast_series(t[seen], y[seen], 32000, t[~seen], QUICK))
     flagged = 0
