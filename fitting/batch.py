@@ -18,8 +18,20 @@ MEASUREMENT_COLUMNS = ("model", "step", "layer", "seq", "top1", "top2", "top3", 
 KEYS = ("model", "layer")
 
 
+MAGNITUDES = ("top1", "top2", "top3", "median")
+
+
 def check_measurements(df: pd.DataFrame) -> None:
-    """Raise ``ValueError`` naming any required column the table lacks."""
+    """Refuse a table whose numbers cannot all be measurements of one walk per model.
+
+    Raises ``ValueError``, naming the first problem: a missing column, no rows, a
+    non-numeric column, a negative magnitude (the walker records absolute values), a
+    repeated (model, step, layer, seq) key (two walks, or one table concatenated twice,
+    would otherwise be averaged), or a model whose steps measured different sets of
+    sequences (two walks with other inputs under one model name). Non-finite values are
+    not refused here: :func:`aggregate` turns their points into NaN, which the fit drops
+    and counts.
+    """
     missing = [c for c in MEASUREMENT_COLUMNS if c not in df.columns]
     if missing:
         raise ValueError(
@@ -34,6 +46,35 @@ def check_measurements(df: pd.DataFrame) -> None:
             raise ValueError(
                 f"column {col!r} must be numeric; {int(bad.sum())} row(s) are not, e.g. "
                 f"{first!r} (row {int(bad.idxmax()) + 2} of the file, counting the header)"
+            )
+    present = [c for c in MAGNITUDES if c in df.columns]
+    negative = (df[present] < 0).any(axis=1)
+    if negative.any():
+        row = df.loc[negative].iloc[0]
+        raise ValueError(
+            f"{int(negative.sum())} row(s) hold a negative magnitude (e.g. model {row['model']} "
+            f"step {row['step']} layer {row['layer']}); top1..top3 and median are absolute "
+            "values: this is not a massdyn measurements table"
+        )
+    key = ["model", "step", "layer", "seq"]
+    repeated = df.duplicated(key, keep=False)
+    if repeated.any():
+        row = df.loc[repeated].iloc[0]
+        raise ValueError(
+            f"{int(repeated.sum())} rows repeat a (model, step, layer, seq) key (e.g. model "
+            f"{row['model']} step {row['step']} layer {row['layer']} seq {row['seq']}): two "
+            "walks under one model name, or a table read twice; give each walk its own model "
+            "name or drop the repeated rows"
+        )
+    seqs = df.groupby(["model", "step"])["seq"].agg(lambda s: tuple(sorted(set(s))))
+    for model, per_step in seqs.groupby(level="model"):
+        kinds = per_step.unique()
+        if len(kinds) > 1:
+            counts = sorted({len(k) for k in kinds})
+            raise ValueError(
+                f"model {model} mixes walks: its steps measured different sequences "
+                f"({' vs '.join(map(str, counts))} sequences, or other indices); measure "
+                "every step on the same inputs, or give each walk its own model name"
             )
 
 
@@ -56,6 +97,14 @@ def aggregate(measurements: pd.DataFrame, metric: str = "ratio") -> pd.DataFrame
     check_measurements(measurements)
     g = measurements.groupby([*KEYS, "step"], sort=True)
     stats = g[["top1", "median"]].agg(["mean", "sem", "count"])
+    # A mean skips NaN and an inf median makes a ratio of 0: a point with any non-finite
+    # row is NaN instead, so that fits drop and count it (n_dropped) rather than fit it.
+    finite = np.isfinite(measurements[["top1", "median"]].to_numpy(dtype=float)).all(axis=1)
+    whole = (
+        pd.Series(finite, index=measurements.index)
+        .groupby([measurements[k] for k in (*KEYS, "step")], sort=True)
+        .all()
+    )
     out = pd.DataFrame(index=stats.index)
     mt, mm = stats[("top1", "mean")], stats[("median", "mean")]
     st, sm = stats[("top1", "sem")], stats[("median", "sem")]
@@ -64,6 +113,7 @@ def aggregate(measurements: pd.DataFrame, metric: str = "ratio") -> pd.DataFrame
         out["sem"] = out["value"].abs() * np.sqrt((st / mt) ** 2 + (sm / mm) ** 2)
     else:
         out["value"], out["sem"] = stats[(metric, "mean")], stats[(metric, "sem")]
+    out.loc[~whole.reindex(out.index).to_numpy(), ["value", "sem"]] = np.nan
     out["n_seqs"] = stats[("top1", "count")]
     return out.reset_index()
 

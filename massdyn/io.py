@@ -79,3 +79,22 @@ def read_measurements(
         "(the same weights as an earlier step); --keep-duplicates keeps them"
     )
     return table[~flagged].reset_index(drop=True)
+
+
+def refuse_overwriting_inputs(outputs, inputs) -> None:
+    """Refuse an output path that is one of the command's inputs (resolved, links followed).
+
+    A command writes its results atomically over whatever is at ``--out``; when that is
+    the table it read, the measurements are gone. Checked before any work is done.
+
+    Raises:
+        ValueError: naming the path and the fix.
+    """
+    given = [p for p in (inputs if isinstance(inputs, list | tuple) else [inputs]) if p]
+    read = {Path(p).resolve(): p for p in given}
+    for out in outputs if isinstance(outputs, list | tuple) else [outputs]:
+        if out and Path(out).resolve() in read:
+            raise ValueError(
+                f"--out {out} is one of this command's inputs ({read[Path(out).resolve()]}); "
+                "writing there would destroy it: choose another --out"
+            )

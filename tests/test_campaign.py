@@ -52,6 +52,13 @@ def world(tmp_path_factory, series, text_file, hub):
     bad.loc[3, "top1"] = "oops"
     bad.to_csv(root / "strings.csv", index=False)
     m.head(0).to_csv(root / "header.csv", index=False)
+    negative = m.copy()
+    negative.loc[5, "top2"] = -1.0
+    negative.to_csv(root / "negative.csv", index=False)
+    pd.concat([m, m.head(3)]).to_csv(root / "repeated.csv", index=False)
+    # A second walk with one sequence at steps the first never measured, same model name.
+    other = m[m["seq"] == 0].assign(step=lambda d: d["step"] + 1_000_000)
+    pd.concat([m, other]).to_csv(root / "mixed.csv", index=False)
     (root / "a-file").write_text("not a folder")
     (root / "empty").mkdir()
     np.save(root / "big-ids.npy", np.full((2, 16), 10_000, dtype=np.int64))
@@ -215,6 +222,47 @@ CASES = {
         "--out",
         w["root"] / "params.csv",
     ],
+    "fit negative magnitude": lambda w: [
+        "fit",
+        w["root"] / "negative.csv",
+        "--out",
+        w["root"] / "p2.csv",
+    ],
+    "fit repeated keys": lambda w: [
+        "fit",
+        w["root"] / "repeated.csv",
+        "--out",
+        w["root"] / "p2.csv",
+    ],
+    "fit two walks under one name": lambda w: [
+        "fit",
+        w["root"] / "mixed.csv",
+        "--out",
+        w["root"] / "p2.csv",
+    ],
+    "fit out is its input": lambda w: ["fit", w["root"] / "m.csv", "--out", w["root"] / "m.csv"],
+    "fit compare path is its input": lambda w: [
+        "fit",
+        w["root"] / "m.csv",
+        "--out",
+        w["root"] / "p2.csv",
+        "--compare",
+        w["root"] / "m.csv",
+    ],
+    "forecast out is its input": lambda w: [
+        "forecast",
+        w["root"] / "m.csv",
+        "--until",
+        100000,
+        "--out",
+        w["root"] / "sub" / ".." / "m.csv",
+    ],
+    "predict out is its config": lambda w: [
+        "predict",
+        w["root"] / "cfg.json",
+        "--out",
+        w["root"] / "cfg.json",
+    ],
     "predictor trusting builtins.exec": lambda w: [
         "predict",
         w["root"] / "cfg.json",
@@ -275,6 +323,13 @@ EXPECTED = {
     "fit starts 0": "n_starts must be at least 1",
     "fit missing table": "no such table",
     "predictor trusting builtins.exec": "builtins.exec",
+    "fit negative magnitude": "negative magnitude",
+    "fit repeated keys": "repeat a (model, step, layer, seq) key",
+    "fit two walks under one name": "model m mixes walks",
+    "fit out is its input": "is one of this command's inputs",
+    "fit compare path is its input": "is one of this command's inputs",
+    "forecast out is its input": "is one of this command's inputs",
+    "predict out is its config": "is one of this command's inputs",
     "mistyped hub repo": "repository not found: tiny/neox-typo",
     "mistyped pythia name": "repository not found: EleutherAI/pythia-160n",
     "dataset that does not exist": "cannot read dataset nosuch/dataset",
@@ -366,3 +421,17 @@ def test_a_failed_start_leaves_no_identity_behind(world, tmp_path):
 def test_results_are_what_the_good_walk_wrote(world):
     m = pd.read_csv(world["walked"] / "measurements.csv")
     assert sorted(m["step"].unique()) == [0, 10, 100, 1000] and len(m) == 4 * 2 * 2
+
+
+def test_non_finite_points_are_dropped_and_counted(world, tmp_path):
+    """An inf median would make a ratio of 0 and a NaN top-1 would vanish from a mean."""
+    m = pd.read_csv(world["root"] / "m.csv")
+    m.loc[(m["step"] == m["step"].max()) & (m["layer"] == 1) & (m["seq"] == 0), "median"] = np.inf
+    m.loc[(m["step"] == 1) & (m["layer"] == 1) & (m["seq"] == 1), "top1"] = np.nan
+    m.to_csv(tmp_path / "nonfinite.csv", index=False)
+    out = run_cli("fit", tmp_path / "nonfinite.csv", "--out", tmp_path / "p.csv", "--jobs", 1)
+    assert out.returncode == 0, out.stderr
+    assert "dropped 2 non-finite point(s)" in out.stdout and "from 1 series" in out.stdout
+    params = pd.read_csv(tmp_path / "p.csv").set_index("layer")
+    assert params.loc[1, "n_dropped"] == 2 and params.loc[0, "n_dropped"] == 0
+    assert params.loc[1, "status"] == "flagged" and "non-finite" in params.loc[1, "reason"]

@@ -3,16 +3,26 @@
 The walker needs each block's output only, so the model never has to be resident, as in
 GPTQ/AWQ: the skeleton is built without weights (parameters on the meta device; buffers
 such as rotary frequencies are real, they are computed, not stored), the part before the
-first block (embeddings) is loaded, and the family's own forward runs up to the first
-block, where its inputs are captured: the hidden states and whatever else the family
-passes to its blocks (attention mask, position ids, rotary embeddings). Then each block in
-turn is loaded from the safetensors files (memory-mapped, one block's tensors at a time,
-sharded files included), every batch of sequences runs through it, its outputs are reduced
-by the same hooks as the whole-model walk, and it is freed before the next block. The LM
-head and the final norm are never loaded.
+first block (embeddings) is loaded, and the family's own forward runs once with every
+block standing in as the identity, which captures what the family passes to each block:
+the hidden states and whatever else (attention mask, position ids, rotary embeddings).
+These differ between blocks in families whose layers differ (sliding-window and global
+layers, local and global rotary bases: Qwen2/3 with max_window_layers, Gemma2/3,
+Cohere2), so each block is given its own. Then each block in turn is loaded from the
+safetensors files (one block's tensors at a time, sharded files included), every batch
+of sequences runs through it, its outputs are reduced by the same hooks as the
+whole-model walk, and it is freed before the next block. The LM head and the final norm
+are never loaded.
 
 The same blocks run on the same inputs in the same order as in the whole model's forward,
-so on the CPU in float32 the statistics equal the whole-model walk's bit for bit.
+so on the CPU in float32 the statistics equal the whole-model walk's bit for bit. That
+holds only if the family hands each block's output, untouched, to the next block: the
+capture checks it (every block must receive the very tensor the previous one returned),
+and tries the output conventions families use (a tensor, or a tuple whose first item is
+the hidden states). A family that does anything else between blocks, or whose files name
+tensors other than its parameters (checkpoints converted on load, such as MoE experts
+stored one by one), raises :class:`NotStreamableError`, and the walker measures the whole model
+instead, saying why in ``load``.
 
 Contract: :func:`streamable` says whether a checkpoint folder can be streamed (safetensors
 whose names match the model's parameters) and why not; :func:`measure_streamed` measures
@@ -190,8 +200,80 @@ def weights_nbytes(folder: str | Path, dtype: torch.dtype) -> int:
     return int(sum(np.prod(shape, dtype=np.int64) * size for shape in files.shapes.values()))
 
 
-class _CaughtError(Exception):
-    """Raised by the first block's pre-hook once its inputs are captured."""
+class NotStreamableError(ValueError):
+    """The checkpoint cannot be streamed exactly; the message says why (one line)."""
+
+
+# What a block may return, as families unpack it: the hidden states, or a tuple whose first
+# item they are (with one or two further items: attention weights, cache).
+_OUTPUT_FORMS = (
+    lambda h: h,
+    lambda h: (h,),
+    lambda h: (h, None),
+    lambda h: (h, None, None),
+)
+
+
+def _hidden_of(args: tuple, kwargs: dict) -> torch.Tensor:
+    return args[0] if args else kwargs["hidden_states"]
+
+
+def _with_hidden(args: tuple, kwargs: dict, hidden: torch.Tensor) -> tuple[tuple, dict]:
+    if args:
+        return (hidden, *args[1:]), kwargs
+    return args, {**kwargs, "hidden_states": hidden}  # a family that passes it by name
+
+
+def _capture_block_inputs(body: nn.Module, blocks, batches) -> list[list[tuple[tuple, dict]]]:
+    """What the family's forward passes to each block, per batch: ``[block][batch]``.
+
+    Each block stands in as the identity in one of :data:`_OUTPUT_FORMS`; the first form
+    under which every block receives exactly the tensor the previous block returned wins.
+
+    Raises:
+        NotStreamableError: when no form does (the family changes the hidden states
+            between blocks, or calls them otherwise).
+    """
+    failures = []
+    for form in _OUTPUT_FORMS:
+        captured, broken = _capture_with(body, blocks, batches, form)
+        if broken is None:
+            return captured
+        failures.append(broken)
+    raise NotStreamableError(f"cannot stream this family exactly ({failures[0]})")
+
+
+def _capture_with(body, blocks, batches, form):
+    """One capture pass with the blocks returning ``form(hidden)``: (inputs, why not)."""
+    captured: list[list[tuple[tuple, dict]]] = [[] for _ in blocks]
+    returned: list[torch.Tensor | None] = [None]
+    broken: list[str] = []
+
+    def stand_in(index):
+        def forward(*args, **kwargs):
+            hidden = _hidden_of(args, kwargs)
+            if index > 0 and hidden is not returned[0]:
+                broken.append(f"block {index} does not receive block {index - 1}'s output")
+            captured[index].append((args, kwargs))
+            returned[0] = hidden
+            return form(hidden)
+
+        return forward
+
+    for i, block in enumerate(blocks):
+        block.forward = stand_in(i)
+    try:
+        for batch in batches:
+            returned[0] = None
+            body(input_ids=batch, use_cache=False)
+    except Exception as exc:  # this form does not fit the family's code; the next may
+        broken.append(f"{type(exc).__name__}: {str(exc).strip()[:80]}")
+    finally:
+        for block in blocks:
+            del block.forward  # the class's forward again
+    if not broken and any(len(c) != len(batches) for c in captured):
+        broken.append("a block was not called once per batch")
+    return captured, (broken[0] if broken else None)
 
 
 @dataclass
@@ -247,6 +329,24 @@ class StreamedModel:
         head = self.model.get_output_embeddings()
         self._skip = {id(head)} if head is not None else set()
         self._skip |= {id(b) for b in self.blocks}
+        # Every block's tensors must be in the files under the model's own names, checked
+        # before anything runs (a checkpoint converted on load has others).
+        for block, name in zip(self.blocks, self.block_names, strict=True):
+            for leaf, _ in block.named_parameters(recurse=True):
+                full = f"{name}.{leaf}"
+                if _file_key(full, self.files.where, self.prefix) is None:
+                    raise NotStreamableError(
+                        f"the safetensors files hold no tensor {full!r} under the model's "
+                        "own name (the checkpoint is converted on load)"
+                    )
+        # Blocks in the files past the config's depth would be left out silently.
+        depth = len(self.blocks)
+        for key in self.files.where:
+            m = re.search(r"\.(?:layers|h|blocks|layer)\.(\d+)\.", key)
+            if m and int(m.group(1)) >= depth:
+                raise NotStreamableError(
+                    f"the files hold block {m.group(1)} but config.json describes {depth}"
+                )
         self._move_buffers()
 
     def _move_buffers(self) -> None:
@@ -262,9 +362,8 @@ class StreamedModel:
             full = f"{prefix}.{name}" if prefix else name
             key = _file_key(full, self.files.where, self.prefix)
             if key is None:
-                raise ValueError(
-                    f"the checkpoint's safetensors files hold no tensor {full!r}; walk it "
-                    "without --max-memory"
+                raise NotStreamableError(
+                    f"the safetensors files hold no tensor {full!r} under the model's own name"
                 )
             keys[name] = key
         tensors = self.files.read(list(keys.values()), self.device, self.dtype)
@@ -353,36 +452,24 @@ def measure_streamed(
     ids = torch.as_tensor(np.asarray(input_ids), dtype=torch.long)
     body = base_model(sm.model)
 
-    # The family's forward, up to the first block: capture what each batch feeds it.
-    captured: list[tuple[tuple, dict]] = []
-
-    def catch(module, args, kwargs):
-        captured.append((args, kwargs))
-        raise _CaughtError
-
-    handle = sm.blocks[0].register_forward_pre_hook(catch, with_kwargs=True)
-    try:
-        for start in range(0, ids.shape[0], batch_size):
-            with contextlib.suppress(_CaughtError):
-                body(input_ids=ids[start : start + batch_size].to(device), use_cache=False)
-    finally:
-        handle.remove()
+    # The family's forward with the blocks as the identity: what it feeds each block.
+    batches = [ids[s : s + batch_size].to(device) for s in range(0, ids.shape[0], batch_size)]
+    captured = _capture_block_inputs(body, sm.blocks, batches)
     # The blocks' inputs are all captured: the embeddings are not needed again, so the
     # peak is the larger of the stem and one block, not their sum.
     sm._unload(sm.model)
 
+    hidden = [_hidden_of(*c) for c in captured[0]]
     with ActivationRecorder(sm.model, overlap=False) as rec:
         for layer, block in enumerate(sm.blocks):
             sm._load(block, sm.block_names[layer])
             stats.block_bytes = max(stats.block_bytes, _resident(block))
             stats.peak_param_bytes = max(stats.peak_param_bytes, _resident(sm.model))
-            for i, (args, kwargs) in enumerate(captured):
+            for i, (args, kwargs) in enumerate(captured[layer]):
+                args, kwargs = _with_hidden(args, kwargs, hidden[i])
                 out = block(*args, **kwargs)
-                hidden = out[0] if isinstance(out, tuple | list) else out
-                if args:
-                    captured[i] = ((hidden, *args[1:]), kwargs)
-                else:  # a family that passes the hidden states by name
-                    captured[i] = (args, {**kwargs, "hidden_states": hidden})
+                hidden[i] = out[0] if isinstance(out, tuple | list) else out
+            captured[layer] = []  # this block's masks and rotary tables are done with
             sm._unload(block)
     if device.type == "cuda":
         stats.peak_device_bytes = int(torch.cuda.max_memory_allocated(device))
@@ -390,6 +477,7 @@ def measure_streamed(
 
 
 __all__ = [
+    "NotStreamableError",
     "StreamStats",
     "StreamedModel",
     "measure_streamed",

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import re
 import threading
 import time
 from concurrent.futures import Future
@@ -90,13 +91,66 @@ def resolve_dtype(dtype: str, device: torch.device) -> torch.dtype:
 
 
 def load_model(path, device: torch.device, dtype: torch.dtype, trust_remote_code: bool = False):
-    """Load a causal LM for measurement: safe unpickling only, eval mode, on ``device``."""
+    """Load a causal LM for measurement: safe unpickling only, eval mode, on ``device``.
+
+    transformers initialises at random, with a warning only, every parameter the weights
+    lack: a ``config.json`` without ``num_hidden_layers`` builds the family's default depth
+    (44 blocks for GPT-NeoX) around a 2-block checkpoint. Measuring that would record
+    random blocks as the checkpoint's, so any parameter the files do not hold, or any
+    tensor of theirs the model has no place for, fails the checkpoint instead.
+
+    Raises:
+        CheckpointError: naming what is missing or left over, and the config field.
+    """
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(
-        str(path), dtype=dtype, trust_remote_code=trust_remote_code, weights_only=True
-    )
+    try:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            str(path),
+            dtype=dtype,
+            trust_remote_code=trust_remote_code,
+            weights_only=True,
+            output_loading_info=True,
+        )
+    except RuntimeError as exc:
+        if "mismatch" not in str(exc):
+            raise
+        raise CheckpointError(
+            "the weights' shapes do not match the model config.json describes (a width such "
+            "as hidden_size or intermediate_size missing or wrong): fix config.json"
+        ) from None
+    check_loaded(model.config, info)
     return model.to(device).eval()
+
+
+_BLOCK_INDEX = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
+
+
+def check_loaded(config, info: dict) -> None:
+    """Refuse a model whose weights and config disagree (see :func:`load_model`)."""
+    missing, unexpected = list(info.get("missing_keys", ())), list(info.get("unexpected_keys", ()))
+    if not missing and not unexpected:
+        return
+    depth = getattr(config, "num_hidden_layers", None)
+    blocks = lambda keys: sorted({int(m.group(1)) for k in keys if (m := _BLOCK_INDEX.search(k))})  # noqa: E731
+    gone, extra = blocks(missing), blocks(unexpected)
+    if gone or extra:
+        found = (
+            f"blocks {gone[0]}-{gone[-1]} are not in the weights"
+            if gone
+            else (f"the weights hold blocks up to {extra[-1]}")
+        )
+        raise CheckpointError(
+            f"config.json describes {depth} decoder blocks (num_hidden_layers, or the family's "
+            f"name for it, missing or wrong) but {found}: fix config.json"
+        )
+    names = missing or unexpected
+    what = "the weights lack" if missing else "the weights hold unused"
+    raise CheckpointError(
+        f"{what} {len(names)} tensor(s) the config.json's model does not match (e.g. "
+        f"{sorted(names)[0]!r}): the config's sizes (hidden_size and the like) or the weight "
+        "files are wrong"
+    )
 
 
 def load_tokenizer(location: str, trust_remote_code: bool = False):
@@ -438,10 +492,13 @@ def _measure_checkpoint(fetched, ids, batch_size, device, dtype, config):
         if why_not is None:
             need = streamed.weights_nbytes(fetched.path, dtype)
             if need > streamed.parse_size(config.max_memory):
-                table, _ = streamed.measure_streamed(
-                    fetched.path, ids, batch_size, device, dtype, config.trust_remote_code
-                )
-                return table, "streamed"
+                try:
+                    table, _ = streamed.measure_streamed(
+                        fetched.path, ids, batch_size, device, dtype, config.trust_remote_code
+                    )
+                    return table, "streamed"
+                except streamed.NotStreamableError as exc:
+                    how = f"whole ({exc})"
         else:
             how = f"whole ({why_not})"
     model = load_model(fetched.path, device, dtype, config.trust_remote_code)

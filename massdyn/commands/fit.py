@@ -49,8 +49,11 @@ class FitCommand:
     def run(self) -> int:
         """Run the fit and print a summary."""
         from massdyn.fitting import fit_and_rank, fit_measurements
-        from massdyn.io import read_measurements, write_table
+        from massdyn.io import read_measurements, refuse_overwriting_inputs, write_table
 
+        out = Path(self.out)
+        outputs = [out] + ([] if self.compare is None else [self._compare_path(out)])
+        refuse_overwriting_inputs(outputs, self.measurements)
         df = read_measurements(self.measurements, self.keep_duplicates)
         config = self.fit
         common = dict(config=config, n_jobs=self.jobs, weighted=self.weighted)
@@ -67,17 +70,24 @@ class FitCommand:
         )
         if len(ok):
             print(f"R^2 mean {ok['r2'].mean():.4f}, median {ok['r2'].median():.4f}")
+        dropped = params["n_dropped"].fillna(0).astype(int) if "n_dropped" in params else None
+        if dropped is not None and dropped.sum():
+            print(
+                f"dropped {dropped.sum()} non-finite point(s) (NaN or inf in top1 or median) "
+                f"from {int((dropped > 0).sum())} series; see n_dropped and reason in {out}"
+            )
         print(f"wrote {out}")
         for row in params[params["status"] == "failed"].itertuples():
             print(f"  failed: model={row.model} layer={row.layer}: {row.reason}")
         if self.compare is not None:
-            path = (
-                Path(self.compare)
-                if self.compare
-                else out.with_name(f"{out.stem}_compare{out.suffix}")
-            )
-            write_table(ranking, path)
+            path = write_table(ranking, self._compare_path(out))
             best = ranking[ranking["rank"] == 1]["curve_model"].value_counts()
             print("best model by AICc: " + ", ".join(f"{m} {n}" for m, n in best.items()))
             print(f"wrote {path}")
         return 1 if counts.get("failed", 0) else 0
+
+    def _compare_path(self, out: Path) -> Path:
+        """Where the ranking goes: --compare PATH, else OUT with a _compare suffix."""
+        return (
+            Path(self.compare) if self.compare else out.with_name(f"{out.stem}_compare{out.suffix}")
+        )

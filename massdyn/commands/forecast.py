@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from massdyn.fitting.config import ForecastConfig
 from massdyn.io import keep_duplicates_option
@@ -44,7 +45,7 @@ class ForecastCommand:
         import numpy as np
 
         from massdyn.fitting.forecast import forecast_measurements
-        from massdyn.io import read_measurements, write_table
+        from massdyn.io import read_measurements, refuse_overwriting_inputs, write_table
         from massdyn.tracker.schedule import pythia_steps
 
         if self.until <= 0:
@@ -53,6 +54,11 @@ class ForecastCommand:
             raise ValueError(f"--upto {self.upto} must be before --until {self.until}")
         if (self.predictor is None) != (self.configs is None):
             raise ValueError("--predictor and --configs go together: give both or neither")
+        out = Path(self.out)
+        refuse_overwriting_inputs(
+            [out, out.with_name(f"{out.stem}_summary{out.suffix}"), self.plot],
+            [self.measurements, self.predictor],
+        )
         table = read_measurements(self.measurements, self.keep_duplicates)
         steps = np.array([s for s in pythia_steps() if s <= self.until] + [self.until], float)
         priors = self._priors(table) if self.predictor else None

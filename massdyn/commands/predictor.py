@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from massdyn.io import keep_duplicates_option
 from massdyn.options import opt
@@ -66,9 +67,10 @@ class TrainPredictorCommand:
 
     def run(self) -> int:
         """Train, report, save."""
-        from massdyn.io import read_measurements
+        from massdyn.io import read_measurements, refuse_overwriting_inputs
 
         measurements, configs = list(self.measurements), list(self.configs)
+        refuse_overwriting_inputs(self.out, measurements)
         if not measurements:
             if configs:
                 raise ValueError(
@@ -261,12 +263,17 @@ class PredictCommand:
         import numpy as np
         import pandas as pd
 
-        from massdyn.io import write_table
+        from massdyn.io import refuse_overwriting_inputs, write_table
         from massdyn.predictors import load_predictor, read_config
         from massdyn.predictors.curve import CurvePredictor, summarize
 
         # Bad configs and steps fail before a predictor is trained or loaded, so the one
         # line the user sees is the error.
+        out = Path(self.out)
+        refuse_overwriting_inputs(
+            [out, out.with_name(f"{out.stem}_summary{out.suffix}"), self.plot],
+            [*self.config, self.predictor],
+        )
         archs = [read_config(c, revision=self.revision) for c in self.config]
         listed = self._listed_steps()
         if self.predictor is None:

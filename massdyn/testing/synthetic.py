@@ -49,6 +49,7 @@ def tiny_config(
             num_key_value_heads=heads,
             intermediate_size=4 * hidden,
             max_position_embeddings=512,
+            mlp_bias=True,  # the planted activation lives in down_proj's bias
         )
     if family == "gpt2":
         return GPT2Config(

@@ -493,3 +493,16 @@ def test_figures_and_fit_import_neither_torch_nor_transformers(tmp_path):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_the_schedule_pilot_decays_the_shipped_rate_to_a_tenth_with_two_seeds():
+    pilot = Suite.load(data_path("minisuite-cosine.json"))
+    shipped = Suite.load()
+    assert pilot.recipe == replace(
+        shipped.recipe, max_steps=16000, min_lr_ratio=0.1, schedule_points=120
+    )
+    base = shipped.member("mini-d128-l4-h4")
+    assert [(m.seed, replace(m, name=base.name, seed=1)) for m in pilot.members] == [
+        (1, base),
+        (2, base),
+    ]
