@@ -435,3 +435,30 @@ def test_non_finite_points_are_dropped_and_counted(world, tmp_path):
     params = pd.read_csv(tmp_path / "p.csv").set_index("layer")
     assert params.loc[1, "n_dropped"] == 2 and params.loc[0, "n_dropped"] == 0
     assert params.loc[1, "status"] == "flagged" and "non-finite" in params.loc[1, "reason"]
+
+
+@pytest.mark.parametrize("twin", ["checkpoint-10", "step010"])
+def test_two_folders_for_one_step_are_refused_naming_both(world, tmp_path, twin):
+    import shutil
+
+    series = tmp_path / "series"
+    shutil.copytree(world["series"], series)
+    shutil.copytree(series / "step100", series / twin)  # another step's weights, named 10
+    args = ["walk", series, "--text", world["text"], *GOOD, "--out", tmp_path / "o"]
+    line = check_refused(world, args, "two folders for step 10")
+    assert "step10/" in line and f"{twin}/" in line
+    assert not (tmp_path / "o").exists()
+
+
+def test_folders_that_match_no_pattern_are_listed(world, tmp_path):
+    import shutil
+
+    series = tmp_path / "series"
+    shutil.copytree(world["series"], series, ignore=shutil.ignore_patterns("step1000"))
+    (series / "final").mkdir()
+    (series / "ckpt_7").mkdir()
+    out = run_cli("walk", series, "--text", world["text"], *GOOD, "--out", tmp_path / "o")
+    assert out.returncode == 0, out.stderr
+    assert "not walked: 2 name(s) in the series match no checkpoint pattern: ckpt_7, final" in (
+        out.stdout
+    )

@@ -222,6 +222,7 @@ class WalkSummary:
     skipped: dict[int, int] = field(default_factory=dict)
     saved_bytes: int = 0
     given_up: dict[int, str] = field(default_factory=dict)
+    unmatched: list[str] = field(default_factory=list)
 
     def describe(self) -> str:
         """A few lines for the terminal."""
@@ -242,6 +243,12 @@ class WalkSummary:
             + (" (not downloaded: recorded as a duplicate)" if s in self.skipped else "")
             for s, d in sorted(self.duplicates.items())
         ]
+        if self.unmatched:
+            shown = ", ".join(self.unmatched[:10]) + (", ..." if len(self.unmatched) > 10 else "")
+            lines.append(
+                f"not walked: {len(self.unmatched)} name(s) in the series match no checkpoint "
+                f"pattern: {shown}"
+            )
         if self.skipped:
             lines.append(
                 f"the audit found {len(self.skipped)} revision(s) identical to another and saved "

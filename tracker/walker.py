@@ -386,6 +386,7 @@ def walk(source, config: WalkConfig) -> WalkSummary:
         skipped=skipped,
         saved_bytes=saved,
         given_up={s: r for s, r in given_up.items() if s in selected},
+        unmatched=list(getattr(source, "unmatched", [])),
     )
 
 

@@ -28,14 +28,33 @@ class LocalSource:
             raise CheckpointError(f"no such folder: {self.root}")
         self.name = name or self.root.resolve().name
         self.location = str(self.root.resolve())
+        self.unmatched: list[str] = []
 
     def list_steps(self) -> dict[int, str]:
-        """Map step -> checkpoint folder name, for sub-folders named like checkpoints."""
+        """Map step -> checkpoint folder name, for sub-folders named like checkpoints.
+
+        Sub-folders named like no checkpoint are kept in :attr:`unmatched` (the walk lists
+        them). Two folders for one step (``step16/`` and ``checkpoint-16/``, or
+        ``step016/``) are refused: which one holds that step's weights cannot be told.
+
+        Raises:
+            CheckpointError: no checkpoint folder, or two for one step (naming both).
+        """
         found: dict[int, str] = {}
+        self.unmatched = []
         for p in sorted(self.root.iterdir()):
+            if not p.is_dir() or p.name.startswith("."):
+                continue
             step = step_of(p.name)
-            if p.is_dir() and step is not None:
-                found.setdefault(step, p.name)
+            if step is None:
+                self.unmatched.append(p.name)
+            elif step in found:
+                raise CheckpointError(
+                    f"{self.root} holds two folders for step {step}: {found[step]}/ and "
+                    f"{p.name}/; keep one (move the other out of the series)"
+                )
+            else:
+                found[step] = p.name
         if not found:
             if (self.root / "config.json").exists():
                 raise CheckpointError(
