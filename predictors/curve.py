@@ -28,6 +28,14 @@ averages degenerate corners. This predictor works where the data are firm, in cu
    architecture to explain, and how much of that the offsets do explain.
 
 Everything is in log space, so every predicted ratio is positive.
+
+**Time is tokens.** A step of the mini-suite is 2,048 tokens, a step of Pythia 2,097,152:
+the mini-suite's 8,000 steps are about Pythia's step 8. The predictor learns on its
+training suite's steps and knows that suite's tokens per step (``tokens_per_step``), so a
+question about another suite is asked at the same number of tokens seen
+(:meth:`CurvePredictor.predict_tokens_table`). Past the training data's token horizon
+nothing is predicted unless asked to extrapolate, and then every such row says by how
+many times it lies beyond the horizon.
 """
 
 from __future__ import annotations
@@ -169,6 +177,8 @@ class CurvePredictor:
 
     alphas: tuple[float, ...] = ALPHAS
     n_grid: int = 32
+    # The training suite's tokens per step (None: unknown; then nothing maps to tokens).
+    tokens_per_step: int | None = None
     weights_: dict[str, float] = field(default_factory=dict)
     grid_: np.ndarray | None = None
     logs_: dict[str, np.ndarray] = field(default_factory=dict)
@@ -390,6 +400,64 @@ class CurvePredictor:
             )
         return notes
 
+    @property
+    def horizon_tokens(self) -> float | None:
+        """Tokens seen at the longest training run's last measured step (None: unknown)."""
+        return self.max_step_ * self.tokens_per_step if self.tokens_per_step else None
+
+    def predict_tokens_table(
+        self, arch: Architecture, steps, tokens_per_step: int | None, extrapolate: bool = False
+    ) -> pd.DataFrame:
+        """:meth:`predict_table` for a suite of ``tokens_per_step`` tokens a step.
+
+        Each of ``steps`` (the target suite's) is predicted at the training suite's step
+        that has seen as many tokens. Rows past the token horizon are empty (``ratio`` NaN)
+        with the reason in ``note``, or, with ``extrapolate``, filled and noted. A predictor
+        that does not know its own tokens per step (a file from before it was recorded)
+        takes steps as they are, with its horizon in steps and no ``tokens``.
+
+        Raises:
+            ValueError: ``tokens_per_step`` not positive, or given to a predictor that
+                cannot map it.
+        """
+        if tokens_per_step is not None and tokens_per_step <= 0:
+            raise ValueError(f"tokens per step must be positive, got {tokens_per_step}")
+        if tokens_per_step is not None and not self.tokens_per_step:
+            raise ValueError(
+                "this predictor does not know its training suite's tokens per step, so it "
+                "cannot map another suite's steps to its own: retrain it with massdyn "
+                "train-predictor --tokens-per-step N"
+            )
+        steps = np.asarray(steps, float)
+        if self.tokens_per_step:
+            tokens = steps * (tokens_per_step or self.tokens_per_step)
+            own, horizon, unit = tokens / self.tokens_per_step, self.horizon_tokens, "tokens"
+        else:
+            tokens, own, horizon, unit = (
+                np.full(steps.shape, np.nan),
+                steps,
+                self.max_step_,
+                "steps",
+            )
+        table = self.predict_table(arch, own)
+        table["step"] = np.tile(steps, arch.n_layers)
+        table.insert(3, "tokens", np.tile(tokens, arch.n_layers))
+        times = np.tile(own, arch.n_layers) / self.max_step_
+        beyond = times > 1 + 1e-9
+        verb = "extrapolated" if extrapolate else "not predicted"
+        note = np.where(
+            beyond,
+            [
+                f"{verb}: {t:.3g}x the training data's horizon of {horizon:.4g} {unit}"
+                for t in times
+            ],
+            "",
+        )
+        table["note"] = note
+        if not extrapolate:
+            table.loc[beyond, ["ratio", "ratio_lo", "ratio_hi"]] = np.nan
+        return table
+
     def predict_table(self, arch: Architecture, steps) -> pd.DataFrame:
         """Rows ``model, layer, step, ratio, ratio_lo, ratio_hi`` at the given steps."""
         steps = np.asarray(steps, float)
@@ -460,7 +528,9 @@ def figure_curves(table: pd.DataFrame) -> pd.DataFrame:
 def summarize(curves: pd.DataFrame) -> pd.DataFrame:
     """Per (model, layer) of :meth:`CurvePredictor.predict_table`: the firm quantities.
 
-    ``final_ratio`` (with its band), ``growth`` (last over first step) and ``t_half`` (the
+    Only rows with a prediction count (those past the token horizon are empty), so
+    ``final_step`` is the last step predicted and ``final_ratio`` (with its band) the
+    ratio there;  ``growth`` (last over first step) and ``t_half`` (the
     step at which the ratio first makes half its rise from the first step to the last,
     interpolated in log step between the two steps that bracket it, since the grid's steps
     lie a third apart), plus ``below_1`` (whether any central value falls under 1, which a
@@ -468,20 +538,27 @@ def summarize(curves: pd.DataFrame) -> pd.DataFrame:
     """
     rows = []
     for (model, layer), c in curves.groupby(["model", "layer"], sort=True):
+        c = c[np.isfinite(c["ratio"].to_numpy(float))]  # rows past the horizon are empty
+        if c.empty:
+            rows.append({"model": model, "layer": layer, "below_1": False})
+            continue
         r = c["ratio"].to_numpy()
+        several = len(c) > 1
         rows.append(
             {
                 "model": model,
                 "layer": layer,
+                "final_step": float(c["step"].iloc[-1]),
                 "final_ratio": r[-1],
                 "final_lo": c["ratio_lo"].iloc[-1],
                 "final_hi": c["ratio_hi"].iloc[-1],
-                "growth": r[-1] / r[0],
-                "t_half": _half_rise_step(c["step"].to_numpy(float), r),
+                "growth": r[-1] / r[0] if several else math.nan,
+                "t_half": _half_rise_step(c["step"].to_numpy(float), r) if several else math.nan,
                 "below_1": bool((r < 1).any()),
             }
         )
-    return pd.DataFrame(rows)
+    columns = ["model", "layer", "final_step", "final_ratio", "final_lo", "final_hi", "growth"]
+    return pd.DataFrame(rows).reindex(columns=[*columns, "t_half", "below_1"])
 
 
 def _half_rise_step(steps: np.ndarray, r: np.ndarray) -> float:

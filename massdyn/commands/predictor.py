@@ -27,7 +27,24 @@ def grown_suite_sources() -> tuple[list[str], list[str]]:
     return [str(f / "measurements.csv") for f in folders], [str(f / "configs") for f in folders]
 
 
-def fit_curve_predictor(measurements, configs):
+def shipped_tokens_per_step() -> int:
+    """Tokens per optimizer step of the shipped mini-suite (batch x sequence length)."""
+    from massdyn.minisuite import Suite
+
+    recipe = Suite.load().recipe
+    return recipe.batch_size * recipe.seq_len
+
+
+def known_tokens_per_step(name: str) -> tuple[int, str] | None:
+    """Tokens per step of a public suite that ``data/`` knows, from a model's name."""
+    from massdyn.data import read_json
+
+    if "pythia" in name.lower():
+        return int(read_json("pythia.json")["tokens_per_step"]), "Pythia's, from data/pythia.json"
+    return None
+
+
+def fit_curve_predictor(measurements, configs, tokens_per_step: int | None = None):
     """A :class:`CurvePredictor` fitted to a measurements table, and the models' architectures."""
     from massdyn.fitting.batch import check_measurements
     from massdyn.predictors import configs_from_dir
@@ -35,7 +52,7 @@ def fit_curve_predictor(measurements, configs):
 
     check_measurements(measurements)
     archs = configs_from_dir(configs, sorted(measurements["model"].unique()))
-    return CurvePredictor().fit(measurements, archs), archs
+    return CurvePredictor(tokens_per_step=tokens_per_step).fit(measurements, archs), archs
 
 
 @dataclass
@@ -64,6 +81,11 @@ class TrainPredictorCommand:
     regressor: str = opt("rf", "paper protocol's regressor", choices=_regressors)
     seed: int = opt(0, "seed of splits and bootstrap")
     keep_duplicates: bool = keep_duplicates_option()
+    tokens_per_step: int | None = opt(
+        None,
+        "tokens per optimizer step of the training runs (batch x sequence length), so that "
+        "predictions for other suites are made at equal tokens; the shipped suite's is known",
+    )
 
     def run(self) -> int:
         """Train, report, save."""
@@ -79,6 +101,8 @@ class TrainPredictorCommand:
                 )
             measurements, configs = grown_suite_sources()
             print(f"no MEASUREMENTS given: training on {SHIPPED}")
+            if self.tokens_per_step is None:
+                self.tokens_per_step = shipped_tokens_per_step()
         elif not configs:
             raise ValueError(
                 "--configs is required with MEASUREMENTS: the folder(s) holding each "
@@ -113,7 +137,14 @@ class TrainPredictorCommand:
             variance_budget,
         )
 
-        est, archs = fit_curve_predictor(measurements, configs)
+        if self.tokens_per_step is not None and self.tokens_per_step <= 0:
+            raise ValueError(f"--tokens-per-step must be positive, got {self.tokens_per_step}")
+        est, archs = fit_curve_predictor(measurements, configs, self.tokens_per_step)
+        if est.tokens_per_step is None:
+            print(
+                "warning: no --tokens-per-step: the predictor cannot map another suite's steps "
+                "to its own, and predicts on steps as they are"
+            )
         scores = score_heldout(est)
         n_arch = len(set(est.groups_.values()))
         print(
@@ -255,6 +286,16 @@ class PredictCommand:
     out: str = opt("predicted.csv", "per (model, layer, step) table")
     plot: str | None = opt(None, "also draw the curves to this image file")
     revision: str | None = opt(None, "Hub revision of CONFIG")
+    tokens_per_step: int | None = opt(
+        None,
+        "tokens per step of the suite CONFIG belongs to (default: Pythia's for Pythia models, "
+        "else the training suite's own, with a warning); predictions are made at equal tokens",
+    )
+    extrapolate: bool = opt(
+        False,
+        "also fill the rows past the training data's token horizon (each says how far past); "
+        "by default they are left empty",
+    )
 
     def run(self) -> int:
         """Predict, write tables, optionally plot."""
@@ -276,6 +317,8 @@ class PredictCommand:
         )
         archs = [read_config(c, revision=self.revision) for c in self.config]
         listed = self._listed_steps()
+        if self.tokens_per_step is not None and self.tokens_per_step <= 0:
+            raise ValueError(f"--tokens-per-step must be positive, got {self.tokens_per_step}")
         if self.predictor is None:
             est, info = self._shipped_predictor()
         else:
@@ -286,7 +329,29 @@ class PredictCommand:
         curves, summaries = [], []
         covered = [r["coverage"] for r in info.get("scores", []) if "coverage" in r]
         for arch in archs:
-            notes = est.out_of_range(arch, float(np.max(steps)))
+            tps = self._tokens_per_step(est, arch)
+            table = est.predict_tokens_table(arch, steps, tps, self.extrapolate)
+            past = table.loc[table["layer"] == 0, "note"].str.len() > 0
+            if past.any():
+                first = table.loc[(table["layer"] == 0) & (table["note"] != ""), "step"].min()
+                horizon, unit = (
+                    (est.horizon_tokens, "tokens")
+                    if est.tokens_per_step
+                    else (est.max_step_, "steps")
+                )
+                times = np.max(steps) * (tps or 1) / (est.tokens_per_step or 1) / est.max_step_
+                print(
+                    f"warning: {arch.name}: {int(past.sum())} of {past.size} steps (from step "
+                    f"{first:g}) lie past the training data's horizon of {horizon:,.0f} {unit} "
+                    f"(the last {times:,.0f}x past it)"
+                    + (
+                        ": extrapolated, the curve held at its last value"
+                        if self.extrapolate
+                        else ": left empty (--extrapolate fills them)"
+                    ),
+                    file=sys.stderr,
+                )
+            notes = est.out_of_range(arch)
             for note in notes:
                 print(f"warning: {arch.name}: {note}", file=sys.stderr)
             if notes:
@@ -301,7 +366,6 @@ class PredictCommand:
                     f"suite{measured}",
                     file=sys.stderr,
                 )
-            table = est.predict_table(arch, steps)
             summary = summarize(table)
             for row in summary[summary["below_1"]].itertuples():
                 print(
@@ -315,13 +379,32 @@ class PredictCommand:
         out = write_table(curves, self.out)
         summary_path = write_table(summary, out.with_name(f"{out.stem}_summary{out.suffix}"))
         print(f"trained on {', '.join(info.get('models', []))}")
-        cols = ["model", "layer", "final_ratio", "final_lo", "final_hi", "growth", "t_half"]
+        cols = ["model", "layer", "final_step", "final_ratio", "final_lo", "final_hi", "growth"]
+        cols += ["t_half"]
+        print("per layer, up to the last step inside the training data's horizon (final_step):")
         print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         print(f"wrote {out} and {summary_path}")
         if self.plot:
             plot_curves(curves, self.plot, ", ".join(a.name for a in archs))
             print(f"wrote {self.plot}")
         return 0
+
+    def _tokens_per_step(self, est, arch) -> int | None:
+        """The target suite's tokens per step: given, known from data/, or the predictor's."""
+        import sys
+
+        if self.tokens_per_step is not None or est.tokens_per_step is None:
+            return self.tokens_per_step
+        known = known_tokens_per_step(arch.name)
+        if known is not None:
+            print(f"{arch.name}: {known[0]:,} tokens per step ({known[1]})", file=sys.stderr)
+            return known[0]
+        print(
+            f"warning: {arch.name}: tokens per step unknown; assumed the training suite's "
+            f"{est.tokens_per_step:,} (pass --tokens-per-step N for its own)",
+            file=sys.stderr,
+        )
+        return est.tokens_per_step
 
     def _shipped_predictor(self):
         """A curve predictor fitted now to the shipped grown suite (a few seconds)."""
@@ -330,7 +413,9 @@ class PredictCommand:
         from massdyn.io import read_measurements
 
         tables, configs = grown_suite_sources()
-        est, archs = fit_curve_predictor(read_measurements(tables, False), configs)
+        est, archs = fit_curve_predictor(
+            read_measurements(tables, False), configs, shipped_tokens_per_step()
+        )
         print(
             f"no --predictor: trained one on {SHIPPED} ({len(est.logs_)} models, "
             f"{len(set(est.groups_.values()))} architectures, steps up to {est.max_step_:g}); "

@@ -131,10 +131,21 @@ def test_curve_protocol_through_the_cli(tmp_path, capsys):
     assert main(args) == 0
     captured = capsys.readouterr()
     pred = pd.read_csv(tmp_path / "pred.csv")
-    assert list(pred.columns) == ["model", "layer", "step", "ratio", "ratio_lo", "ratio_hi"]
-    assert set(pred["model"]) == {held, "wide"} and (pred["ratio"] > 0).all()
+    assert list(pred.columns) == [
+        "model",
+        "layer",
+        "step",
+        "tokens",
+        "ratio",
+        "ratio_lo",
+        "ratio_hi",
+        "note",
+    ]
+    inside = pred["step"] <= 8000
+    assert set(pred["model"]) == {held, "wide"} and (pred.loc[inside, "ratio"] > 0).all()
+    assert pred.loc[~inside, "ratio"].isna().all()  # past the horizon: empty, with a note
     assert "wide: d_model = 1024 is outside" in captured.err
-    assert "past the longest training run" in captured.err
+    assert "1 of 4 steps (from step 16000) lie past the training data's horizon" in captured.err
     assert "wide: the 10-90% band is likely too narrow outside the suite" in captured.err
     summary = pd.read_csv(tmp_path / "pred_summary.csv")
     assert {"final_ratio", "growth", "t_half"} <= set(summary.columns)
@@ -237,3 +248,66 @@ def test_predict_bad_input_is_one_line_before_any_training(tmp_path, capsys, con
     err = capsys.readouterr().err
     assert rc == 2 and says in err and len(err.strip().splitlines()) == 1, err
     assert not out.exists()
+
+
+def test_predict_for_pythia_stops_at_the_training_data_token_horizon(tmp_path, capsys):
+    """The mini-suite's 8,000 steps of 2,048 tokens are 16.4M tokens: Pythia's step 7.8."""
+    from massdyn.data import path
+
+    config = path("pythia_configs", "pythia-160m.json")
+    out = tmp_path / "p.csv"
+    assert main(["predict", str(config), "--steps", "0,1,4,8,1000,143000", "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    assert "2,097,152 tokens per step (Pythia's" in err
+    assert "3 of 6 steps (from step 8) lie past the training data's horizon of 16,384,000" in err
+    table = pd.read_csv(out)
+    assert (table["tokens"] == table["step"] * 2_097_152).all()
+    inside = table["step"] <= 4
+    assert table.loc[inside, "ratio"].notna().all() and table.loc[~inside, "ratio"].isna().all()
+    assert table.loc[~inside, "note"].str.startswith("not predicted: ").all()
+    # 143,000 steps x 2,097,152 tokens over 8,000 x 2,048.
+    assert table["note"].str.contains(f"{143000 * 2097152 / (8000 * 2048):.3g}x", regex=False).any()
+    summary = pd.read_csv(tmp_path / "p_summary.csv")
+    assert (summary["final_step"] == 4).all() and summary["final_ratio"].notna().all()
+    # The prediction at Pythia's step 4 is the one at the mini-suite's step 4096 (equal tokens).
+    same = tmp_path / "same.csv"
+    args = ["predict", str(config), "--steps", "4096", "--tokens-per-step", "2048"]
+    assert main([*args, "--out", str(same)]) == 0
+    at4 = table[table["step"] == 4].set_index("layer")["ratio"]
+    np.testing.assert_allclose(pd.read_csv(same).set_index("layer")["ratio"], at4, rtol=1e-12)
+
+
+def test_predict_extrapolates_only_when_asked_and_says_how_far(tmp_path, capsys):
+    from massdyn.data import path
+
+    config = path("pythia_configs", "pythia-160m.json")
+    out = tmp_path / "p.csv"
+    args = ["predict", str(config), "--steps", "4,143000", "--extrapolate", "--out", str(out)]
+    assert main(args) == 0
+    assert "extrapolated, the curve held at its last value" in capsys.readouterr().err
+    table = pd.read_csv(out)
+    assert table["ratio"].notna().all()
+    far = table[table["step"] == 143000]
+    assert far["note"].str.startswith("extrapolated: 1.83e+04x").all()
+
+
+def test_a_predictor_without_tokens_per_step_keeps_its_horizon_in_steps(tmp_path, capsys):
+    from massdyn.commands.predictor import grown_suite_sources
+    from massdyn.data import path
+
+    tables, configs = grown_suite_sources()
+    pred = tmp_path / "p.skops"
+    assert main(["train-predictor", *tables, "--configs", *configs, "--out", str(pred)]) == 0
+    assert "warning: no --tokens-per-step" in capsys.readouterr().out
+    config = str(path("pythia_configs", "pythia-160m.json"))
+    out = tmp_path / "p.csv"
+    args = ["predict", config, "--predictor", str(pred), "--steps", "0,8000,9000"]
+    assert main([*args, "--out", str(out)]) == 0
+    assert "horizon of 8,000 steps" in capsys.readouterr().err
+    table = pd.read_csv(out)
+    assert table["tokens"].isna().all()
+    assert table.loc[table["step"] <= 8000, "ratio"].notna().all()
+    assert table.loc[table["step"] == 9000, "ratio"].isna().all()
+    rc = main([*args, "--tokens-per-step", "2048", "--out", str(tmp_path / "q.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "does not know its training suite's tokens per step" in err
