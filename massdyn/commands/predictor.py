@@ -86,13 +86,18 @@ class TrainPredictorCommand:
         "tokens per optimizer step of the training runs (batch x sequence length), so that "
         "predictions for other suites are made at equal tokens; the shipped suite's is known",
     )
+    scores: str | None = opt(
+        None,
+        "also write the held-out scores of the predictor and its rivals (base, linear, "
+        "nearest), one row per (architecture, method), to this table",
+    )
 
     def run(self) -> int:
         """Train, report, save."""
         from massdyn.io import read_measurements, refuse_overwriting_inputs
 
         measurements, configs = list(self.measurements), list(self.configs)
-        refuse_overwriting_inputs(self.out, measurements)
+        refuse_overwriting_inputs([self.out, self.scores], measurements)
         if not measurements:
             if configs:
                 raise ValueError(
@@ -198,6 +203,7 @@ class TrainPredictorCommand:
             f"{scores['coverage'].mean():.0%} of the held-out points (nominally 80%; "
             f"{scores['coverage'].min():.0%}-{scores['coverage'].max():.0%} by architecture)"
         )
+        self._rivals(est, measurements)
         noise = seed_noise(est)
         if noise["pairs"]:
             print(
@@ -227,6 +233,34 @@ class TrainPredictorCommand:
         }
         print(f"wrote {save_predictor(est, self.out, info)}")
         return 0
+
+    def _rivals(self, est, measurements) -> None:
+        """The predictor against its strongest simple rivals, held out the same way."""
+        import pandas as pd
+
+        from massdyn.io import write_table
+        from massdyn.predictors.rivals import METRICS, gains, score_rivals
+
+        rivals = score_rivals(est, measurements)
+        print(
+            "against simple rivals held out the same way (median over architectures; linear: "
+            "least squares per step on [1, depth, log d_model, n_layers]; nearest: mean of "
+            "the 3 nearest architectures):"
+        )
+        table = rivals.groupby("method", sort=False)[list(METRICS)].median()
+        print(table.to_string(float_format=lambda v: f"{v:.4f}"))
+        g = pd.concat([gains(rivals, m, seed=self.seed) for m in METRICS], ignore_index=True)
+        print(
+            "the predictor's gain over each (positive: better; 90% bootstrap over architectures):"
+        )
+        for row in g.itertuples():
+            verdict = "better" if row.lo > 0 else "worse" if row.hi < 0 else "no clear difference"
+            print(
+                f"  {row.metric:<22} vs {row.rival:<8} {row.gain:+.4f} ({row.lo:+.4f} to "
+                f"{row.hi:+.4f}), wins {row.wins}/{row.architectures}: {verdict}"
+            )
+        if self.scores:
+            print(f"wrote {write_table(rivals, self.scores)}")
 
     def _paper(self, table, is_params, configs) -> int:
         from massdyn.fitting import fit_measurements

@@ -311,3 +311,19 @@ def test_a_predictor_without_tokens_per_step_keeps_its_horizon_in_steps(tmp_path
     rc = main([*args, "--tokens-per-step", "2048", "--out", str(tmp_path / "q.csv")])
     err = capsys.readouterr().err
     assert rc == 2 and "does not know its training suite's tokens per step" in err
+
+
+def test_train_predictor_scores_itself_against_its_rivals(tmp_path, capsys):
+    from massdyn.predictors.rivals import METRICS
+
+    scores = tmp_path / "scores.csv"
+    rc = main(["train-predictor", "--out", str(tmp_path / "p.skops"), "--scores", str(scores)])
+    out = capsys.readouterr().out
+    assert rc == 0
+    table = pd.read_csv(scores)
+    assert set(table["method"]) == {"predictor", "base", "linear", "nearest"}
+    assert table.groupby("method").size().nunique() == 1  # every architecture, every method
+    assert set(METRICS) <= set(table.columns)
+    for metric in METRICS:
+        for rival in ("base", "linear", "nearest"):
+            assert f"{metric:<22} vs {rival:<8}" in out

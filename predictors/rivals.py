@@ -1,0 +1,183 @@
+"""The curve predictor against the strongest simple rivals, held out the same way.
+
+A predictor's gain over the depth-mean base says little: the base ignores architecture
+altogether. Here every architecture is held out (with its seed replicates) and predicted
+by four methods trained on the rest:
+
+- ``predictor``: the stacked curve predictor (nested: its weights chosen without it);
+- ``base``: the depth-mean base alone;
+- ``linear``: least squares per grid point on ``[1, depth, log d_model, n_layers]`` over
+  every training (model, layer) curve;
+- ``nearest``: the mean curve of the ``k`` nearest training architectures in
+  standardised :data:`~massdyn.predictors.curve.ARCH_FEATURES` (their seeds averaged
+  first), each read at the held-out model's relative depths.
+
+Scores per (architecture, method), on the part of the data that matters, not only on the
+log-step grid (whose first half lies before step 100, where all curves agree):
+``r2_grid`` (curve R^2 on the grid, mean over layers), ``abs_log_err_grid``,
+``abs_log_err_measured`` (median |log error| at every measured step of every run),
+``abs_log_err_late`` (the same from 12.5% of the run on), ``final_ratio_pct_err``
+(median over layers of the percent error of the final ratio against the runs' mean) and
+``coverage`` (the predictor's 10-90% band; NaN for the rivals, which have none).
+:func:`gains` pairs each rival with the predictor per architecture and bootstraps over
+architectures, the unit that was held out.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from massdyn.fitting.batch import aggregate
+from massdyn.predictors.curve import ARCH_FEATURES, CurvePredictor, _at_depths, depths
+from massdyn.predictors.evaluate import curve_r2
+
+METHODS = ("predictor", "base", "linear", "nearest")
+METRICS = (
+    "r2_grid",
+    "abs_log_err_grid",
+    "abs_log_err_measured",
+    "abs_log_err_late",
+    "final_ratio_pct_err",
+)
+LATE_FRACTION = 0.125
+
+
+def _arch_means(predictor: CurvePredictor, models: list[str]) -> dict[int, np.ndarray]:
+    """Per architecture group among ``models``: the mean (L, G) log curve of its seeds."""
+    groups: dict[int, list[np.ndarray]] = {}
+    for m in models:
+        groups.setdefault(predictor.groups_[m], []).append(predictor.logs_[m])
+    with np.errstate(all="ignore"):
+        return {g: np.nanmean(np.stack(c), axis=0) for g, c in groups.items()}
+
+
+def linear_curves(predictor: CurvePredictor, train: list[str], values: dict, n_layers: int):
+    """``linear``: per grid point, least squares on [1, depth, log d_model, n_layers]."""
+    rows, ys = [], []
+    for m in train:
+        v, curve = predictor.archs_[m], predictor.logs_[m]
+        for layer, d in enumerate(depths(curve.shape[0])):
+            rows.append([1.0, d, v["log_d_model"], v["n_layers"]])
+            ys.append(curve[layer])
+    X, Y = np.array(rows), np.vstack(ys)
+    target = np.array(
+        [[1.0, d, values["log_d_model"], values["n_layers"]] for d in depths(n_layers)]
+    )
+    out = np.full((n_layers, Y.shape[1]), np.nan)
+    for g in range(Y.shape[1]):
+        ok = np.isfinite(Y[:, g])
+        if ok.sum() > X.shape[1]:
+            coef, *_ = np.linalg.lstsq(X[ok], Y[ok, g], rcond=None)
+            out[:, g] = target @ coef
+    return out
+
+
+def nearest_curves(
+    predictor: CurvePredictor, train: list[str], values: dict, n_layers: int, k: int = 3
+):
+    """``nearest``: the mean curve of the ``k`` nearest architectures at the target's depths."""
+    means = _arch_means(predictor, train)
+    first = {}
+    for m in train:
+        first.setdefault(predictor.groups_[m], m)
+    groups = sorted(means)
+    A = np.array([[predictor.archs_[first[g]][f] for f in ARCH_FEATURES] for g in groups])
+    mu, sd = A.mean(axis=0), A.std(axis=0)
+    sd[sd == 0] = 1.0
+    x = (np.array([values[f] for f in ARCH_FEATURES]) - mu) / sd
+    dist = np.sqrt((((A - mu) / sd - x) ** 2).sum(axis=1))
+    chosen = [groups[i] for i in np.argsort(dist, kind="stable")[:k]]
+    with np.errstate(all="ignore"):
+        return np.nanmean(np.stack([_at_depths(means[g], depths(n_layers)) for g in chosen]), 0)
+
+
+def _at_steps(predictor: CurvePredictor, curves: np.ndarray, steps: np.ndarray) -> np.ndarray:
+    """(L, G) log curves read at measured steps (linear in log1p(step)): (L, S)."""
+    x = np.log1p(steps)
+    return np.vstack([np.interp(x, predictor.grid_, c) for c in curves])
+
+
+def score_rivals(predictor: CurvePredictor, measurements: pd.DataFrame, k: int = 3) -> pd.DataFrame:
+    """Held-out scores of every method in :data:`METHODS`, one row per (architecture, method).
+
+    Args:
+        predictor: A fitted curve predictor.
+        measurements: The walker-format table it was fitted to (for the measured steps).
+        k: Neighbours of ``nearest``.
+    """
+    series = aggregate(measurements, "ratio")
+    series = series[np.isfinite(series["value"]) & (series["value"] > 0)]
+    rows = []
+    for names in sorted(predictor.architectures().values()):
+        held = set(names)
+        train = [m for m in predictor.logs_ if m not in held]
+        n_layers = predictor.logs_[names[0]].shape[0]
+        values = predictor.archs_[names[0]]
+        base, pred, band = predictor.heldout_banded(names[0])
+        curves = {
+            "predictor": pred,
+            "base": base,
+            "linear": linear_curves(predictor, train, values, n_layers),
+            "nearest": nearest_curves(predictor, train, values, n_layers, k),
+        }
+        runs = np.stack([predictor.logs_[m] for m in names])
+        with np.errstate(all="ignore"):
+            truth = np.nanmean(runs, axis=0)
+        measured = series[series["model"].isin(held)]
+        end = measured["step"].max()
+        finals = measured[measured["step"] == measured.groupby("model")["step"].transform("max")]
+        final_truth = finals.groupby("layer")["value"].mean()
+        inside = (runs >= pred + band[0]) & (runs <= pred + band[1])
+        for method, c in curves.items():
+            out = {"model": names[0], "seeds": len(names), "layers": n_layers, "method": method}
+            r2 = []
+            for layer in range(n_layers):
+                ok = np.isfinite(truth[layer]) & np.isfinite(c[layer])
+                r2.append(curve_r2(np.exp(truth[layer, ok]), np.exp(c[layer, ok])))
+            out["r2_grid"] = float(np.mean(r2))
+            out["abs_log_err_grid"] = float(np.nanmedian(np.abs(truth - c)))
+            err, late = [], []
+            for (_, layer), s in measured.groupby(["model", "layer"]):
+                steps = s["step"].to_numpy(float)
+                e = np.abs(
+                    np.log(s["value"].to_numpy(float)) - _at_steps(predictor, c[[layer]], steps)[0]
+                )
+                err.append(e)
+                late.append(e[steps >= LATE_FRACTION * end])
+            out["abs_log_err_measured"] = float(np.nanmedian(np.concatenate(err)))
+            out["abs_log_err_late"] = float(np.nanmedian(np.concatenate(late)))
+            final_pred = np.exp(_at_steps(predictor, c, np.array([float(end)]))[:, 0])
+            pct = 100 * np.abs(final_pred / final_truth.sort_index().to_numpy() - 1)
+            out["final_ratio_pct_err"] = float(np.nanmedian(pct))
+            finite = np.isfinite(runs)
+            out["coverage"] = float(inside[finite].mean()) if method == "predictor" else np.nan
+            rows.append(out)
+    return pd.DataFrame(rows)
+
+
+def gains(scores: pd.DataFrame, metric: str, n: int = 2000, seed: int = 0) -> pd.DataFrame:
+    """Per rival: the predictor's median gain over it across architectures, 90% bootstrap.
+
+    The gain is ``rival - predictor`` for errors and ``predictor - rival`` for ``r2_grid``,
+    so a positive gain means the predictor is better; architectures are resampled whole.
+    """
+    wide = scores.pivot(index="model", columns="method", values=metric)
+    sign = -1.0 if metric == "r2_grid" else 1.0
+    rng = np.random.default_rng(seed)
+    rows = []
+    for rival in [m for m in METHODS if m != "predictor" and m in wide]:
+        g = (sign * (wide[rival] - wide["predictor"])).to_numpy()
+        boot = np.median(rng.choice(g, size=(n, g.size)), axis=1)
+        rows.append(
+            {
+                "rival": rival,
+                "metric": metric,
+                "gain": float(np.median(g)),
+                "lo": float(np.quantile(boot, 0.05)),
+                "hi": float(np.quantile(boot, 0.95)),
+                "wins": int((g > 0).sum()),
+                "architectures": int(g.size),
+            }
+        )
+    return pd.DataFrame(rows)

@@ -1,0 +1,89 @@
+"""The rivals of the curve predictor, against cases worked by hand."""
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from massdyn.predictors.curve import ARCH_FEATURES, CurvePredictor
+from massdyn.predictors.rivals import gains, linear_curves, nearest_curves, score_rivals
+
+from .test_curve import suite
+
+GRID = np.log1p(np.array([0.0, 10.0, 100.0]))
+
+
+def values(d, L):
+    v = dict.fromkeys(ARCH_FEATURES, 0.0)
+    v.update(log_d_model=math.log(d), n_layers=float(L))
+    return v
+
+
+def by_hand(curves: dict[str, tuple[int, int, np.ndarray]]) -> CurvePredictor:
+    """A predictor holding given (d, L, (L, G) curve) per model, as fit would leave it."""
+    p = CurvePredictor()
+    p.grid_ = GRID
+    p.logs_ = {m: c for m, (_, _, c) in curves.items()}
+    p.archs_ = {m: values(d, L) for m, (d, L, _) in curves.items()}
+    p.groups_ = {m: i for i, m in enumerate(curves)}
+    return p
+
+
+def test_linear_recovers_a_law_linear_in_its_four_terms_exactly():
+    # log ratio = 1 + 0.5 depth + 0.2 log d + 0.1 L + 0.3 g at grid point g.
+    def law(d, L):
+        depth = np.arange(L) / (L - 1)
+        return np.array(
+            [[1 + 0.5 * x + 0.2 * math.log(d) + 0.1 * L + 0.3 * g for g in range(3)] for x in depth]
+        )
+
+    shapes = [(64, 2), (96, 3), (128, 4), (256, 4), (512, 6), (100, 8)]
+    p = by_hand({f"m{i}": (d, L, law(d, L)) for i, (d, L) in enumerate(shapes)})
+    got = linear_curves(p, list(p.logs_), values(192, 5), 5)
+    np.testing.assert_allclose(got, law(192, 5), atol=1e-10)
+
+
+def test_nearest_averages_the_three_nearest_in_standardised_features():
+    # Only d_model differs, so the distance is |log d - log 120| over its spread: the
+    # nearest are d = 100 (0.18), 150 (0.22) and 64 (0.63), not 400 (1.20) or 1000 (2.12).
+    const = {64: 1.0, 100: 2.0, 150: 4.0, 400: 8.0, 1000: 16.0}
+    p = by_hand({f"d{d}": (d, 3, np.full((3, 3), c)) for d, c in const.items()})
+    got = nearest_curves(p, list(p.logs_), values(120, 3), 3)
+    np.testing.assert_allclose(got, np.full((3, 3), (1.0 + 2.0 + 4.0) / 3))
+    # At another depth, each neighbour is read at the target's relative depths.
+    ramp = {f"d{d}": (d, 2, np.array([[0.0] * 3, [c] * 3])) for d, c in const.items()}
+    got = nearest_curves(by_hand(ramp), list(ramp), values(120, 3), 3)
+    np.testing.assert_allclose(got[1], np.full(3, 7.0 / 6))  # depth 0.5: half of the mean
+
+
+def test_scores_cover_every_method_and_the_rival_with_the_law_wins_on_it():
+    # log ratio = shape(depth, t) + 0.4 log(H/d) t, with log H = (L/2) log 2 in this design:
+    # linear in [1, depth, log d, L] at every grid point, so the linear rival is exact.
+    m, archs = suite(law=0.4, noise=0.0)
+    p = CurvePredictor(tokens_per_step=2048).fit(m, archs)
+    scores = score_rivals(p, m)
+    assert set(scores["method"]) == {"predictor", "base", "linear", "nearest"}
+    assert scores.groupby("method").size().eq(len(archs)).all()
+    linear = scores[scores["method"] == "linear"]
+    assert (linear["abs_log_err_measured"] < 1e-9).all()
+    assert scores.loc[scores["method"] != "predictor", "coverage"].isna().all()
+    g = gains(scores, "abs_log_err_measured").set_index("rival")
+    assert g.loc["linear", "gain"] < 0 and g.loc["linear", "architectures"] == len(archs)
+    assert g.loc["base", "gain"] > 0  # the base knows no architecture
+
+
+def test_gains_are_paired_by_architecture_and_signed_so_positive_is_better():
+    scores = pd.DataFrame(
+        {
+            "model": ["a", "a", "b", "b", "c", "c"],
+            "method": ["predictor", "linear"] * 3,
+            "abs_log_err_late": [0.1, 0.3, 0.2, 0.1, 0.1, 0.4],
+            "r2_grid": [0.9, 0.8, 0.5, 0.7, 0.9, 0.6],
+        }
+    )
+    err = gains(scores, "abs_log_err_late").iloc[0]
+    assert err["gain"] == pytest.approx(0.2) and err["wins"] == 2
+    r2 = gains(scores, "r2_grid").iloc[0]
+    assert r2["gain"] == pytest.approx(0.1) and r2["wins"] == 2
+    assert err["lo"] <= err["gain"] <= err["hi"]
