@@ -196,6 +196,11 @@ def read_config(source, name: str | None = None, revision: str | None = None) ->
     for feat in ("d_model", "n_layers", "n_heads", "d_ff"):
         if values[feat] <= 0 or int(values[feat]) != values[feat]:
             raise ConfigError(f"{where}: {feat} must be a positive integer, got {values[feat]!r}")
+    if values["d_model"] % values["n_heads"]:
+        raise ConfigError(
+            f"{where}: the width {int(values['d_model'])} is not a multiple of the "
+            f"{int(values['n_heads'])} attention heads, which no model can be built with"
+        )
     if values["rotary_fraction"] > 1:
         raise ConfigError(
             f"{where}: rotary fraction must be <= 1, got {values['rotary_fraction']!r}"

@@ -65,6 +65,9 @@ def world(tmp_path_factory, series, text_file, hub):
     np.save(root / "ids.npy", np.ones((2, 16), dtype=np.int64))
     sio.dump({"predictor": exec, "schema": {}, "info": {}}, root / "evil.skops")
     (root / "cfg.json").write_text((series / "step0" / "config.json").read_text())
+    cfg = json.loads((series / "step0" / "config.json").read_text())
+    (root / "heads.json").write_text(json.dumps({**cfg, "num_attention_heads": 5}))
+    (root / "deep.json").write_text(json.dumps({**cfg, "num_hidden_layers": 1_000_000}))
     fake = root / "no-pyarrow" / "pyarrow"
     fake.mkdir(parents=True)
     (fake / "__init__.py").write_text("raise ImportError('pyarrow is not installed')\n")
@@ -263,6 +266,31 @@ CASES = {
         "--out",
         w["root"] / "cfg.json",
     ],
+    "predict heads that do not divide the width": lambda w: [
+        "predict",
+        w["root"] / "heads.json",
+        "--out",
+        w["root"] / "pred.csv",
+    ],
+    "predict a million layers": lambda w: [
+        "predict",
+        w["root"] / "deep.json",
+        "--out",
+        w["root"] / "pred.csv",
+    ],
+    "predict one config twice": lambda w: [
+        "predict",
+        w["root"] / "cfg.json",
+        w["root"] / "cfg.json",
+        "--out",
+        w["root"] / "pred.csv",
+    ],
+    "predict outside the training ranges": lambda w: [
+        "predict",
+        w["root"] / "cfg.json",
+        "--out",
+        w["root"] / "pred.csv",
+    ],
     "predictor trusting builtins.exec": lambda w: [
         "predict",
         w["root"] / "cfg.json",
@@ -323,6 +351,10 @@ EXPECTED = {
     "fit starts 0": "n_starts must be at least 1",
     "fit missing table": "no such table",
     "predictor trusting builtins.exec": "builtins.exec",
+    "predict heads that do not divide the width": "not a multiple of the 5 attention heads",
+    "predict a million layers": "massdyn predicts at most 1024",
+    "predict one config twice": "two CONFIGs name the model",
+    "predict outside the training ranges": "outside what the predictor learned from",
     "fit negative magnitude": "negative magnitude",
     "fit repeated keys": "repeat a (model, step, layer, seq) key",
     "fit two walks under one name": "model m mixes walks",

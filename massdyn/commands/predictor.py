@@ -15,6 +15,7 @@ def _regressors():
     return REGRESSORS
 
 
+MAX_LAYERS = 1024  # a bound on what is allocated; the training ranges bound the rest
 MIN_ARCHITECTURES = 10  # below this, held-out scores are anecdotes, and are said to be
 SHIPPED = "the grown mini-suite shipped with massdyn"
 
@@ -327,8 +328,9 @@ class PredictCommand:
     )
     extrapolate: bool = opt(
         False,
-        "also fill the rows past the training data's token horizon (each says how far past); "
-        "by default they are left empty",
+        "predict outside the training data too: configs outside its architecture ranges "
+        "(refused by default) and steps past its token horizon (left empty by default); "
+        "each such row or field is warned about",
     )
 
     def run(self) -> int:
@@ -350,6 +352,19 @@ class PredictCommand:
             [*self.config, self.predictor],
         )
         archs = [read_config(c, revision=self.revision) for c in self.config]
+        seen: dict[str, str] = {}
+        for given, arch in zip(self.config, archs, strict=True):
+            if arch.name in seen:
+                raise ValueError(
+                    f"two CONFIGs name the model {arch.name} ({seen[arch.name]} and {given}); "
+                    "give each architecture once"
+                )
+            seen[arch.name] = given
+            if arch.n_layers > MAX_LAYERS:
+                raise ValueError(
+                    f"{given}: {arch.n_layers} layers; massdyn predicts at most {MAX_LAYERS} "
+                    "(the deepest public decoders have about 130)"
+                )
         listed = self._listed_steps()
         if self.tokens_per_step is not None and self.tokens_per_step <= 0:
             raise ValueError(f"--tokens-per-step must be positive, got {self.tokens_per_step}")
@@ -362,6 +377,14 @@ class PredictCommand:
         steps = self._steps(est) if listed is None else listed
         curves, summaries = [], []
         covered = [r["coverage"] for r in info.get("scores", []) if "coverage" in r]
+        for arch in archs:
+            notes = est.out_of_range(arch)
+            if notes and not self.extrapolate:
+                more = f" (and {len(notes) - 1} more)" if len(notes) > 1 else ""
+                raise ValueError(
+                    f"{arch.name}: {notes[0]}{more}: that is outside what the predictor learned "
+                    "from; --extrapolate predicts anyway, with a warning per field"
+                )
         for arch in archs:
             tps = self._tokens_per_step(est, arch)
             table = est.predict_tokens_table(arch, steps, tps, self.extrapolate)
@@ -442,8 +465,6 @@ class PredictCommand:
 
     def _shipped_predictor(self):
         """A curve predictor fitted now to the shipped grown suite (a few seconds)."""
-        import sys
-
         from massdyn.io import read_measurements
 
         tables, configs = grown_suite_sources()
@@ -454,7 +475,6 @@ class PredictCommand:
             f"no --predictor: trained one on {SHIPPED} ({len(est.logs_)} models, "
             f"{len(set(est.groups_.values()))} architectures, steps up to {est.max_step_:g}); "
             "`massdyn train-predictor` with no arguments scores it held out and saves it",
-            file=sys.stderr,
         )
         return est, {"models": sorted(archs)}
 

@@ -128,7 +128,9 @@ def test_curve_protocol_through_the_cli(tmp_path, capsys):
         "--plot",
         str(tmp_path / "pred.png"),
     ]
-    assert main(args) == 0
+    assert main(args) == 2  # wide lies outside the suite's widths
+    assert "wide: d_model = 1024 is outside" in capsys.readouterr().err
+    assert main([*args, "--extrapolate"]) == 0
     captured = capsys.readouterr()
     pred = pd.read_csv(tmp_path / "pred.csv")
     assert list(pred.columns) == [
@@ -141,11 +143,11 @@ def test_curve_protocol_through_the_cli(tmp_path, capsys):
         "ratio_hi",
         "note",
     ]
-    inside = pred["step"] <= 8000
-    assert set(pred["model"]) == {held, "wide"} and (pred.loc[inside, "ratio"] > 0).all()
-    assert pred.loc[~inside, "ratio"].isna().all()  # past the horizon: empty, with a note
+    assert set(pred["model"]) == {held, "wide"} and (pred["ratio"] > 0).all()
+    assert pred.loc[pred["step"] > 8000, "note"].str.startswith("extrapolated: 2x").all()
     assert "wide: d_model = 1024 is outside" in captured.err
     assert "1 of 4 steps (from step 16000) lie past the training data's horizon" in captured.err
+    assert "extrapolated" in captured.err
     assert "wide: the 10-90% band is likely too narrow outside the suite" in captured.err
     summary = pd.read_csv(tmp_path / "pred_summary.csv")
     assert {"final_ratio", "growth", "t_half"} <= set(summary.columns)
@@ -204,7 +206,7 @@ def test_predict_without_a_predictor_learns_from_the_shipped_grown_suite(tmp_pat
     rc = main(["predict", str(config), "--out", str(tmp_path / "p.csv")])
     out, err = capsys.readouterr()
     assert rc == 0, err
-    assert "no --predictor" in err and f"{len(models)} models" in err
+    assert "no --predictor" in out and f"{len(models)} models" in out
     trained_on = next(line for line in out.splitlines() if line.startswith("trained on "))
     assert sorted(trained_on.removeprefix("trained on ").split(", ")) == models
     m = pd.concat(tables)
@@ -254,7 +256,7 @@ def test_predict_for_pythia_stops_at_the_training_data_token_horizon(tmp_path, c
     """The mini-suite's 8,000 steps of 2,048 tokens are 16.4M tokens: Pythia's step 7.8."""
     from massdyn.data import path
 
-    config = path("pythia_configs", "pythia-160m.json")
+    config = path("pythia_configs", "pythia-14m.json")
     out = tmp_path / "p.csv"
     assert main(["predict", str(config), "--steps", "0,1,4,8,1000,143000", "--out", str(out)]) == 0
     err = capsys.readouterr().err
@@ -280,7 +282,7 @@ def test_predict_for_pythia_stops_at_the_training_data_token_horizon(tmp_path, c
 def test_predict_extrapolates_only_when_asked_and_says_how_far(tmp_path, capsys):
     from massdyn.data import path
 
-    config = path("pythia_configs", "pythia-160m.json")
+    config = path("pythia_configs", "pythia-14m.json")
     out = tmp_path / "p.csv"
     args = ["predict", str(config), "--steps", "4,143000", "--extrapolate", "--out", str(out)]
     assert main(args) == 0
@@ -299,7 +301,7 @@ def test_a_predictor_without_tokens_per_step_keeps_its_horizon_in_steps(tmp_path
     pred = tmp_path / "p.skops"
     assert main(["train-predictor", *tables, "--configs", *configs, "--out", str(pred)]) == 0
     assert "warning: no --tokens-per-step" in capsys.readouterr().out
-    config = str(path("pythia_configs", "pythia-160m.json"))
+    config = str(path("pythia_configs", "pythia-14m.json"))
     out = tmp_path / "p.csv"
     args = ["predict", config, "--predictor", str(pred), "--steps", "0,8000,9000"]
     assert main([*args, "--out", str(out)]) == 0
