@@ -181,3 +181,32 @@ def gains(scores: pd.DataFrame, metric: str, n: int = 2000, seed: int = 0) -> pd
             }
         )
     return pd.DataFrame(rows)
+
+
+def one_run_floor(predictor: CurvePredictor, measurements: pd.DataFrame) -> dict[str, float]:
+    """What even a perfect predictor of an architecture's mean curve would miss by.
+
+    For architectures with seed replicates: the median |log error| of one run against its
+    architecture's true mean curve, on the grid and at the measured steps. A run's distance
+    to the mean of its n seeds (itself included) is sqrt((n - 1) / n) times its distance
+    to the true mean, so each is scaled by sqrt(n / (n - 1)). NaN without replicates.
+    """
+    series = aggregate(measurements, "ratio")
+    series = series[np.isfinite(series["value"]) & (series["value"] > 0)]
+    grid, measured = [], []
+    for names in predictor.architectures().values():
+        if len(names) < 2:
+            continue
+        scale = np.sqrt(len(names) / (len(names) - 1))
+        runs = np.stack([predictor.logs_[m] for m in names])
+        with np.errstate(all="ignore"):
+            grid.append(scale * np.abs(runs - np.nanmean(runs, axis=0)).ravel())
+        s = series[series["model"].isin(names)].assign(log=lambda d: np.log(d["value"]))
+        mean = s.groupby(["layer", "step"])["log"].transform("mean")
+        measured.append(scale * np.abs(s["log"] - mean).to_numpy())
+    if not grid:
+        return {"grid": np.nan, "measured": np.nan}
+    return {
+        "grid": float(np.nanmedian(np.concatenate(grid))),
+        "measured": float(np.nanmedian(np.concatenate(measured))),
+    }

@@ -240,7 +240,7 @@ class TrainPredictorCommand:
         import pandas as pd
 
         from massdyn.io import write_table
-        from massdyn.predictors.rivals import METRICS, gains, score_rivals
+        from massdyn.predictors.rivals import METRICS, gains, one_run_floor, score_rivals
 
         rivals = score_rivals(est, measurements)
         print(
@@ -259,6 +259,16 @@ class TrainPredictorCommand:
             print(
                 f"  {row.metric:<22} vs {row.rival:<8} {row.gain:+.4f} ({row.lo:+.4f} to "
                 f"{row.hi:+.4f}), wins {row.wins}/{row.architectures}: {verdict}"
+            )
+        floor = one_run_floor(est, measurements)
+        if floor["grid"] == floor["grid"]:  # not NaN: the suite has seed replicates
+            mine = table.loc["predictor"]
+            print(
+                f"one run against its architecture's seed mean (what a perfect predictor of "
+                f"the mean would miss by): median |log error| {floor['grid']:.3f} on the grid, "
+                f"{floor['measured']:.3f} at the measured steps; the predictor is at "
+                f"{mine['abs_log_err_grid'] / floor['grid']:.2f}x and "
+                f"{mine['abs_log_err_measured'] / floor['measured']:.2f}x of it"
             )
         if self.scores:
             print(f"wrote {write_table(rivals, self.scores)}")

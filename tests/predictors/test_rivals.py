@@ -87,3 +87,16 @@ def test_gains_are_paired_by_architecture_and_signed_so_positive_is_better():
     r2 = gains(scores, "r2_grid").iloc[0]
     assert r2["gain"] == pytest.approx(0.1) and r2["wins"] == 2
     assert err["lo"] <= err["gain"] <= err["hi"]
+
+
+def test_the_one_run_floor_is_the_seed_noise_it_was_made_with():
+    from massdyn.predictors.rivals import one_run_floor
+
+    # Per-point noise 0.1 in log ratio around each architecture's law: a run's median
+    # |log error| against the true mean is 0.1 x 0.6745 (the median of |N(0, 1)|).
+    m, archs = suite(law=0.4, seeds=(1, 2, 3), noise=0.1)
+    p = CurvePredictor().fit(m, archs)
+    floor = one_run_floor(p, m)
+    assert floor["measured"] == pytest.approx(0.1 * 0.6745, rel=0.08)
+    # On the grid, points between two measured steps are interpolated: less noise.
+    assert 0.5 * floor["measured"] < floor["grid"] <= floor["measured"]
