@@ -8,6 +8,8 @@ size (largest first onto the lightest shard); inside a Slurm array task it takes
 own ordinary walk folders, so the walk's guarantees (atomic files, resume, identity check)
 hold per (model, shard) and no two shards write the same file::
 
+    DIR/plans/suite.json              every unit of the suite (and N for --shard K/N),
+                                      recorded when the first shard starts
     DIR/plans/K-of-N.json             the units this shard was given
     DIR/<model>/shards/K-of-N/        an ordinary walk folder of those units
     DIR/<model>/measurements.csv      merged (massdyn merge, or the end of a walk)
@@ -17,7 +19,12 @@ hold per (model, shard) and no two shards write the same file::
 :func:`merge` refuses shards of one model whose inputs (sha256), tokenizer or measurement
 settings differ, naming the difference; it is idempotent, and a planned unit that no shard
 has measured is listed, not dropped. :func:`status` reads the state of every planned unit
-from the result files alone.
+from the result files alone. "Planned" means the whole suite as recorded in
+``plans/suite.json`` when the first shard started, not only what the shards that ran were
+given: shards that never ran leave their units pending, not forgotten. A later shard whose
+suite (its units) or shard count differs is refused, since its K-of-N would cover other
+units than the first shards' did. A shard's table cut short (a partial copy) makes the
+steps it holds unreadable, listed as failed, never merged as NaN.
 """
 
 from __future__ import annotations
@@ -176,11 +183,49 @@ def pending_units(specs: list[str], config) -> list[Unit]:
     """The suite's selected units that no shard in ``config.out`` has measured yet."""
     units = plan_units(open_sources(specs), config.steps)
     root = Path(config.out)
-    if not (root / PLANS).is_dir():
-        return units
+    record_suite_plan(root, units, None)
     done = status(root)
     done = {(r.model, int(r.step)) for r in done.itertuples() if r.state.startswith("done")}
     return [u for u in units if (u.model, u.step) not in done]
+
+
+SUITE_PLAN = "suite.json"
+
+
+def record_suite_plan(root: Path, units: list[Unit], shards: int | None) -> None:
+    """Record every unit of the suite (and the shard count) once; refuse a changed plan.
+
+    Args:
+        root: The suite folder.
+        units: Every unit of the suite under this walk's selection.
+        shards: ``N`` of ``--shard K/N`` (None: a walk that covers every unit itself).
+
+    Raises:
+        ValueError: when an earlier shard recorded other units or another ``N``.
+    """
+    path = Path(root) / PLANS / SUITE_PLAN
+    keys = sorted([u.model, u.step, u.revision] for u in units)
+    if path.exists():
+        recorded = json.loads(path.read_text())
+        old = sorted([u["model"], int(u["step"]), u["revision"]] for u in recorded["units"])
+        if old != keys:
+            gone = len({tuple(k) for k in old} - {tuple(k) for k in keys})
+            new = len({tuple(k) for k in keys} - {tuple(k) for k in old})
+            raise ValueError(
+                f"{root} was planned with {len(old)} units when its first shard started; this "
+                f"walk plans {len(keys)} ({new} new, {gone} missing): walk with the same "
+                "sources and steps, or into another --out"
+            )
+        if shards is not None and recorded.get("shards") not in (None, shards):
+            raise ValueError(
+                f"{root} was planned as {recorded['shards']} shards; --shard K/{shards} would "
+                f"leave units walked by no shard: use --shard K/{recorded['shards']}"
+            )
+        if recorded.get("shards") is not None or shards is None:
+            return
+    plan = {"shards": shards, "units": [asdict(u) for u in units]}
+    text = json.dumps(plan, indent=1) + "\n"
+    atomic_write(path, lambda f: f.write(text))
 
 
 def write_plan(root: Path, name: str, units: list[Unit]) -> None:
@@ -230,6 +275,7 @@ def walk_suite(specs: list[str], config, shard: tuple[int, int] | None = None, m
     """
     sources = open_sources(specs)
     units = plan_units(sources, config.steps)
+    record_suite_plan(Path(config.out), units, None if shard is None else shard[1])
     mine = units if shard is None else assign(units, shard[1])[shard[0]]
     summaries = walk_units(specs, mine, config, shard_name(shard), sources)
     if shard is None and merge_after:
@@ -317,11 +363,21 @@ def merge(root: str | Path) -> pd.DataFrame:
             .drop_duplicates("step")
             .drop(columns="_ok")
         )
-        parts = [
-            pd.read_csv(f / "measurements.csv")
-            for f in folders
-            if (f / "measurements.csv").exists()
-        ]
+        parts, unreadable = [], {}
+        for f in folders:
+            if (f / "measurements.csv").exists():
+                part, bad = _read_shard_table(f / "measurements.csv")
+                parts.append(part)
+                unreadable.update(dict.fromkeys(bad, f / "measurements.csv"))
+        if unreadable:
+            # Steps whose rows are cut short are not measured as far as the suite is
+            # concerned: failed, with the reason, and left out of the merged table.
+            hit = checkpoints["step"].astype(int).isin(unreadable)
+            checkpoints.loc[hit, "status"] = "failed"
+            checkpoints.loc[hit, "reason"] = [
+                f"unreadable: {unreadable[int(s)]} is cut short at this step; walk it again"
+                for s in checkpoints.loc[hit, "step"]
+            ]
         table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         if len(table):
             ok_steps = set(checkpoints.loc[checkpoints["status"] == "ok", "step"].astype(int))
@@ -339,6 +395,39 @@ def merge(root: str | Path) -> pd.DataFrame:
     return status(root)
 
 
+def _read_shard_table(path: Path) -> tuple[pd.DataFrame, set[int]]:
+    """A shard's measurements and the steps whose rows are incomplete (a table cut short).
+
+    The walker writes whole lines atomically, so a row with fewer fields than the header,
+    or a last line without its newline, comes from a copy cut short: its step is
+    unreadable (every row of it is left out), never filled with NaN.
+    """
+    import csv
+    import io
+
+    text = path.read_text(encoding="utf-8", errors="replace")
+    lines = text.splitlines(keepends=True)
+    if not lines:
+        return pd.DataFrame(), set()
+    header = next(csv.reader([lines[0]]))
+    at = header.index("step") if "step" in header else None
+    steps: set[int] = set()
+    for line in lines[1:]:
+        fields = next(csv.reader([line]), [])
+        if len(fields) != len(header) or not line.endswith("\n"):
+            try:
+                steps.add(int(float(fields[at])))
+            except (TypeError, ValueError, IndexError):
+                raise ValueError(
+                    f"{path} has a row cut short before its step; walk that shard again"
+                ) from None
+    table = pd.read_csv(io.StringIO(text), on_bad_lines="skip")
+    if not steps:
+        return table, steps
+    table = table[~pd.to_numeric(table["step"], errors="coerce").isin(steps)]
+    return pd.read_csv(io.StringIO(table.to_csv(index=False))), steps
+
+
 def status(root: str | Path) -> pd.DataFrame:
     """Every planned unit of the suite folder ``root``: ``done``, ``failed`` (reason), ``pending``.
 
@@ -350,17 +439,25 @@ def status(root: str | Path) -> pd.DataFrame:
     root = _suite_root(root)
     planned = {}
     for plan in sorted((root / PLANS).glob("*.json")):
-        for u in json.loads(plan.read_text()):
+        data = json.loads(plan.read_text())
+        for u in data["units"] if plan.name == SUITE_PLAN else data:
             planned.setdefault((u["model"], int(u["step"])), u)
     seen = {}
     for model_folder in sorted(p for p in root.iterdir() if (p / SHARDS).is_dir()):
         for f in _shard_folders(model_folder):
             if not (f / "checkpoints.csv").exists():
                 continue
+            cut = set()
+            if (f / "measurements.csv").exists():
+                cut = _read_shard_table(f / "measurements.csv")[1]
             for r in pd.read_csv(f / "checkpoints.csv", keep_default_na=False).itertuples():
                 key = (r.model, int(r.step))
+                state = (r.status, r.reason)
+                if int(r.step) in cut:
+                    why = f"unreadable: {f / 'measurements.csv'} is cut short at this step"
+                    state = ("failed", f"{why}; walk it again")
                 if seen.get(key, ("", ""))[0] != "ok":
-                    seen[key] = (r.status, r.reason)
+                    seen[key] = state
     rows = []
     for (model, step), u in sorted(planned.items()):
         state, reason = seen.get((model, step), ("pending", ""))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from massdyn.options import opt
@@ -79,7 +80,7 @@ class WalkCommand:
         summaries = walk_suite(self.source.source, self.walk, shard)
         for s in summaries:
             print(s.describe())
-        if shard is not None:
+        if shard is not None and not os.environ.get("MASSDYN_JOBS_PARENT"):
             print(
                 f"shard {shard[0]}/{shard[1]} done; when every shard is, run: massdyn merge "
                 f"{self.walk.out}"
@@ -120,8 +121,10 @@ class WalkCommand:
         from pathlib import Path
 
         from massdyn.options import dump, resolved
-        from massdyn.tracker.suite import merge
+        from massdyn.tracker.suite import merge, open_sources, plan_units, record_suite_plan
 
+        units = plan_units(open_sources(self.source.source), self.walk.steps)
+        record_suite_plan(Path(self.walk.out), units, self.jobs)  # refused before any start
         folder = Path(self.walk.out) / "plans"
         folder.mkdir(parents=True, exist_ok=True)
         config = folder / "jobs.yaml"
@@ -129,7 +132,7 @@ class WalkCommand:
         gpus = _gpu_count()
         procs = []
         for k in range(self.jobs):
-            env = dict(os.environ)
+            env = dict(os.environ, MASSDYN_JOBS_PARENT="1")  # the parent merges, not the user
             if gpus > 1:
                 env["CUDA_VISIBLE_DEVICES"] = str(k % gpus)
             cmd = [sys.executable, "-m", "massdyn.cli", "walk", "--config", str(config)]

@@ -150,6 +150,10 @@ def test_cli_jobs_runs_the_shards_as_processes_and_merges(suite_sources, text_fi
     out = run_cli("walk", *suite_sources, *args, "--out", tmp_path / "j", "--jobs", 2)
     assert out.returncode == 0, out.stderr
     assert "7 units: 7 done" in out.stdout
+    assert "run: massdyn merge" not in out.stdout  # the parent merged already
+    again = run_cli("walk", *suite_sources, *args, "--out", tmp_path / "j", "--jobs", 3)
+    assert again.returncode == 2 and "was planned as 2 shards" in again.stderr
+    assert len(again.stderr.strip().splitlines()) == 1
     one = run_cli("walk", *suite_sources, *args, "--out", tmp_path / "one")
     assert one.returncode == 0, one.stderr
     pd.testing.assert_frame_equal(tables(tmp_path / "j")[1], tables(tmp_path / "one")[1])
@@ -158,3 +162,47 @@ def test_cli_jobs_runs_the_shards_as_processes_and_merges(suite_sources, text_fi
     bad = run_cli("walk", *suite_sources, *args, "--name", "x", "--out", tmp_path / "n")
     assert bad.returncode == 2 and "--name names one series" in bad.stderr
     assert model_dir("EleutherAI/pythia-70m") == "EleutherAI--pythia-70m"
+
+
+def test_shards_that_never_ran_leave_their_units_pending_and_merge_exits_1(
+    suite_sources, text_file, tmp_path
+):
+    out = tmp_path / "o"
+    walk_suite(suite_sources, config(out, text_file), shard=(0, 3))
+    table = merge(out)
+    assert len(table) == 7  # the whole suite, not only shard 0's units
+    assert set(table["state"]) == {"done", "pending"} and (table["state"] == "done").sum() < 7
+    run = run_cli("merge", out)
+    assert run.returncode == 1 and "pending" in run.stdout
+    st = run_cli("status", out)
+    assert "7 units: " in st.stdout and "pending" in st.stdout
+
+
+def test_a_shard_count_that_changed_between_shards_is_refused(suite_sources, text_file, tmp_path):
+    out = tmp_path / "o"
+    walk_suite(suite_sources, config(out, text_file), shard=(0, 2))
+    with pytest.raises(ValueError, match="was planned as 2 shards; --shard K/3"):
+        walk_suite(suite_sources, config(out, text_file), shard=(1, 3))
+    with pytest.raises(ValueError, match="planned with 7 units .* this walk plans [0-9]+ "):
+        walk_suite(suite_sources[:1], config(out, text_file), shard=(1, 2))
+    walk_suite(suite_sources, config(out, text_file), shard=(1, 2))
+    assert (merge(out)["state"] == "done").all()
+
+
+def test_a_shard_table_cut_short_is_unreadable_not_nan(suite_sources, text_file, tmp_path):
+    out = tmp_path / "o"
+    for k in range(2):
+        walk_suite(suite_sources, config(out, text_file), shard=(k, 2))
+    shard_table = next(out.glob("*/shards/1-of-2/measurements.csv"))
+    text = shard_table.read_text()
+    shard_table.write_text(text[: len(text) - 40])  # a partial copy, cut mid-line
+    last_step = int(pd.read_csv(shard_table)["step"].iloc[-1])
+    table = merge(out)
+    model = shard_table.parent.parent.parent.name
+    failed = table[table["state"] == "failed"]
+    assert list(zip(failed["model"], failed["step"])) == [(model, last_step)]
+    assert "cut short" in failed["reason"].iloc[0]
+    merged = pd.read_csv(out / "measurements.csv")
+    assert not merged.isna().any().any() and last_step not in set(
+        merged.loc[merged["model"] == model, "step"]
+    )
