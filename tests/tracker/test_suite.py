@@ -200,7 +200,7 @@ def test_a_shard_table_cut_short_is_unreadable_not_nan(suite_sources, text_file,
     table = merge(out)
     model = shard_table.parent.parent.parent.name
     failed = table[table["state"] == "failed"]
-    assert list(zip(failed["model"], failed["step"])) == [(model, last_step)]
+    assert list(zip(failed["model"], failed["step"], strict=True)) == [(model, last_step)]
     assert "cut short" in failed["reason"].iloc[0]
     merged = pd.read_csv(out / "measurements.csv")
     assert not merged.isna().any().any() and last_step not in set(
