@@ -64,7 +64,10 @@ def hub(tmp_path_factory, series, tokenizer):
       step101 (identical weights);
     - tiny/neox-corrupt: LFS, and step10's object does not match its sha256;
     - tiny/neox-alias: plain git, step2000 is the very commit of step1000;
-    - datasets tiny/text: a jsonl file of documents.
+    - datasets tiny/text: a jsonl file of documents;
+    - allenai/OLMo-2-tiny and HuggingFaceTB/SmolLM3-3B-checkpoints: the same checkpoints
+      under OLMo 2's and SmolLM3's revision names (plus a stray branch each);
+    - tiny/odd: branches ck-0 and ck-10, which no shipped pattern knows.
     """
     root = tmp_path_factory.mktemp("hub")
     server = LocalHub(root)
@@ -74,6 +77,24 @@ def hub(tmp_path_factory, series, tokenizer):
     server.add_model_repo("tiny/neox-corrupt", branches, lfs=True, corrupt={"step10"})
     server.add_model_repo("tiny/neox-alias", branches)
     server.alias("tiny/neox-alias", "step2000", "step1000")
+    olmo2 = {
+        "stage1-step0-tokens0B": branches["step0"],
+        "step10-tokens1B": branches["step10"],
+        "stage1-step100-tokens2B": branches["step100"],
+        "stage2-step50-tokens1B": branches["step1000"],  # stage 2 restarts its steps
+        "stage2-ingredient1-step50-tokens1B": branches["step1000"],
+        "fp32": branches["step1000"],
+    }
+    server.add_model_repo("allenai/OLMo-2-tiny", olmo2)
+    smol3 = {
+        "stage1-step-0": branches["step0"],
+        "stage1-step-10": branches["step10"],
+        "stage2-step-100": branches["step100"],
+        "stage3-step-1000": branches["step1000"],
+        "readme-fix": branches["step1000"],
+    }
+    server.add_model_repo("HuggingFaceTB/SmolLM3-3B-checkpoints", smol3)
+    server.add_model_repo("tiny/odd", {"ck-0": branches["step0"], "ck-10": branches["step10"]})
     lines = [p for p in SAMPLE_TEXT.split("\n") * 30 if p]
     docs = "\n".join(json.dumps({"text": p}) for p in lines)
     server.add_dataset_repo("tiny/text", {"data/part-0.jsonl": docs})

@@ -477,8 +477,8 @@ def test_two_folders_for_one_step_are_refused_naming_both(world, tmp_path, twin)
     shutil.copytree(world["series"], series)
     shutil.copytree(series / "step100", series / twin)  # another step's weights, named 10
     args = ["walk", series, "--text", world["text"], *GOOD, "--out", tmp_path / "o"]
-    line = check_refused(world, args, "two folders for step 10")
-    assert "step10/" in line and f"{twin}/" in line
+    line = check_refused(world, args, "two revisions for step 10")
+    assert "step10 " in line and f"{twin};" in line
     assert not (tmp_path / "o").exists()
 
 

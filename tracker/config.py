@@ -33,6 +33,8 @@ class SourceSpec:
             folders (``step1000/``, ``checkpoint-1000/``, ...), or suite files listing them
             (see :func:`massdyn.tracker.suite.expand_sources`).
         name: The series' name in the results (default: the repo id or the folder's name).
+        revision_pattern: A regex with a ``step`` group for revision names the shipped
+            grammar (``data/revisions.json``) does not know.
     """
 
     source: list[str] = field(
@@ -43,10 +45,20 @@ class SourceSpec:
         }
     )
     name: str | None = _opt(None, "series name in the results (default: repo or folder)")
+    revision_pattern: str | None = _opt(
+        None,
+        "regex naming the checkpoints of a series the shipped grammar does not know, with a "
+        "(?P<step>...) group and optionally (?P<tokens>...), (?P<stage>...)",
+        metavar="REGEX",
+    )
 
     def __post_init__(self):
         if isinstance(self.source, str):  # one source, as a config file may give it
             self.source = [self.source]
+        if self.revision_pattern is not None:
+            from massdyn.tracker.sources.revisions import compile_pattern
+
+            compile_pattern(self.revision_pattern)  # refused before anything loads
 
     @property
     def is_suite(self) -> bool:
@@ -63,7 +75,7 @@ class SourceSpec:
 
         if len(self.source) != 1:
             raise ValueError(f"expected one SOURCE, got {len(self.source)}")
-        return open_source(self.source[0], name=self.name)
+        return open_source(self.source[0], name=self.name, revision_pattern=self.revision_pattern)
 
 
 @dataclass
@@ -96,6 +108,8 @@ class WalkConfig:
         parquet: Also write ``measurements.parquet`` (needs pyarrow).
         max_memory: Largest model (weights in ``dtype``) loaded whole, e.g. ``8GB``; a
             bigger one is measured one decoder block at a time (None: always whole).
+        tokens_per_step: Tokens per optimizer step, for ``tokens`` where the revision
+            names give none (None: known suites' own, else ``tokens`` stays empty).
     """
 
     out: str = _opt("massdyn-walk", "results folder")
@@ -129,6 +143,12 @@ class WalkConfig:
         "stream models whose weights exceed SIZE one block at a time (e.g. 8GB)",
         metavar="SIZE",
     )
+    tokens_per_step: int | None = _opt(
+        None,
+        "tokens per optimizer step (global batch x sequence length), for the tokens column "
+        "where revision names do not give tokens (Pythia's is known)",
+        metavar="N",
+    )
 
     def check(self) -> None:
         """Refuse settings that cannot work, before anything is loaded or written.
@@ -136,6 +156,10 @@ class WalkConfig:
         Raises:
             ValueError: naming the setting and the fix.
         """
+        if self.tokens_per_step is not None and self.tokens_per_step <= 0:
+            raise ValueError(
+                f"--tokens-per-step must be a positive number of tokens, got {self.tokens_per_step}"
+            )
         if not DEVICE_PATTERN.match(self.device):
             raise ValueError(
                 f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N (e.g. cuda:1)"

@@ -29,6 +29,16 @@ def is_pythia(repo_id: str) -> bool:
     return org == pythia_facts()["organisation"] and name.startswith("pythia-")
 
 
+def known_tokens_per_step(series: str) -> int | None:
+    """Tokens per optimizer step of a series whose suite ``data/revisions.json`` knows."""
+    import re
+
+    for entry in read_json("revisions.json")["tokens_per_step"]:
+        if re.match(entry["repo"], series):
+            return int(entry["tokens_per_step"])
+    return None
+
+
 def paper_subset(steps: list[int], n: int | None = None) -> list[int]:
     """About ``n`` steps spread over training as the paper used (default 37).
 

@@ -54,7 +54,12 @@ CHECKPOINT_COLUMNS = (
     "verified",
     "duplicate_of",
     "attempts",
+    "tokens",
+    "stage",
+    "commit",
 )
+# Carried from checkpoints.csv into the measurements when some checkpoint has them.
+TIME_COLUMNS = ("tokens", "stage")
 
 
 def _count(value) -> int:
@@ -399,6 +404,15 @@ class ResultStore:
         }
         if flagged:
             table[DUPLICATE_COLUMN] = table["step"].map(flagged).astype("Int64")
+        for column in TIME_COLUMNS:
+            known = {
+                int(s): v
+                for s, v in zip(ck["step"], ck[column], strict=True)
+                if int(s) in measured and v not in ("", None) and v == v
+            }
+            if known:
+                values = table["step"].map(known)
+                table[column] = values.astype("Int64") if column == "tokens" else values
         return table
 
     def _write_measurements(self, checkpoints: pd.DataFrame) -> pd.DataFrame:

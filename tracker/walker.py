@@ -22,6 +22,7 @@ import torch
 from massdyn.tracker.config import DTYPE_NAMES, WalkConfig, WalkSummary, human_bytes, walk_settings
 from massdyn.tracker.inputs import InputError, TokenInputs, build_inputs
 from massdyn.tracker.measure import measure
+from massdyn.tracker.schedule import known_tokens_per_step
 from massdyn.tracker.sources import CheckpointError, Fetched
 from massdyn.tracker.store import ResultStore, folder_identity
 
@@ -441,6 +442,17 @@ def _walk_queue(source, config, store, inputs, available, todo, queue, device, d
     # Few large passes keep the GPU busy; per-pass launch overheads dominate small ones.
     batch_size = config.batch_size or max(1, TOKENS_PER_BATCH // ids.shape[1])
     where = {"dtype": str(dtype).replace("torch.", ""), "device": str(device)}
+    per_step = config.tokens_per_step or known_tokens_per_step(source.name)
+    named = getattr(source, "revisions", {})
+
+    def time_of(step: int) -> dict:
+        """Tokens and stage of a step: from its name, else steps x tokens per step."""
+        rev = named.get(step)
+        tokens = rev.tokens if rev is not None and rev.tokens is not None else None
+        if tokens is None and per_step:
+            tokens = step * per_step
+        return {"tokens": "" if tokens is None else int(tokens), "stage": rev.stage if rev else ""}
+
     ok, failed = [], {}
     for s in todo:
         if s not in available:
@@ -451,11 +463,12 @@ def _walk_queue(source, config, store, inputs, available, todo, queue, device, d
     try:
         with contextlib.closing(_Fetcher(source, config).stream(queue, available)) as fetches:
             for step, fetched, error in fetches:
-                row = {"revision": available[step], **where}
+                row = {"revision": available[step], **where, **time_of(step)}
                 if step in twins:  # measured anyway: the audit says whose weights these are
                     row["duplicate_of"] = twins[step][0]
                 if fetched is not None:
                     row.update(weights_sha256=fetched.weights_sha256, verified=fetched.verified)
+                    row["commit"] = getattr(fetched, "commit", None) or ""
                     try:
                         table, row["load"] = _measure_checkpoint(
                             fetched, ids, batch_size, device, dtype, config

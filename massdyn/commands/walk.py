@@ -64,6 +64,10 @@ class WalkCommand:
             return 1 if summary.failed else 0
         if self.source.name:
             raise ValueError("--name names one series; the models of a suite keep their own names")
+        if self.source.revision_pattern:
+            raise ValueError(
+                "--revision-pattern applies to one SOURCE; walk the suite's series one by one"
+            )
         if self.slurm.slurm:
             if self.shard is not None:
                 raise ValueError(

@@ -18,7 +18,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from massdyn.tracker.sources.hub_cache import HUB_BRANCH
+from massdyn.tracker.sources.base import step_of
 
 LFS_SUFFIXES = (".safetensors", ".bin")
 
@@ -91,7 +91,7 @@ class LocalHub:
             _git(repo, "commit", "-q", "-m", name)
         _git(repo, "checkout", "-q", "main")
         # As on the Hub, main is the final model: the highest step (else the last branch).
-        steps = {n: int(m.group(1)) for n in branches if (m := HUB_BRANCH.match(n))}
+        steps = {n: s for n in branches if (s := step_of(n)) is not None}
         last = max(steps, key=steps.get) if steps else list(branches)[-1]
         _git(repo, "reset", "-q", "--hard", last)
         return repo

@@ -348,3 +348,57 @@ def test_every_source_implements_the_declared_protocol(hub, tmp_path, series, mo
     assert type(open_source("tiny/neox")) is HubSource
     monkeypatch.setattr("huggingface_hub.constants.HF_HUB_OFFLINE", True)
     assert type(open_source("tiny/neox", name="n")) is CachedHubSource
+
+
+@pytest.mark.parametrize(
+    "repo, steps, tokens, stages, unmatched",
+    [
+        (
+            "allenai/OLMo-2-tiny",
+            [0, 10, 100, 150],
+            [0, 10**9, 2 * 10**9, 3 * 10**9],  # from the names, stage 2's made cumulative
+            ["1", "", "1", "2"],
+            "fp32, stage2-ingredient1-step50-tokens1B",
+        ),
+        (
+            "HuggingFaceTB/SmolLM3-3B-checkpoints",
+            [0, 10, 100, 1000],
+            [s * 2_359_296 for s in (0, 10, 100, 1000)],  # data/: SmolLM3's tokens per step
+            ["1", "1", "2", "3"],
+            "readme-fix",
+        ),
+    ],
+)
+def test_walks_olmo2_and_smollm3_names_with_nothing_but_the_repo_id(
+    hub, text_file, tmp_path, repo, steps, tokens, stages, unmatched
+):
+    from huggingface_hub import HfApi
+
+    out = run_cli("walk", repo, *walk_args(text_file, tmp_path / "o"), env=hub_env(hub, tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert f"match no checkpoint pattern: {unmatched}" in out.stdout
+    ck = pd.read_csv(tmp_path / "o" / "checkpoints.csv", dtype={"stage": str})
+    assert list(ck["step"]) == steps and list(ck["tokens"]) == tokens
+    assert list(ck["stage"].fillna("")) == stages
+    # Pinned: each row's commit is the commit its branch points at.
+    refs = HfApi(endpoint=hub.url).list_repo_refs(repo)
+    commit = {b.name: b.target_commit for b in refs.branches}
+    assert list(ck["commit"]) == [commit[r] for r in ck["revision"]]
+    m = pd.read_csv(tmp_path / "o" / "measurements.csv")
+    assert dict(zip(m["step"], m["tokens"], strict=True)) == dict(zip(steps, tokens, strict=True))
+
+
+def test_a_repo_with_no_checkpoint_names_shows_some_and_the_fix(hub, text_file, tmp_path):
+    args = walk_args(text_file, tmp_path / "o")
+    out = run_cli("walk", "tiny/odd", *args, env=hub_env(hub, tmp_path))
+    assert out.returncode == 2
+    assert "tiny/odd has no branches or tags named like checkpoints (it has: ck-0, ck-10" in (
+        out.stderr
+    )
+    assert "--revision-pattern" in out.stderr and not (tmp_path / "o").exists()
+    pattern = "^ck-(?P<step>\\d+)$"
+    out = run_cli(
+        "walk", "tiny/odd", "--revision-pattern", pattern, *args, env=hub_env(hub, tmp_path)
+    )
+    assert out.returncode == 0, out.stderr
+    assert list(pd.read_csv(tmp_path / "o" / "checkpoints.csv")["revision"]) == ["ck-0", "ck-10"]

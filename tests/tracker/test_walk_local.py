@@ -342,3 +342,48 @@ def test_measured_duplicates_are_flagged_in_the_measurements(tmp_path, tokenizer
     a = m[m["step"] == 1000][cols].reset_index(drop=True)
     b = m[m["step"] == 1500][cols].reset_index(drop=True)
     pd.testing.assert_frame_equal(a, b)
+
+
+def test_a_series_named_like_olmo2_gets_cumulative_steps_tokens_and_stages(
+    tmp_path, tokenizer, text_file
+):
+    root = tmp_path / "olmo2"
+    tokenizer.save_pretrained(root)
+    names = {
+        "stage1-step0-tokens0B": 0,
+        "step10-tokens1B": 10,  # OLMo 2's unprefixed early names: stage 1
+        "stage1-step100-tokens2B": 100,
+        "stage2-step50-tokens1B": 50,  # stage 2 restarts: step 150, 3B tokens
+        "stage2-ingredient1-step50-tokens1B": 50,  # a parallel mix: set aside
+    }
+    for name, step in names.items():
+        planted_model(tiny_config(), step).save_pretrained(root / name)
+    (root / "logs").mkdir()
+    out = run_cli(
+        "walk", root, "--text", text_file, "--seqs", 2, "--seq-len", 16, "--out", tmp_path / "o"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "not walked: 2 name(s)" in out.stdout and "logs" in out.stdout
+    ck = pd.read_csv(tmp_path / "o" / "checkpoints.csv", keep_default_na=False).set_index("step")
+    assert list(ck.index) == [0, 10, 100, 150]
+    assert ck.loc[150, "revision"] == "stage2-step50-tokens1B" and ck.loc[150, "stage"] == "2"
+    assert list(ck["tokens"]) == [0, 10**9, 2 * 10**9, 3 * 10**9]
+    m = pd.read_csv(tmp_path / "o" / "measurements.csv")
+    assert dict(zip(m["step"], m["tokens"], strict=True))[150] == 3 * 10**9
+
+
+def test_tokens_per_step_fills_the_tokens_of_plain_step_names(series, text_file, tmp_path):
+    out = run_cli(
+        "walk", series, "--text", text_file, "--seqs", 2, "--seq-len", 16,
+        "--tokens-per-step", 2048, "--out", tmp_path / "o",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    m = pd.read_csv(tmp_path / "o" / "measurements.csv")
+    assert (m["tokens"] == m["step"] * 2048).all()
+    ck = pd.read_csv(tmp_path / "o" / "checkpoints.csv")
+    assert (ck["tokens"] == ck["step"] * 2048).all() and ck["stage"].isna().all()
+    bad = run_cli("walk", series, "--tokens-per-step", 0, "--out", tmp_path / "p")
+    assert bad.returncode == 2 and "--tokens-per-step must be a positive" in bad.stderr
+    pat = run_cli("walk", series, "--revision-pattern", "^x(\\d+)$", "--out", tmp_path / "q")
+    assert pat.returncode == 2 and "no (?P<step>...) group" in pat.stderr
+    assert not (tmp_path / "p").exists() and not (tmp_path / "q").exists()

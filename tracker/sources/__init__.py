@@ -34,7 +34,9 @@ def looks_like_path(spec: str) -> bool:
     )
 
 
-def open_source(spec: str, name: str | None = None) -> CheckpointSource:
+def open_source(
+    spec: str, name: str | None = None, revision_pattern: str | None = None
+) -> CheckpointSource:
     """A :class:`LocalSource` for an existing folder, else the Hub repo ``spec``.
 
     Raises:
@@ -42,11 +44,11 @@ def open_source(spec: str, name: str | None = None) -> CheckpointSource:
             folder nor of the form ``org/name``.
     """
     if Path(spec).expanduser().is_dir():
-        return LocalSource(Path(spec).expanduser(), name=name)
+        return LocalSource(Path(spec).expanduser(), name=name, revision_pattern=revision_pattern)
     if looks_like_path(spec):
         raise CheckpointError(f"no such folder: {spec}")
     if re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
-        return hub_source(spec, name=name)
+        return hub_source(spec, name=name, revision_pattern=revision_pattern)
     raise CheckpointError(f"{spec!r} is neither a checkpoint folder nor a Hub repo id (org/name)")
 
 

@@ -3,16 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
-STEP_PATTERNS = (
-    re.compile(r"^step[-_]?(\d+)$"),
-    re.compile(r"^checkpoint-(\d+)$"),
-    re.compile(r"^global_step(\d+)$"),
-)
 TOKENIZER_FILES = (
     "tokenizer.json",
     "tokenizer_config.json",
@@ -104,12 +98,11 @@ class CheckpointSource(Protocol):
 
 
 def step_of(name: str) -> int | None:
-    """The training step encoded in a checkpoint folder name, or None."""
-    for pat in STEP_PATTERNS:
-        m = pat.match(name)
-        if m:
-            return int(m.group(1))
-    return None
+    """The training step a checkpoint name gives by the revision grammar, or None."""
+    from massdyn.tracker.sources.revisions import RevisionGrammar
+
+    got = RevisionGrammar(local=True).parse(name)
+    return None if got is None else got[0].step
 
 
 def read_config(path: Path) -> dict:

@@ -18,7 +18,7 @@ from massdyn.tracker.sources.base import (
     read_config,
 )
 from massdyn.tracker.sources.etiquette import http_status, with_backoff
-from massdyn.tracker.sources.hub_cache import HUB_BRANCH, HubCache
+from massdyn.tracker.sources.hub_cache import HubCache
 from massdyn.tracker.sources.integrity import (
     combined_digest,
     folder_checkpoint,
@@ -43,13 +43,39 @@ class _HubRepo:
         cache_dir: str | None = None,
         endpoint: str | None = None,
         name: str | None = None,
+        revision_pattern: str | None = None,
     ):
         self.repo_id = repo_id
+        self.revision_pattern = revision_pattern
+        self.revisions: dict = {}
+        self.unmatched: list[str] = []
         self.name = name or repo_id
         self.location = repo_id
         self.cache_dir = cache_dir
         self.endpoint = endpoint
         self.cache = HubCache(repo_id, cache_dir)
+
+    def _listed(self, names: list[str], what: str) -> dict[int, str]:
+        """Step -> revision of ``names`` by the revision grammar; keeps what was not taken.
+
+        ``main`` (the final model: the audit gives its weights to the last step) is not
+        a checkpoint of its own and is not listed as unmatched.
+
+        Raises:
+            CheckpointError: when no name matches, showing a few and the fix.
+        """
+        from massdyn.tracker.sources.revisions import RevisionGrammar
+
+        listing = RevisionGrammar(self.revision_pattern).listing(names, self.repo_id)
+        self.revisions = listing.revisions
+        self.unmatched = [n for n in listing.unmatched if n != "main"] + listing.set_aside
+        if not listing.steps:
+            shown = ", ".join(sorted(names)[:6]) or "none"
+            raise CheckpointError(
+                f"{self.repo_id} has no {what} named like checkpoints (it has: {shown}); "
+                r"name the pattern with --revision-pattern '^ckpt-(?P<step>\d+)$'"
+            )
+        return listing.steps
 
     def model_config(self, ref: str) -> dict:
         """The ``config.json`` of one revision (downloaded alone, a few kB)."""
@@ -112,8 +138,8 @@ class HubSource(_HubRepo):
         name: Series name for the results (default: the repo id).
     """
 
-    def __init__(self, repo_id: str, cache_dir=None, endpoint=None, name=None):
-        super().__init__(repo_id, cache_dir, endpoint, name)
+    def __init__(self, repo_id: str, cache_dir=None, endpoint=None, name=None, **kwargs):
+        super().__init__(repo_id, cache_dir, endpoint, name, **kwargs)
         from huggingface_hub import HfApi
 
         self.api = HfApi(endpoint=endpoint)
@@ -159,14 +185,8 @@ class HubSource(_HubRepo):
             raise CheckpointError(
                 f"cannot list the branches of {self.repo_id}: {first_line(exc)}"
             ) from None
-        found = {}
-        for b in refs.branches:
-            m = HUB_BRANCH.match(b.name)
-            if m:
-                found[int(m.group(1))] = b.name
-        if not found:
-            raise CheckpointError(f"{self.repo_id} has no branches named step<N>")
-        return found
+        names = [r.name for r in [*refs.branches, *getattr(refs, "tags", [])]]
+        return self._listed(names, "branches or tags")
 
     def _tree(self, ref: str) -> list:
         if ref not in self._trees:
@@ -294,12 +314,12 @@ class CachedHubSource(_HubRepo):
         Raises:
             CheckpointError: when the cache holds none.
         """
-        found = self.cache.cached_refs()
-        if not found:
+        names = self.cache.cached_refs()
+        if not names:
             raise CheckpointError(
-                f"HF_HUB_OFFLINE is set and the cache holds no step revisions of {self.repo_id}"
+                f"HF_HUB_OFFLINE is set and the cache holds no revisions of {self.repo_id}"
             )
-        return found
+        return self._listed(names, "cached revisions")
 
     def size_of(self, ref: str) -> int:
         """Cached revisions take no extra disk."""

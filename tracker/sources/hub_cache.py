@@ -13,12 +13,9 @@ import collections
 import contextlib
 import json
 import os
-import re
 import shutil
 import threading
 from pathlib import Path
-
-HUB_BRANCH = re.compile(r"^step(\d+)$")  # the branches that are checkpoints
 
 
 class HubCache:
@@ -47,16 +44,10 @@ class HubCache:
         root = Path(self.cache_dir or constants.HF_HUB_CACHE)
         return root / f"models--{self.repo_id.replace('/', '--')}"
 
-    def cached_refs(self) -> dict[int, str]:
-        """Step -> branch of the ``step<N>`` refs present in the cache."""
+    def cached_refs(self) -> list[str]:
+        """The names of the refs (branches, tags) present in the cache."""
         refs = self.repo_dir() / "refs"
-        out = {}
-        if refs.is_dir():
-            for p in refs.iterdir():
-                m = HUB_BRANCH.match(p.name)
-                if m:
-                    out[int(m.group(1))] = p.name
-        return out
+        return sorted(p.name for p in refs.iterdir() if p.is_file()) if refs.is_dir() else []
 
     def cached_commit(self, ref: str) -> str | None:
         """The commit a cached ref points at, or None."""

@@ -9,7 +9,6 @@ from massdyn.tracker.sources.base import (
     CheckpointError,
     Fetched,
     read_config,
-    step_of,
 )
 from massdyn.tracker.sources.integrity import file_sha256, folder_checkpoint
 
@@ -20,50 +19,50 @@ class LocalSource:
     Args:
         root: The series folder.
         name: Series name for the results (default: the folder name).
+        revision_pattern: A regex with a ``step`` group, tried before the shipped grammar.
     """
 
-    def __init__(self, root: str | Path, name: str | None = None):
+    def __init__(
+        self, root: str | Path, name: str | None = None, revision_pattern: str | None = None
+    ):
         self.root = Path(root)
         if not self.root.is_dir():
             raise CheckpointError(f"no such folder: {self.root}")
         self.name = name or self.root.resolve().name
         self.location = str(self.root.resolve())
         self.unmatched: list[str] = []
+        self.revisions: dict = {}
+        self.revision_pattern = revision_pattern
 
     def list_steps(self) -> dict[int, str]:
-        """Map step -> checkpoint folder name, for sub-folders named like checkpoints.
+        """Map step -> checkpoint folder name, by the revision grammar (local patterns too).
 
         Sub-folders named like no checkpoint are kept in :attr:`unmatched` (the walk lists
-        them). Two folders for one step (``step16/`` and ``checkpoint-16/``, or
-        ``step016/``) are refused: which one holds that step's weights cannot be told.
+        them); what each name says (stage, tokens) is in :attr:`revisions`. Two folders for
+        one step (``step16/`` and ``checkpoint-16/``, or ``step016/``) are refused: which
+        one holds that step's weights cannot be told.
 
         Raises:
             CheckpointError: no checkpoint folder, or two for one step (naming both).
         """
-        found: dict[int, str] = {}
-        self.unmatched = []
-        for p in sorted(self.root.iterdir()):
-            if not p.is_dir() or p.name.startswith("."):
-                continue
-            step = step_of(p.name)
-            if step is None:
-                self.unmatched.append(p.name)
-            elif step in found:
-                raise CheckpointError(
-                    f"{self.root} holds two folders for step {step}: {found[step]}/ and "
-                    f"{p.name}/; keep one (move the other out of the series)"
-                )
-            else:
-                found[step] = p.name
+        from massdyn.tracker.sources.revisions import RevisionGrammar
+
+        names = [p.name for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        grammar = RevisionGrammar(self.revision_pattern, local=True)
+        listing = grammar.listing(names, str(self.root))
+        self.unmatched, self.revisions = listing.unmatched + listing.set_aside, listing.revisions
+        found = listing.steps
         if not found:
             if (self.root / "config.json").exists():
                 raise CheckpointError(
                     f"{self.root} is a single model folder, not a series: point SOURCE at the "
                     "folder that holds its checkpoint folders (step<N>/, checkpoint-<N>/, ...)"
                 )
+            shown = ", ".join(sorted(names)[:5]) or "no folders"
             raise CheckpointError(
-                f"{self.root} holds no checkpoint folders (step<N>/, checkpoint-<N>/ or "
-                "global_step<N>/)"
+                f"{self.root} holds no checkpoint folders (step<N>/, checkpoint-<N>/, "
+                f"global_step<N>/, iter_<N>/, ...; it has: {shown}); name the pattern with "
+                r"--revision-pattern '^ckpt-(?P<step>\d+)$'"
             )
         return found
 
