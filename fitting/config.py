@@ -57,7 +57,8 @@ class FitConfig:
     peak_range: bool = field(
         default=True,
         metadata={
-            "help": "profile-likelihood range of the peak step (emergence fits)",
+            "help": "skip the profile-likelihood range of the peak step (faster; t_peak_lo "
+            "and t_peak_hi stay empty)",
             "flag": "--no-peak-range",
         },
     )

@@ -93,6 +93,16 @@ def one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def os_error(exc: OSError) -> str:
+    """``PATH: No space left on device (ENOSPC)``: what the system refused, and where."""
+    import errno
+
+    code = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno else ""
+    where = f"{exc.filename}: " if exc.filename else ""
+    what = exc.strerror or one_line(exc)
+    return f"{where}{what}{f' ({code})' if code else ''}; nothing recorded before it is lost"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``massdyn`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -121,6 +131,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:
         from massdyn.tracker.sources import CheckpointError
 
+        if isinstance(exc, OSError) and not isinstance(exc, USER_ERRORS):
+            # A full disk, a read-only folder, a quota: the system's word, on one line.
+            print(f"massdyn {args.command}: error: {os_error(exc)}", file=sys.stderr)
+            return 2
         if not isinstance(exc, (*USER_ERRORS, CheckpointError)):
             raise
         print(f"massdyn {args.command}: error: {one_line(exc)}", file=sys.stderr)

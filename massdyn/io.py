@@ -45,13 +45,16 @@ def read_table(path: str | Path) -> pd.DataFrame:
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:
     """Write a table as ``.csv`` or ``.parquet`` (by extension), creating parent folders."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix == ".parquet":
-        df.to_parquet(path, index=False)
-    elif path.suffix == ".csv":
-        df.to_csv(path, index=False)
-    else:
+    if path.suffix not in (".csv", ".parquet"):
         raise ValueError(f"{path}: expected a .csv or .parquet file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.suffix == ".parquet":
+            df.to_parquet(path, index=False)
+        else:
+            df.to_csv(path, index=False)
+    except OSError as exc:  # a full disk names no file by itself: say which one
+        raise type(exc)(exc.errno, exc.strerror, str(path)) from None
     return path
 
 

@@ -209,6 +209,10 @@ def read_config_file(path: str) -> dict:
 
     try:
         data = yaml.safe_load(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError as exc:
+        raise ValueError(
+            f"--config {path} is not UTF-8 text (byte {exc.start} is not): give a YAML or JSON file"
+        ) from None
     except yaml.YAMLError as exc:
         raise ValueError(f"--config {path}: not valid YAML or JSON ({exc})") from None
     if data is None:

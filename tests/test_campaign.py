@@ -494,3 +494,55 @@ def test_folders_that_match_no_pattern_are_listed(world, tmp_path):
     assert "not walked: 2 name(s) in the series match no checkpoint pattern: ckpt_7, final" in (
         out.stdout
     )
+
+
+LEFT_NOTHING = {
+    "steps not in the series": (["--steps", "7,9"], "matches the step selection"),
+    "text is a folder": (["--text", "{root}"], "is a folder; give one file"),
+    "text is binary": (["--text", "{root}/binary.txt"], "is not UTF-8 text"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(LEFT_NOTHING))
+def test_a_refused_walk_says_why_and_leaves_no_folder(world, tmp_path, case):
+    (world["root"] / "binary.txt").write_bytes(bytes(range(128, 256)) * 4)
+    extra, says = LEFT_NOTHING[case]
+    extra = [a.format(root=world["root"]) for a in extra]
+    if "--text" not in extra:
+        extra = ["--text", world["text"], *extra]
+    out_dir = tmp_path / "new"
+    check_refused(world, ["walk", world["series"], *extra, *GOOD, "--out", out_dir], says)
+    assert not out_dir.exists()
+
+
+def test_a_binary_config_file_is_named(world, tmp_path):
+    (tmp_path / "c.yaml").write_bytes(bytes(range(128, 256)))
+    args = ["walk", world["series"], "--config", tmp_path / "c.yaml", "--out", tmp_path / "o"]
+    check_refused(world, args, "is not UTF-8 text")
+
+
+def test_the_recorded_settings_rerun_from_another_folder(world, tmp_path):
+    """config.yaml holds absolute paths: a walk started with relative ones resumes anywhere."""
+    import shutil
+    import subprocess
+
+    shutil.copy(world["text"], tmp_path / "t.txt")
+    cli = [sys.executable, "-m", "massdyn.cli", "walk"]
+    args = [str(world["series"]), "--text", "t.txt", *map(str, GOOD), "--out", "o"]
+    first = subprocess.run([*cli, *args], cwd=tmp_path, capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    before = snapshot(tmp_path / "o")
+    cmd = [*cli, "--config", str(tmp_path / "o" / "config.yaml")]
+    out = subprocess.run(cmd, cwd=elsewhere, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "4 already measured, 0 measured now" in out.stdout
+    assert snapshot(tmp_path / "o") == before and not any(elsewhere.iterdir())
+
+
+def test_a_full_disk_is_one_line_naming_the_file(world, tmp_path):
+    full = tmp_path / "full.csv"
+    full.symlink_to("/dev/full")  # every write: ENOSPC
+    line = check_refused(world, ["fit", world["root"] / "m.csv", "--out", full, "--jobs", 1], "")
+    assert f"{full}: No space left on device (ENOSPC)" in line

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import importlib
 import re
-from dataclasses import dataclass, field, fields, is_dataclass
+from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
 from massdyn.tracker.inputs import InputSpec
@@ -189,6 +189,8 @@ class WalkConfig:
                 " (or leave out --parquet; measurements.csv is always written)"
             )
         for option, name in (("--text", self.inputs.text), ("--token-ids", self.inputs.token_ids)):
+            if name and Path(name).is_dir():
+                raise ValueError(f"{option} {name} is a folder; give one file")
             if name and not Path(name).is_file():
                 raise ValueError(f"{option} {name}: no such file")
         if self.tokenizer and looks_like_path(self.tokenizer) and not Path(self.tokenizer).exists():
@@ -209,8 +211,25 @@ def settings(obj) -> dict:
 
 
 def walk_settings(source, config: WalkConfig) -> dict:
-    """The resolved settings of a walk, in the layout of a ``massdyn walk --config`` file."""
-    return {"source": [source.location], "name": source.name, **settings(config)}
+    """The resolved settings of a walk, in the layout of a ``massdyn walk --config`` file.
+
+    Paths are absolute, so that ``massdyn walk --config DIR/config.yaml`` works from any
+    folder.
+    """
+    inputs = replace(
+        config.inputs,
+        text=_absolute(config.inputs.text),
+        token_ids=_absolute(config.inputs.token_ids),
+    )
+    tokenizer = config.tokenizer
+    if tokenizer and (looks_like_path(tokenizer) or Path(tokenizer).exists()):
+        tokenizer = _absolute(tokenizer)
+    absolute = replace(config, out=_absolute(config.out), inputs=inputs, tokenizer=tokenizer)
+    return {"source": [source.location], "name": source.name, **settings(absolute)}
+
+
+def _absolute(path: str | None) -> str | None:
+    return None if path is None else str(Path(path).expanduser().resolve())
 
 
 def _importable(module: str) -> bool:

@@ -174,9 +174,19 @@ def _encode(tokenizer, text: str) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def _read_text(path: Path, option: str) -> str:
+    """A UTF-8 text file's content; a binary file is refused naming it."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise InputError(
+            f"{option} {path} is not UTF-8 text (byte {exc.start} is not): give a plain text file"
+        ) from None
+
+
 def _read_records(path: Path) -> list[str]:
     if path.suffix == ".txt":
-        return [path.read_text(encoding="utf-8")]
+        return [_read_text(path, "--text")]
     if path.suffix == ".parquet":
         import pandas as pd
 
@@ -261,7 +271,7 @@ def build_inputs(spec: InputSpec, tokenizer=None) -> TokenInputs:
         path = Path(spec.text)
         if not path.exists():
             raise InputError(f"text file not found: {path}")
-        tokens = _encode(tokenizer, path.read_text(encoding="utf-8"))
+        tokens = _encode(tokenizer, _read_text(path, "--text"))
         source = f"text {path.name}"
     else:
         repo = spec.dataset or PAPER_DATASET

@@ -62,6 +62,22 @@ CHECKPOINT_COLUMNS = (
 TIME_COLUMNS = ("tokens", "stage")
 
 
+def _absolute_inputs(identity: dict) -> dict:
+    """An identity recorded with relative input paths, resolved from here.
+
+    Identities are recorded with absolute paths now; an older folder's relative ones are
+    resolved from the current folder, so such a walk still resumes where it started.
+    """
+    inputs = identity.get("inputs")
+    if not isinstance(inputs, dict):
+        return identity
+    fixed = dict(inputs)
+    for key in ("text", "token_ids"):
+        if isinstance(fixed.get(key), str) and not Path(fixed[key]).is_absolute():
+            fixed[key] = str(Path(fixed[key]).expanduser().resolve())
+    return {**identity, "inputs": fixed}
+
+
 def _count(value) -> int:
     """A count read back from a table: empty or NaN (older folders) is 0."""
     try:
@@ -237,6 +253,8 @@ class ResultStore:
     def _check_identity(self) -> None:
         walk_file = self.folder / "walk.json"
         recorded = json.loads(walk_file.read_text()) if walk_file.exists() else None
+        if recorded is not None:
+            recorded = _absolute_inputs(recorded)
         if recorded == self.identity:
             return
         measured = sorted(self.parts.glob("step*.csv"))

@@ -16,6 +16,7 @@ import threading
 import time
 from concurrent.futures import Future
 from dataclasses import asdict
+from pathlib import Path
 
 import torch
 
@@ -173,7 +174,11 @@ def load_tokenizer(location: str, trust_remote_code: bool = False):
 
 def _identity(source, config: WalkConfig) -> dict:
     """What a results folder belongs to: series, input recipe, tokenizer."""
-    return folder_identity(source.name, asdict(config.inputs), config.tokenizer or "series")
+    inputs = asdict(config.inputs)
+    for key in ("text", "token_ids"):  # absolute: the folder's walk resumes from anywhere
+        if inputs.get(key):
+            inputs[key] = str(Path(inputs[key]).expanduser().resolve())
+    return folder_identity(source.name, inputs, config.tokenizer or "series")
 
 
 def prepare_inputs(
@@ -338,11 +343,36 @@ def walk(source, config: WalkConfig) -> WalkSummary:
     dtype = resolve_dtype(config.dtype, device)
     available = source.list_steps()
     selected = config.steps.select(list(available))
-    if not selected:
+    if not any(s in available for s in selected):
+        shown = ", ".join(map(str, sorted(available)[:8])) + (", ..." if len(available) > 8 else "")
         raise CheckpointError(
             f"no checkpoint of {source.name} matches the step selection; the series has "
-            f"{len(available)} steps, {min(available)} to {max(available)}"
+            f"{len(available)} steps, {min(available)} to {max(available)} ({shown})"
         )
+    created = not Path(config.out).exists()
+    try:
+        return _walk_into(source, config, available, selected, device, dtype, t_start)
+    except BaseException:
+        if created:
+            _remove_if_nothing_recorded(Path(config.out))
+        raise
+
+
+def _remove_if_nothing_recorded(folder: Path) -> None:
+    """Remove a results folder this walk created when it ended before recording anything.
+
+    A refused walk (bad inputs found once the folder was opened) leaves nothing behind;
+    a folder holding any checkpoint row or measured part is kept, whatever happened.
+    """
+    import shutil
+
+    if (folder / "checkpoints.csv").exists() or any((folder / "parts").glob("step*.csv")):
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _walk_into(source, config, available, selected, device, dtype, t_start) -> WalkSummary:
+    """:func:`walk` once the series is listed and the selection is known to be there."""
     with ResultStore(config.out, _identity(source, config)).open() as store:
         done = store.done_steps()
         # A checkpoint that failed max_attempts times in a row is not tried again: it stays
