@@ -39,6 +39,9 @@ from massdyn.fitting.fit import fit_curve
 from massdyn.fitting.models import get_model
 from massdyn.fitting.validate import SeriesError
 
+# The probe's own random stream (see forecast_series): fixed, so that the point forecast
+# does not move with --seed.
+PROBE_SEED = 20250805
 # Fewest observed points a forecast accepts: one more than the largest rival's parameters.
 MIN_POINTS = 5
 PRIOR = "prior"
@@ -61,8 +64,8 @@ class Forecast:
         steady_state: The limit of the leading model when its data pin it down, else None.
         steady_state_note: Why not, when None.
         weights: The candidates used and their weights (from the holdout forecast).
-        note: Which models were left out and why, and whether the model average lies
-            outside its own band anywhere.
+        note: Which models were left out and why, and where the band was widened to
+            hold the model average (where the bootstrap refits missed it).
         t_obs: Last observed step.
     """
 
@@ -371,17 +374,20 @@ def forecast_series(
             fits[name] = r
     if not fits:
         raise SeriesError("no curve model could be fitted: " + "; ".join(left_out))
-    rng = np.random.default_rng(cfg.seed)
     # Each model's own bootstrap first: a model whose forecast at the horizon the data do
-    # not pin down (below zero, or spanning more than max_spread) leaves the average.
-    own, limits, spread = {}, {}, {}
+    # not pin down (below zero, or spanning more than max_spread) leaves the average. The
+    # probe draws at the horizon alone, from a fixed stream: which models make the point
+    # forecast (and the steady state) depends neither on --seed nor on the output grid.
+    probe_rng = np.random.default_rng(PROBE_SEED)
+    horizon = np.array([float(until)])
+    limits, spread = {}, {}
     for name, fit in fits.items():
-        own[name], limits[name], rejected = _draws(
-            cands[name], fit, t, y, grid, cfg.n_probe, rng, cfg
+        probe, limits[name], rejected = _draws(
+            cands[name], fit, t, y, horizon, cfg.n_probe, probe_rng, cfg
         )
         spread[name] = math.inf
-        if rejected <= cfg.n_probe // 4 and len(own[name]) and fit.predict([until])[0] > 0:
-            lo_end, hi_end = np.quantile(own[name][:, -1], [0.1, 0.9])
+        if rejected <= cfg.n_probe // 4 and len(probe) and fit.predict([until])[0] > 0:
+            lo_end, hi_end = np.quantile(probe[:, -1], [0.1, 0.9])
             spread[name] = hi_end / lo_end if lo_end > 0 else math.inf
     kept = {k: f for k, f in fits.items() if spread[k] <= cfg.max_spread}
     for k in fits:
@@ -398,27 +404,24 @@ def forecast_series(
     weights, _ = _holdout_weights(cands, fits, t, y, cfg.fit)
     value = sum(w * fits[k].predict(grid) for k, w in weights.items())
 
+    rng = np.random.default_rng(cfg.seed)
     counts = rng.multinomial(cfg.n_boot, list(weights.values()))
     samples = []
     for (name, _), n in zip(weights.items(), counts, strict=True):
-        if n > cfg.n_probe:
-            more, lim, _ = _draws(
-                cands[name], fits[name], t, y, grid, int(n) - cfg.n_probe, rng, cfg
-            )
-            own[name] = np.concatenate([own[name], more])
-            limits[name] = np.concatenate([limits[name], lim])
         if n:
-            samples.append(own[name][: int(n)])
+            samples.append(_draws(cands[name], fits[name], t, y, grid, int(n), rng, cfg)[0])
     draws = np.concatenate(samples)
     q = (1.0 - cfg.level) / 2
     lo, hi = np.quantile(draws, [q, 1.0 - q], axis=0)
     outside = (value < lo) | (value > hi)
     if outside.any():
         # The band comes from refits; when they rarely land where the fit did (an unstable
-        # early peak, say), the point is the less trustworthy of the two: say so.
+        # early peak, say), the band is widened to the point and the note says so: a
+        # forecast never lies outside its own band.
+        lo, hi = np.minimum(lo, value), np.maximum(hi, value)
         left_out.append(
-            f"the model average lies outside its own band at {int(outside.sum())} of "
-            f"{outside.size} steps: the bootstrap refits disagree with the fits"
+            f"the band was widened to the model average at {int(outside.sum())} of "
+            f"{outside.size} steps: the bootstrap refits disagree with the fits there"
         )
 
     peak_step, peak_value, peak_note = _peak(cands, fits, weights, t, y, until)
