@@ -1,7 +1,7 @@
 """Forecast backtests: observe the first 10%, 25%, 50% of every series, forecast the rest.
 
-On every series the project has (the shipped mini-suite, its seed replicates and the grown
-suite's members trained so far: 8000 steps each) and on a synthetic suite with known
+On every series of the grown mini-suite (the shipped members, their seed replicates and the
+design's members: 8000 steps each) and on a synthetic suite with known
 parameters spanning the paper's shapes (rising, early peak, late peak, pure log) on
 Pythia's 154-step schedule with 5% multiplicative noise. Printed per truncation: median
 |log error| of the forecast value at the last step, against two baselines measured on the
@@ -72,11 +72,12 @@ def backtest(measurements: pd.DataFrame, label: str, truth_peaks: dict | None = 
 
 def main() -> None:
     """Backtest on the project's series and on a synthetic suite."""
-    from massdyn.minisuite import shipped_data
+    from massdyn.minisuite import grown_suite_data
     from massdyn.testing.curves import as_measurements, emergence_suite
 
-    root = shipped_data()
-    tables = [pd.read_csv(p) for p in sorted(root.rglob("measurements.csv"))]
+    # The grown suite's data sets only: the length and schedule pilots reuse member names
+    # (mini-d128-l4-h4) for runs of another length, which would be read as one series.
+    tables = [pd.read_csv(f / "measurements.csv") for f in grown_suite_data()]
     suite = pd.concat(tables, ignore_index=True)
     backtest(suite, f"mini-suite ({suite['model'].nunique()} members)")
 
