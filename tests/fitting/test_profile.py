@@ -57,7 +57,8 @@ def test_a_curve_still_rising_at_the_end_is_unbounded_above():
 def test_a_curve_that_never_turns_excludes_every_peak_tried(power):
     """A power law accelerates in log step, which no peak within reach can mimic."""
     y = 2.0 + 0.5 * STEPS**power
-    y = y + np.random.default_rng(4).normal(0.0, 0.02 * np.ptp(y), y.size)
+    # Multiplicative noise, as a ratio's is (the range weighs relative errors).
+    y = y * (1.0 + 0.02 * np.random.default_rng(4).standard_normal(y.size))
     pr = fit_curve(STEPS, y).peak_range
     # The default grid reaches 100x the last step; every peak up to there is excluded.
     assert pr.lo == pytest.approx(100 * STEPS[-1]) and math.isinf(pr.hi)
@@ -69,3 +70,25 @@ def test_the_range_can_be_switched_off_and_the_level_is_checked():
     assert r.peak_range is None and math.isnan(r.to_row()["t_peak_lo"])
     with pytest.raises(ValueError, match="peak_level"):
         FitConfig(peak_level=1.5)
+
+
+def test_the_range_holds_its_point_and_covers_true_peaks_of_paper_like_curves():
+    """The paper's 37 steps, 2% multiplicative noise, peaks inside the window.
+
+    Before, 8 of 114 shipped series had a range that excluded their own t_peak (it was the
+    range of the early dip, a minimum) and coverage here was 0.83 for a nominal 0.95.
+    """
+    from massdyn.testing.curves import emergence_suite
+    from massdyn.tracker.schedule import paper_subset, pythia_steps
+
+    steps = np.array(paper_subset(pythia_steps()), float)
+    suite = [s for s in emergence_suite(15, seed=7, noise=0.02, steps=steps) if s["t_peak"]]
+    covered = 0
+    for s in suite:
+        r = fit_curve(s["steps"], s["values"])
+        pr = r.peak_range
+        if r.peak.exists and math.isfinite(r.peak.t_peak):
+            assert pr.lo <= r.peak.t_peak <= pr.hi, (r.peak.t_peak, pr)
+        covered += pr.lo <= s["t_peak"] <= pr.hi
+    assert len(suite) >= 25
+    assert covered / len(suite) >= 0.9
