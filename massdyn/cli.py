@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import inspect
+import os
 import sys
 from collections.abc import Collection, Sequence
 
@@ -125,8 +126,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return command.run()
     except KeyboardInterrupt as exc:
         # A command that knows what it had finished says so in the exception's message.
-        detail = one_line(exc) if str(exc) else "nothing is lost; rerun the same command"
-        print(f"massdyn {args.command}: interrupted: {detail}", file=sys.stderr)
+        # The shards that walk --jobs runs get the same Ctrl-C: their parent speaks for them.
+        if not os.environ.get("MASSDYN_JOBS_PARENT"):
+            detail = one_line(exc) if str(exc) else "nothing is lost; rerun the same command"
+            print(f"massdyn {args.command}: interrupted: {detail}", file=sys.stderr)
         return 130
     except Exception as exc:
         from massdyn.tracker.sources import CheckpointError

@@ -141,7 +141,15 @@ class WalkCommand:
                 env["CUDA_VISIBLE_DEVICES"] = str(k % gpus)
             cmd = [sys.executable, "-m", "massdyn.cli", "walk", "--config", str(config)]
             procs.append(subprocess.Popen([*cmd, "--shard", f"{k}/{self.jobs}"], env=env))
-        codes = [p.wait() for p in procs]
+        try:
+            codes = [p.wait() for p in procs]
+        except KeyboardInterrupt:  # the shards got it too: let them record what they have
+            for p in procs:
+                p.wait()
+            raise KeyboardInterrupt(
+                "every shard stopped after recording what it had measured; rerun the same "
+                "command to resume"
+            ) from None
         table = merge(self.walk.out)
         print(_status_line(table))
         print(f"merged: {self.walk.out}/measurements.csv")

@@ -387,3 +387,30 @@ def test_tokens_per_step_fills_the_tokens_of_plain_step_names(series, text_file,
     pat = run_cli("walk", series, "--revision-pattern", "^x(\\d+)$", "--out", tmp_path / "q")
     assert pat.returncode == 2 and "no (?P<step>...) group" in pat.stderr
     assert not (tmp_path / "p").exists() and not (tmp_path / "q").exists()
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_jobs_prints_one_line(long_series, text_file, tmp_path):
+    """The shards of --jobs get the terminal's Ctrl-C too; only the parent speaks."""
+    import os
+
+    twin = tmp_path / "twin"
+    shutil.copytree(long_series, twin)
+    out = tmp_path / "o"
+    args = [long_series, twin, "--text", text_file, "--seqs", 3, "--seq-len", 24, "--bos"]
+    cmd = [sys.executable, "-m", "massdyn.cli", "walk", *map(str, args), "--jobs", "2"]
+    cmd += ["--device", "cpu", "--out", str(out)]
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    t0 = time.monotonic()
+    while len(list(out.glob("*/shards/*/parts/step*.csv"))) < 2:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - t0 < 180
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal does: the whole process group
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stderr
+    lines = [line for line in stderr.splitlines() if "interrupted" in line]
+    assert len(lines) == 1 and "every shard stopped" in lines[0], stderr
+    assert "Traceback" not in stderr
