@@ -266,6 +266,7 @@ class WalkSummary:
     saved_bytes: int = 0
     given_up: dict[int, str] = field(default_factory=dict)
     unmatched: list[str] = field(default_factory=list)
+    stopped: str = ""  # why the walk stopped before its queue was done (the server went away)
 
     def describe(self) -> str:
         """A few lines for the terminal."""
@@ -286,6 +287,8 @@ class WalkSummary:
             + (" (not downloaded: recorded as a duplicate)" if s in self.skipped else "")
             for s, d in sorted(self.duplicates.items())
         ]
+        if self.stopped:
+            lines.append(self.stopped)
         if self.unmatched:
             shown = ", ".join(self.unmatched[:10]) + (", ..." if len(self.unmatched) > 10 else "")
             lines.append(

@@ -402,3 +402,38 @@ def test_a_repo_with_no_checkpoint_names_shows_some_and_the_fix(hub, text_file, 
     )
     assert out.returncode == 0, out.stderr
     assert list(pd.read_csv(tmp_path / "o" / "checkpoints.csv")["revision"]) == ["ck-0", "ck-10"]
+
+
+def test_a_server_that_dies_mid_walk_stops_the_walk_after_three_checkpoints(
+    tmp_path, tokenizer, text_file, monkeypatch
+):
+    """Not an hour of retries: three unreachable checkpoints in a row, then stop, exit 1."""
+    import massdyn.tracker.walker as walker
+    from massdyn.testing.localhub import LocalHub
+    from massdyn.testing.synthetic import write_series
+
+    steps = (0, 10, 20, 30, 40, 50, 60, 70)
+    series = write_series(tmp_path / "s", steps, tokenizer=tokenizer)
+    for s in steps:  # Hub revisions carry the tokenizer
+        tokenizer.save_pretrained(series / f"step{s}")
+    server = LocalHub(tmp_path / "hub")
+    server.add_model_repo("tiny/dying", {f"step{s}": series / f"step{s}" for s in steps})
+    server.start("tiny/dying")
+    real = walker._measure_checkpoint
+
+    def then_die(*args, **kwargs):
+        server.stop()  # the server goes away after the first checkpoint is downloaded
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(walker, "_measure_checkpoint", then_die)
+    inputs = InputSpec(n_seqs=2, seq_len=16, text=str(text_file), prepend_bos=True)
+    config = WalkConfig(out=str(tmp_path / "o"), inputs=inputs, progress=False, device="cpu")
+    try:
+        summary = walk(HubSource("tiny/dying", str(tmp_path / "c"), server.url), config)
+    finally:
+        server.stop()
+    assert summary.ok and len(summary.failed) == 3
+    assert summary.stopped.startswith("stopped: 3 checkpoints in a row could not reach")
+    assert len(summary.ok) + len(summary.failed) < len(steps)  # the rest were not tried
+    measured = pd.read_csv(tmp_path / "o" / "measurements.csv")
+    assert sorted(measured["step"].unique()) == summary.ok
