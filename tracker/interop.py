@@ -39,12 +39,16 @@ def parse_stats_text(text: str) -> np.ndarray:
     return values.reshape(-1, 4, n_layers)
 
 
-def import_paper_stats(root: str | Path, sizes: list[str] | None = None) -> pd.DataFrame:
+def import_paper_stats(
+    root: str | Path, sizes: list[str] | None = None, skipped: list | None = None
+) -> pd.DataFrame:
     """Read ``root/pythia_{size}/stats/*`` into a long measurements table.
 
     Args:
         root: Folder holding the ``pythia_{size}`` folders.
         sizes: Only these sizes (e.g. ``["14m", "160m"]``); all found by default.
+        skipped: When given, a malformed file is appended to it as ``(path, reason)`` and
+            left out (the published ``pythia_1b_step0`` is one) instead of raising.
 
     Returns:
         Columns ``model, step, layer, seq, top1, top2, top3, median`` with model
@@ -66,8 +70,13 @@ def import_paper_stats(root: str | Path, sizes: list[str] | None = None) -> pd.D
                 continue
             try:
                 arr = parse_stats_text(f.read_text())
-            except ValueError as exc:
-                raise ValueError(f"{f}: {exc}") from None
+                if not np.isfinite(arr).all() or (arr < 0).any():
+                    raise ValueError("holds NaN, inf or negative magnitudes")
+            except (ValueError, UnicodeDecodeError) as exc:
+                if skipped is None:
+                    raise ValueError(f"{f}: {exc}") from None
+                skipped.append((f, str(exc)))
+                continue
             n_seq, _, n_layer = arr.shape
             seq, layer = np.meshgrid(np.arange(n_seq), np.arange(n_layer), indexing="ij")
             data = {

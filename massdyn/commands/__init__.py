@@ -39,6 +39,10 @@ COMMANDS: dict[str, Command] = {
         "massdyn.commands.audit:AuditCommand",
         "list what each revision of a series serves, before downloading",
     ),
+    "import": Command(
+        "massdyn.commands.imports:ImportCommand",
+        "read the paper's released measurements into walker-format tables",
+    ),
     "fit": Command(
         "massdyn.commands.fit:FitCommand", "fit emergence curves to a measurements table"
     ),
