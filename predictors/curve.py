@@ -20,7 +20,8 @@ averages degenerate corners. This predictor works where the data are firm, in cu
    to fold on the real suite, and that choice cost what the offsets gained; the
    combination varies smoothly.
 4. **Bands**: 10% and 90% quantiles, per grid point, of the grouped cross-validation
-   errors of the stacked predictor (in log space), added to the central line.
+   errors of the stacked predictor (in log space), added to the central line, and widened
+   for architectures far from the training ones (:mod:`massdyn.predictors.band`).
 5. **Held-out scores** are nested: an architecture held out for scoring takes no part in
    choosing the weights its prediction uses.
 6. **Variance budget** (:func:`variance_budget`): the seed replicates say how much of what
@@ -47,6 +48,7 @@ import numpy as np
 import pandas as pd
 
 from massdyn.fitting.batch import aggregate
+from massdyn.predictors.band import fit_scale, k_for_coverage, nearest_distance, scale_at, widen
 from massdyn.predictors.evaluate import curve_r2
 from massdyn.predictors.features import Architecture
 
@@ -188,6 +190,7 @@ class CurvePredictor:
     scale_: np.ndarray | None = None
     coef_: np.ndarray | None = None
     band_: np.ndarray | None = None  # (2, G): 10% and 90% quantiles of CV errors
+    band_scale_: tuple[float, float] | None = None  # (a, b): the band's k(d), see band.py
     # strength (and "stacked") -> CV score: mean over architectures of median |log error|
     cv_: dict[str, float] = field(default_factory=dict)
     ranges_: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -215,9 +218,10 @@ class CurvePredictor:
             for f in RANGE_FIELDS
         }
         self.max_step_ = float(np.expm1(self.grid_[-1]))
-        weights, self.cv_, err = self._stack(frozenset())
+        weights, self.cv_, err, by_group = self._stack(frozenset())
         self.weights_ = {str(a): float(w) for a, w in weights.items()}
         self.band_ = np.nanquantile(err, [0.1, 0.9], axis=0)
+        self.band_scale_ = self._calibrate(by_group, self.band_, frozenset())
         self.mean_, self.scale_, self.coef_ = self._fit_offsets(list(self.logs_), set(), weights)
         return self
 
@@ -344,7 +348,7 @@ class CurvePredictor:
         with _Quiet():
             for a, errs in [*per.items(), ("stacked", stacked)]:
                 score[str(a)] = float(np.mean([np.nanmedian(np.abs(errs[g])) for g in groups]))
-        return weights, score, np.vstack([stacked[g] for g in groups])
+        return weights, score, np.vstack([stacked[g] for g in groups]), stacked
 
     def heldout(self, model: str) -> tuple[np.ndarray, np.ndarray]:
         """A training model's (L, G) log-ratio base and prediction, its architecture left out.
@@ -364,12 +368,39 @@ class CurvePredictor:
         train = [m for m in self.logs_ if m not in held]
         weights, band = {float(a): w for a, w in self.weights_.items()}, self.band_
         if len(set(self.groups_.values())) > 2:
-            weights, _, errors = self._stack(held)
+            weights, _, errors, by_group = self._stack(held)
             band = np.nanquantile(errors, [0.1, 0.9], axis=0)
+            scale = self._calibrate(by_group, band, held)
+            band = widen(band, scale_at(scale, self.distance(self.archs_[model], held)))
         fitted = self._fit_offsets(train, held, weights)
         n = self.logs_[model].shape[0]
         base = self.base(n, held)
         return base, base + self._offset(self.archs_[model], n, *fitted), band
+
+    def distance(self, values: dict, exclude=frozenset()) -> float:
+        """Distance to the nearest training architecture not in ``exclude``.
+
+        Measured in :data:`ARCH_FEATURES` standardised over those architectures.
+        """
+        firsts = {}
+        for m in sorted(self.groups_):
+            if m not in exclude:
+                firsts.setdefault(self.groups_[m], m)
+        train = np.array([self._arch_row(self.archs_[m]) for m in firsts.values()])
+        return nearest_distance(train, self._arch_row(values))
+
+    def _calibrate(self, by_group: dict, band: np.ndarray, exclude) -> tuple[float, float]:
+        """``(a, b)`` of the band's scale with distance (:mod:`massdyn.predictors.band`).
+
+        Fitted to the cross-validation errors of each architecture held out.
+        """
+        members = self.architectures()
+        distances, ks = [], []
+        for group, errors in by_group.items():
+            held = frozenset(members[group]) | exclude
+            distances.append(self.distance(self.archs_[members[group][0]], held))
+            ks.append(k_for_coverage(errors, band))
+        return fit_scale(distances, ks)
 
     # -- prediction ---------------------------------------------------------------------
 
@@ -463,11 +494,13 @@ class CurvePredictor:
         steps = np.asarray(steps, float)
         central = self.predict_log(arch)
         x = np.log1p(steps)
+        k = scale_at(self.band_scale_, self.distance(arch_values(arch)))
+        band = widen(self.band_, k)
         rows = []
         for layer in range(arch.n_layers):
             c = np.interp(x, self.grid_, central[layer])
-            lo = c + np.interp(x, self.grid_, self.band_[0])
-            hi = c + np.interp(x, self.grid_, self.band_[1])
+            lo = c + np.interp(x, self.grid_, band[0])
+            hi = c + np.interp(x, self.grid_, band[1])
             rows.append(
                 pd.DataFrame(
                     {

@@ -210,3 +210,30 @@ def one_run_floor(predictor: CurvePredictor, measurements: pd.DataFrame) -> dict
         "grid": float(np.nanmedian(np.concatenate(grid))),
         "measured": float(np.nanmedian(np.concatenate(measured))),
     }
+
+
+def region_of(predictor: CurvePredictor, model: str) -> str:
+    """Where an architecture lies in the training design: centre, corner or sequential.
+
+    ``sequential``: a sequential-residual member; ``corner``: at the extreme depth and the
+    extreme width of the design at once (e.g. 8 layers at d=96 or d=256); ``centre``:
+    the rest.
+    """
+    v = predictor.archs_[model]
+    if not v["parallel_residual"]:
+        return "sequential"
+    at_edge = [
+        v[f] in (predictor.ranges_[f][0], predictor.ranges_[f][1]) for f in ("n_layers", "d_model")
+    ]
+    return "corner" if all(at_edge) else "centre"
+
+
+def coverage_by_region(predictor: CurvePredictor, scores: pd.DataFrame) -> pd.DataFrame:
+    """Mean band coverage of the held-out architectures per region (scores: the predictor's)."""
+    own = scores[scores["method"] == "predictor"] if "method" in scores else scores
+    own = own.assign(region=[region_of(predictor, m) for m in own["model"]])
+    return (
+        own.groupby("region")["coverage"]
+        .agg(architectures="size", coverage="mean", worst="min")
+        .reset_index()
+    )

@@ -240,7 +240,13 @@ class TrainPredictorCommand:
         import pandas as pd
 
         from massdyn.io import write_table
-        from massdyn.predictors.rivals import METRICS, gains, one_run_floor, score_rivals
+        from massdyn.predictors.rivals import (
+            METRICS,
+            coverage_by_region,
+            gains,
+            one_run_floor,
+            score_rivals,
+        )
 
         rivals = score_rivals(est, measurements)
         print(
@@ -270,6 +276,14 @@ class TrainPredictorCommand:
                 f"{mine['abs_log_err_grid'] / floor['grid']:.2f}x and "
                 f"{mine['abs_log_err_measured'] / floor['measured']:.2f}x of it"
             )
+        regions = coverage_by_region(est, rivals)
+        print(
+            "10-90% band coverage by region of the design (nominally 80% everywhere): "
+            + "; ".join(
+                f"{r.region} {r.coverage:.0%} over {r.architectures} (worst {r.worst:.0%})"
+                for r in regions.itertuples()
+            )
+        )
         if self.scores:
             print(f"wrote {write_table(rivals, self.scores)}")
 

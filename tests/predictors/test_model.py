@@ -117,7 +117,7 @@ def test_persistence_round_trip_and_refusals(table, tmp_path):
     sio.dump(data, tmp_path / "v3.skops")  # before it knew its tokens per step
     with pytest.raises(PredictorFileError, match="format 3.*massdyn train-predictor"):
         load_predictor(tmp_path / "v3.skops")
-    data["schema"].update(format=4)
+    data["schema"].update(format=5)
     data["schema"]["sklearn"] = "0.1.0"
     sio.dump(data, tmp_path / "oldsk.skops")
     with pytest.raises(PredictorFileError, match="scikit-learn 0.1.0"):
