@@ -1,4 +1,4 @@
-"""Where the top-1 entry sits and how much the ratio grew, per (model, layer)."""
+"""Where the top entries sit and how much the ratio grew: per (model, layer), per step."""
 
 from __future__ import annotations
 
@@ -45,3 +45,65 @@ def emergence_report(measurements, last_fraction: float = 1 / 3):
             }
         )
     return pd.DataFrame(rows)
+
+
+LOCATION_COLUMNS = ("top1_token", "top1_dim", "top2_dim", "top3_dim")
+
+
+def locations(measurements):
+    """Where the massive activations sit, per (model, step, layer), and how that turns over.
+
+    From what a measurements table already holds (each sequence's top-3 (token, dim)):
+
+    - ``on_first_token``: share of sequences whose top-1 entry is at position 0 (the first
+      token, or the BOS a walk prepends);
+    - ``top_dim`` and ``top_dim_share``: the most common top-1 dimension and the share of
+      sequences whose top-1 is in it;
+    - ``dims``: the outlier dimensions, every dimension among the top-3 of any sequence
+      (space-separated), and their Jaccard overlap with the previous measured step's
+      (``overlap_prev``; NaN at the first) and with the last step's (``overlap_last``).
+
+    Raises:
+        ValueError: when the table lacks the location columns (a table from before they
+            were recorded, or the paper's released data, which has none).
+    """
+    import numpy as np
+    import pandas as pd
+
+    missing = [c for c in LOCATION_COLUMNS if c not in measurements.columns]
+    if missing:
+        raise ValueError(
+            f"the measurements table has no {', '.join(missing)}: where the top entries sit "
+            "is recorded by massdyn walk and the live tracker (not in the paper's released data)"
+        )
+    rows = []
+    for (model, layer), g in measurements.groupby(["model", "layer"], sort=True):
+        per_step = {}
+        for step, s in g.groupby("step", sort=True):
+            dims = set(s[["top1_dim", "top2_dim", "top3_dim"]].to_numpy().ravel().tolist())
+            common = s["top1_dim"].value_counts()
+            per_step[step] = (s, dims, int(common.index[0]), float(common.iloc[0] / len(s)))
+        steps = sorted(per_step)
+        last_dims = per_step[steps[-1]][1]
+        previous = None
+        for step in steps:
+            s, dims, top_dim, share = per_step[step]
+            rows.append(
+                {
+                    "model": model,
+                    "step": step,
+                    "layer": layer,
+                    "on_first_token": float((s["top1_token"] == 0).mean()),
+                    "top_dim": top_dim,
+                    "top_dim_share": share,
+                    "dims": " ".join(map(str, sorted(int(d) for d in dims))),
+                    "overlap_prev": np.nan if previous is None else _jaccard(dims, previous),
+                    "overlap_last": _jaccard(dims, last_dims),
+                }
+            )
+            previous = dims
+    return pd.DataFrame(rows)
+
+
+def _jaccard(a: set, b: set) -> float:
+    return len(a & b) / len(a | b) if a | b else float("nan")

@@ -43,6 +43,10 @@ COMMANDS: dict[str, Command] = {
         "massdyn.commands.imports:ImportCommand",
         "read the paper's released measurements into walker-format tables",
     ),
+    "locate": Command(
+        "massdyn.commands.locate:LocateCommand",
+        "where the massive activations sit over training, per step and layer",
+    ),
     "fit": Command(
         "massdyn.commands.fit:FitCommand", "fit emergence curves to a measurements table"
     ),
