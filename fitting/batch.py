@@ -48,24 +48,19 @@ def check_measurements(df: pd.DataFrame) -> None:
                 f"{first!r} (row {int(bad.idxmax()) + 2} of the file, counting the header)"
             )
     present = [c for c in MAGNITUDES if c in df.columns]
-    negative = (df[present] < 0).any(axis=1)
-    if negative.any():
-        row = df.loc[negative].iloc[0]
-        raise ValueError(
-            f"{int(negative.sum())} row(s) hold a negative magnitude (e.g. model {row['model']} "
-            f"step {row['step']} layer {row['layer']}); top1..top3 and median are absolute "
-            "values: this is not a massdyn measurements table"
-        )
-    key = ["model", "step", "layer", "seq"]
-    repeated = df.duplicated(key, keep=False)
-    if repeated.any():
-        row = df.loc[repeated].iloc[0]
-        raise ValueError(
-            f"{int(repeated.sum())} rows repeat a (model, step, layer, seq) key (e.g. model "
-            f"{row['model']} step {row['step']} layer {row['layer']} seq {row['seq']}): two "
-            "walks under one model name, or a table read twice; give each walk its own model "
-            "name or drop the repeated rows"
-        )
+    _refuse_rows(
+        df,
+        (df[present] < 0).any(axis=1),
+        "hold a negative magnitude",
+        "top1..top3 and median are absolute values: this is not a massdyn measurements table",
+    )
+    _refuse_rows(
+        df,
+        df.duplicated(["model", "step", "layer", "seq"], keep=False),
+        "repeat a (model, step, layer, seq) key",
+        "two walks under one model name, or a table read twice; give each walk its own model "
+        "name or drop the repeated rows",
+    )
     seqs = df.groupby(["model", "step"])["seq"].agg(lambda s: tuple(sorted(set(s))))
     for model, per_step in seqs.groupby(level="model"):
         kinds = per_step.unique()
@@ -76,6 +71,16 @@ def check_measurements(df: pd.DataFrame) -> None:
                 f"({' vs '.join(map(str, counts))} sequences, or other indices); measure "
                 "every step on the same inputs, or give each walk its own model name"
             )
+
+
+def _refuse_rows(df: pd.DataFrame, bad: pd.Series, what: str, fix: str) -> None:
+    """Raise naming how many rows are ``bad``, the first one's key, and the fix."""
+    if bad.any():
+        row = df.loc[bad].iloc[0]
+        raise ValueError(
+            f"{int(bad.sum())} row(s) {what} (e.g. model {row['model']} step {row['step']} "
+            f"layer {row['layer']} seq {row['seq']}): {fix}"
+        )
 
 
 def aggregate(measurements: pd.DataFrame, metric: str = "ratio") -> pd.DataFrame:
