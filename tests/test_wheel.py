@@ -193,9 +193,10 @@ def test_predict_from_the_wheel_with_its_shipped_suite(venv):
     (work / "d192.json").write_text(json.dumps(config))
     out = run(venv, "predict", "d192.json", "--out", "p.csv", cwd=work)
     assert out.returncode == 0, out.stderr
-    assert "no --predictor: trained one on the grown mini-suite" in out.stderr
+    assert "no --predictor: trained one on the grown mini-suite" in out.stdout
     rows = (work / "p.csv").read_text().splitlines()
-    assert rows[0] == "model,layer,step,ratio,ratio_lo,ratio_hi" and len(rows) > 6 * 30
+    assert rows[0] == "model,layer,step,tokens,ratio,ratio_lo,ratio_hi,note"
+    assert len(rows) > 6 * 30
 
 
 def test_help_and_argument_errors_answer_without_the_heavy_imports(venv):
