@@ -147,12 +147,13 @@ def t_peak_range(
         # the last optimum found (the profile is smooth in T).
         starts = np.array([[LB[j], LT[j]], *fitted, *warm[-1:]])
         x0 = starts[np.argmin(_constrained_rss(u, y, W, T, starts[:, 0], starts[:, 1]))]
-        res = minimize(
-            lambda z: float(_constrained_rss(u, y, W, T, z[0], z[1])),
-            x0,
-            method="Nelder-Mead",
-            options={"xatol": 1e-5, "fatol": 0.0, "maxiter": 250},
-        )
+        with np.errstate(invalid="ignore"):  # inf - inf in the simplex where T is a trough
+            res = minimize(
+                lambda z: float(_constrained_rss(u, y, W, T, z[0], z[1])),
+                x0,
+                method="Nelder-Mead",
+                options={"xatol": 1e-5, "fatol": 0.0, "maxiter": 250},
+            )
         found, where = min((float(rss[j]), starts[0]), (float(res.fun), res.x), key=lambda r: r[0])
         warm.append(where)
         return found

@@ -562,6 +562,7 @@ def _fit_predicted(table):
     rows = []
     for (model, layer), c in table.groupby(["model", "layer"]):
         row = {"model": model, "layer": layer}
+        c = c[c["ratio"].notna()]  # rows past the token horizon are empty
         try:
             r = fit_curve(c["step"].to_numpy(float), c["ratio"].to_numpy(float))
         except SeriesError as exc:  # too few steps asked for, say
