@@ -340,7 +340,9 @@ class PredictCommand:
         None, f"file from `massdyn train-predictor` (none: one trained now on {SHIPPED})"
     )
     steps: str = opt(
-        "grid", "grid (the predictor's log-spaced steps), paper (Pythia's ~37) or a comma list"
+        "grid",
+        "grid (the predictor's log-spaced steps, at equal tokens), paper (Pythia's ~37) or a "
+        "comma list",
     )
     out: str = opt("predicted.csv", "per (model, layer, step) table")
     plot: str | None = opt(None, "also draw the curves to this image file")
@@ -411,7 +413,12 @@ class PredictCommand:
                 )
         for arch in archs:
             tps = self._tokens_per_step(est, arch)
-            table = est.predict_tokens_table(arch, steps, tps, self.extrapolate)
+            asked = steps
+            if self.steps == "grid" and tps and est.tokens_per_step:
+                # The predictor's own grid, in this suite's steps: equal tokens, so the
+                # default output stays inside the training data's horizon.
+                asked = np.asarray(steps, float) * est.tokens_per_step / tps
+            table = est.predict_tokens_table(arch, asked, tps, self.extrapolate)
             past = table.loc[table["layer"] == 0, "note"].str.len() > 0
             if past.any():
                 first = table.loc[(table["layer"] == 0) & (table["note"] != ""), "step"].min()
