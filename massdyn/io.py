@@ -101,3 +101,32 @@ def refuse_overwriting_inputs(outputs, inputs) -> None:
                 f"--out {out} is one of this command's inputs ({read[Path(out).resolve()]}); "
                 "writing there would destroy it: choose another --out"
             )
+
+
+def time_option():
+    """The ``--time`` option of commands that fit or forecast over training time."""
+    return opt(
+        "step",
+        "time axis: step, or tokens (cumulative training tokens, from the table's tokens "
+        "column; compares suites whose steps hold different numbers of tokens)",
+        choices=("step", "tokens"),
+    )
+
+
+def on_time_axis(table: pd.DataFrame, time: str) -> pd.DataFrame:
+    """The table with ``step`` holding the chosen time axis (``tokens``: cumulative tokens).
+
+    Fits, forecasts and their outputs then read ``step`` as tokens; the caller labels its
+    output with the axis.
+
+    Raises:
+        ValueError: ``tokens`` asked of a table without a complete ``tokens`` column.
+    """
+    if time == "step":
+        return table
+    if "tokens" not in table.columns or table["tokens"].isna().any():
+        raise ValueError(
+            "--time tokens needs a tokens column with a value in every row; walk with "
+            "--tokens-per-step N (or a suite whose revision names or data give tokens)"
+        )
+    return table.assign(step=table["tokens"].astype("int64"))

@@ -546,3 +546,25 @@ def test_a_full_disk_is_one_line_naming_the_file(world, tmp_path):
     full.symlink_to("/dev/full")  # every write: ENOSPC
     line = check_refused(world, ["fit", world["root"] / "m.csv", "--out", full, "--jobs", 1], "")
     assert f"{full}: No space left on device (ENOSPC)" in line
+
+
+def test_fit_and_forecast_on_the_tokens_axis(world, tmp_path):
+    m = pd.read_csv(world["root"] / "m.csv").assign(tokens=lambda d: d["step"] * 2048)
+    m.to_csv(tmp_path / "t.csv", index=False)
+    steps = run_cli("fit", world["root"] / "m.csv", "--out", tmp_path / "s.csv", "--jobs", 1)
+    tokens = run_cli(
+        "fit", tmp_path / "t.csv", "--time", "tokens", "--out", tmp_path / "k.csv", "--jobs", 1
+    )
+    assert steps.returncode == tokens.returncode == 0, tokens.stderr
+    a, b = pd.read_csv(tmp_path / "s.csv"), pd.read_csv(tmp_path / "k.csv")
+    assert set(a["time"]) == {"step"} and set(b["time"]) == {"tokens"}
+    # The same curves on an axis 2048x longer: the peak moves by that factor, R^2 does not.
+    np.testing.assert_allclose(b["r2"], a["r2"], rtol=1e-3)
+    ok = a["t_peak"].notna() & np.isfinite(a["t_peak"])
+    np.testing.assert_allclose(b.loc[ok, "t_peak"], 2048 * a.loc[ok, "t_peak"], rtol=1e-2)
+    args = ["forecast", tmp_path / "t.csv", "--time", "tokens", "--until", 2048 * 200_000]
+    out = run_cli(*args, "--out", tmp_path / "f.csv", "--jobs", 1)
+    assert out.returncode == 0, out.stderr
+    assert pd.read_csv(tmp_path / "f.csv")["step"].max() == 2048 * 200_000
+    line = check_refused(world, ["fit", world["root"] / "m.csv", "--time", "tokens"], "")
+    assert "--time tokens needs a tokens column" in line

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from massdyn.fitting.config import FitConfig
-from massdyn.io import keep_duplicates_option
+from massdyn.io import keep_duplicates_option, time_option
 from massdyn.options import opt
 
 
@@ -44,23 +44,30 @@ class FitCommand:
     weighted: bool = opt(False, "weight points by SEM over seqs")
     jobs: int | None = opt(None, "worker processes (default: all cores)")
     keep_duplicates: bool = keep_duplicates_option()
+    time: str = time_option()
     fit: FitConfig = field(default_factory=FitConfig, metadata={"flatten": True})
 
     def run(self) -> int:
         """Run the fit and print a summary."""
         from massdyn.fitting import fit_and_rank, fit_measurements
-        from massdyn.io import read_measurements, refuse_overwriting_inputs, write_table
+        from massdyn.io import (
+            on_time_axis,
+            read_measurements,
+            refuse_overwriting_inputs,
+            write_table,
+        )
 
         out = Path(self.out)
         outputs = [out] + ([] if self.compare is None else [self._compare_path(out)])
         refuse_overwriting_inputs(outputs, self.measurements)
-        df = read_measurements(self.measurements, self.keep_duplicates)
+        df = on_time_axis(read_measurements(self.measurements, self.keep_duplicates), self.time)
         config = self.fit
         common = dict(config=config, n_jobs=self.jobs, weighted=self.weighted)
         if self.compare is None:
             params = fit_measurements(df, self.metric, self.curve_model, **common)
         else:
             params, ranking = fit_and_rank(df, self.metric, self.curve_model, **common)
+        params.insert(2, "time", self.time)  # what t_peak, t_peak_lo and t_peak_hi count
         out = write_table(params, self.out)
         counts = params["status"].value_counts().to_dict()
         ok = params[params["status"] != "failed"]

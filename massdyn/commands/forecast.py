@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from massdyn.fitting.config import ForecastConfig
-from massdyn.io import keep_duplicates_option
+from massdyn.io import keep_duplicates_option, time_option
 from massdyn.options import opt
 
 
@@ -29,8 +29,8 @@ class ForecastCommand:
     measurements: str = opt(
         help="measurements table of the walker (.csv, .parquet)", positional=True
     )
-    until: int = opt(help="the horizon: forecast up to this step")
-    upto: int | None = opt(None, "ignore the rows after this step (backtest)")
+    until: int = opt(help="the horizon: forecast up to this step (tokens with --time tokens)")
+    upto: int | None = opt(None, "ignore the rows after this step or token count (backtest)")
     out: str = opt("forecast.csv", "per (model, layer, step) table")
     plot: str | None = opt(None, "also draw observed points and forecasts to this image file")
     predictor: str | None = opt(None, "file from `massdyn train-predictor`: its curve as a prior")
@@ -38,6 +38,7 @@ class ForecastCommand:
     metric: str = opt("ratio", "series to forecast", choices=("ratio", "top1", "median"))
     jobs: int | None = opt(None, "worker processes (default: all cores)")
     keep_duplicates: bool = keep_duplicates_option()
+    time: str = time_option()
     forecast: ForecastConfig = field(default_factory=ForecastConfig, metadata={"flatten": True})
 
     def run(self) -> int:
@@ -45,7 +46,12 @@ class ForecastCommand:
         import numpy as np
 
         from massdyn.fitting.forecast import forecast_measurements
-        from massdyn.io import read_measurements, refuse_overwriting_inputs, write_table
+        from massdyn.io import (
+            on_time_axis,
+            read_measurements,
+            refuse_overwriting_inputs,
+            write_table,
+        )
         from massdyn.tracker.schedule import pythia_steps
 
         if self.until <= 0:
@@ -59,8 +65,12 @@ class ForecastCommand:
             [out, out.with_name(f"{out.stem}_summary{out.suffix}"), self.plot],
             [self.measurements, self.predictor],
         )
-        table = read_measurements(self.measurements, self.keep_duplicates)
-        steps = np.array([s for s in pythia_steps() if s <= self.until] + [self.until], float)
+        table = on_time_axis(read_measurements(self.measurements, self.keep_duplicates), self.time)
+        if self.time == "tokens":  # 40 log-spaced points from the first tokens seen
+            first = float(table.loc[table["step"] > 0, "step"].min())
+            steps = np.unique(np.r_[np.geomspace(min(first, self.until), self.until, 40)])
+        else:
+            steps = np.array([s for s in pythia_steps() if s <= self.until] + [self.until], float)
         priors = self._priors(table) if self.predictor else None
         rows, summary = forecast_measurements(
             table,
