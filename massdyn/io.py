@@ -103,6 +103,12 @@ def refuse_overwriting_inputs(outputs, inputs) -> None:
             )
 
 
+def check_jobs(jobs: int | None) -> None:
+    """Refuse ``--jobs`` below 1 (None: every core)."""
+    if jobs is not None and jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs} (leave it out for every core)")
+
+
 def time_option():
     """The ``--time`` option of commands that fit or forecast over training time."""
     return opt(

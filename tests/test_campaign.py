@@ -52,6 +52,8 @@ def world(tmp_path_factory, series, text_file, hub):
     bad.loc[3, "top1"] = "oops"
     bad.to_csv(root / "strings.csv", index=False)
     m.head(0).to_csv(root / "header.csv", index=False)
+    (root / "bad-suite.json").write_text('{"sources": [')
+    pd.read_csv(root / "params.csv").assign(model="other").to_csv(root / "other.csv", index=False)
     negative = m.copy()
     negative.loc[5, "top2"] = -1.0
     negative.to_csv(root / "negative.csv", index=False)
@@ -225,6 +227,35 @@ CASES = {
         "--out",
         w["root"] / "params.csv",
     ],
+    "fit jobs -1": lambda w: [
+        "fit",
+        w["root"] / "m.csv",
+        "--jobs",
+        -1,
+        "--out",
+        w["root"] / "q.csv",
+    ],
+    "walk seed -1": lambda w: [
+        "walk",
+        w["series"],
+        "--text",
+        w["text"],
+        *GOOD,
+        "--seed",
+        -1,
+        "--out",
+        w["root"] / "seed",
+    ],
+    "malformed suite file": lambda w: ["walk", w["root"] / "bad-suite.json", "--out", w["walked"]],
+    "figures with another table's params": lambda w: [
+        "figures",
+        "--measurements",
+        w["root"] / "m.csv",
+        "--params",
+        w["root"] / "other.csv",
+        "--out",
+        w["root"] / "figs",
+    ],
     "fit negative magnitude": lambda w: [
         "fit",
         w["root"] / "negative.csv",
@@ -356,6 +387,10 @@ EXPECTED = {
     "predict one config twice": "two CONFIGs name the model",
     "predict outside the training ranges": "outside what the predictor learned from",
     "fit negative magnitude": "negative magnitude",
+    "fit jobs -1": "--jobs must be at least 1",
+    "walk seed -1": "--seed must be a non-negative integer",
+    "malformed suite file": "bad-suite.json is not a valid suite file",
+    "figures with another table's params": "the parameters table fits model(s) the measurements",
     "fit repeated keys": "repeat a (model, step, layer, seq) key",
     "fit two walks under one name": "model m mixes walks",
     "fit out is its input": "is one of this command's inputs",

@@ -80,6 +80,8 @@ class InputSpec:
             raise InputError(
                 f"need n_seqs >= 1 and seq_len >= 2, got {self.n_seqs} x {self.seq_len}"
             )
+        if self.seed < 0:
+            raise InputError(f"--seed must be a non-negative integer, got {self.seed}")
 
 
 @dataclass(frozen=True)

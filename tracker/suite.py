@@ -69,7 +69,13 @@ def expand_sources(specs: list[str]) -> list[str]:
         if not spec.endswith(".json"):
             out.append(spec)
             continue
-        data = json.loads(Path(spec).read_text())
+        try:
+            data = json.loads(Path(spec).read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(
+                f'{spec} is not a valid suite file ({exc}); it is JSON with a "sources" list, '
+                'or "organisation" and "models" as data/pythia.json has'
+            ) from None
         if "sources" in data:
             out += list(data["sources"])
         elif "organisation" in data and "models" in data:

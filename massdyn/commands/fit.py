@@ -51,12 +51,14 @@ class FitCommand:
         """Run the fit and print a summary."""
         from massdyn.fitting import fit_and_rank, fit_measurements
         from massdyn.io import (
+            check_jobs,
             on_time_axis,
             read_measurements,
             refuse_overwriting_inputs,
             write_table,
         )
 
+        check_jobs(self.jobs)
         out = Path(self.out)
         outputs = [out] + ([] if self.compare is None else [self._compare_path(out)])
         refuse_overwriting_inputs(outputs, self.measurements)

@@ -47,6 +47,7 @@ class ForecastCommand:
 
         from massdyn.fitting.forecast import forecast_measurements
         from massdyn.io import (
+            check_jobs,
             on_time_axis,
             read_measurements,
             refuse_overwriting_inputs,
@@ -60,6 +61,7 @@ class ForecastCommand:
             raise ValueError(f"--upto {self.upto} must be before --until {self.until}")
         if (self.predictor is None) != (self.configs is None):
             raise ValueError("--predictor and --configs go together: give both or neither")
+        check_jobs(self.jobs)
         out = Path(self.out)
         refuse_overwriting_inputs(
             [out, out.with_name(f"{out.stem}_summary{out.suffix}"), self.plot],

@@ -97,6 +97,13 @@ class FigureData:
     def __post_init__(self):
         self.series = {m: aggregate(self.measurements, m) for m in ("ratio", "top1", "median")}
         self.params = self.params[self.params.get("metric", "ratio") == "ratio"]
+        foreign = sorted(set(self.params["model"]) - set(self.measurements["model"]))
+        if foreign:
+            raise ValueError(
+                f"the parameters table fits model(s) the measurements table lacks "
+                f"({', '.join(map(str, foreign[:3]))}); pass the params fitted to these "
+                "measurements (massdyn fit MEASUREMENTS --out PARAMS)"
+            )
 
     @property
     def models(self) -> list[str]:
