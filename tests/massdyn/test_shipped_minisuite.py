@@ -99,3 +99,23 @@ def _walk(root):
             yield from _walk(p)
         else:
             yield p
+
+
+def test_the_schedule_pilot_is_shipped_as_its_suite_file_describes():
+    """Both seeds, every layer, step 0 and the 120 log-spaced steps to 16,000, its recipe."""
+    from dataclasses import asdict
+
+    from massdyn.minisuite import Suite
+    from massdyn.tracker.live import log_schedule
+
+    folder = files("massdyn.data").joinpath("minisuite", "cosine")
+    cosine = Suite.load(str(files("massdyn.data").joinpath("minisuite-cosine.json")))
+    m = pd.read_csv(folder.joinpath("measurements.csv"))
+    prov = json.loads(folder.joinpath("provenance.json").read_text())
+    assert json.loads(json.dumps(asdict(cosine.recipe))) == prov["recipe"]
+    assert sorted(m["model"].unique()) == sorted(x.name for x in cosine.members)
+    steps = sorted(log_schedule(cosine.recipe.max_steps, cosine.recipe.schedule_points))
+    for _, g in m.groupby("model"):
+        assert sorted(g["step"].unique()) == steps and g["layer"].nunique() == 4
+    params = pd.read_csv(folder.joinpath("params.csv"))
+    assert len(params) == 8 and params["r2"].min() > 0.95
