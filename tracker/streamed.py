@@ -42,6 +42,7 @@ import pandas as pd
 import torch
 from torch import nn
 
+from massdyn.data import read_json
 from massdyn.tracker.blocks import base_model, decoder_blocks
 from massdyn.tracker.measure import ActivationRecorder, check_finite
 
@@ -316,6 +317,9 @@ class StreamedModel:
 
         self.folder, self.device, self.dtype = Path(folder), torch.device(device), dtype
         config = AutoConfig.from_pretrained(str(folder), trust_remote_code=trust_remote_code)
+        whole = read_json("architectures.json")["streamed_whole"]["families"]
+        if config.model_type in whole:
+            raise NotStreamableError(f"{config.model_type}: {whole[config.model_type]}")
         with _parameters_on_meta():
             self.model = AutoModelForCausalLM.from_config(
                 config, dtype=dtype, trust_remote_code=trust_remote_code
