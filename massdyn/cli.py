@@ -94,16 +94,6 @@ def one_line(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
-def os_error(exc: OSError) -> str:
-    """``PATH: No space left on device (ENOSPC)``: what the system refused, and where."""
-    import errno
-
-    code = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno else ""
-    where = f"{exc.filename}: " if exc.filename else ""
-    what = exc.strerror or one_line(exc)
-    return f"{where}{what}{f' ({code})' if code else ''}; nothing recorded before it is lost"
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``massdyn`` console script; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -136,8 +126,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         if isinstance(exc, OSError) and not isinstance(exc, USER_ERRORS):
             # A full disk, a read-only folder, a quota: the system's word, on one line.
-            print(f"massdyn {args.command}: error: {os_error(exc)}", file=sys.stderr)
+            from massdyn.tracker.store import describe_os_error
+
+            what = describe_os_error(exc)
+            print(
+                f"massdyn {args.command}: error: {what}; nothing recorded before it is lost",
+                file=sys.stderr,
+            )
             return 2
+        status = getattr(exc, "exit_status", None)
+        if status is not None:  # a run that recorded something before it had to stop
+            print(f"massdyn {args.command}: error: {one_line(exc)}", file=sys.stderr)
+            return status
         if not isinstance(exc, (*USER_ERRORS, CheckpointError)):
             raise
         print(f"massdyn {args.command}: error: {one_line(exc)}", file=sys.stderr)

@@ -100,6 +100,16 @@ def _umask() -> int:
 FILE_MODE = 0o666 & ~_umask()
 
 
+def describe_os_error(exc: OSError) -> str:
+    """``PATH: No space left on device (ENOSPC)``: what the system refused, and where."""
+    import errno
+
+    code = errno.errorcode.get(exc.errno, str(exc.errno)) if exc.errno else ""
+    where = f"{exc.filename}: " if exc.filename else ""
+    what = exc.strerror or str(exc).strip() or type(exc).__name__
+    return f"{where}{what}{f' ({code})' if code else ''}"
+
+
 def atomic_write(path: Path, write, binary: bool = False) -> None:
     """Write a file via a temporary sibling, fsync and rename.
 

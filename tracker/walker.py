@@ -25,7 +25,7 @@ from massdyn.tracker.inputs import InputError, TokenInputs, build_inputs
 from massdyn.tracker.measure import measure
 from massdyn.tracker.schedule import known_tokens_per_step
 from massdyn.tracker.sources import CheckpointError, Fetched
-from massdyn.tracker.store import ResultStore, folder_identity
+from massdyn.tracker.store import ResultStore, describe_os_error, folder_identity
 
 TOKENS_PER_BATCH = 32768
 DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
@@ -47,6 +47,12 @@ __all__ = [
 
 class WalkInterrupted(KeyboardInterrupt):
     """Ctrl-C during a walk; the message says what was measured and how to resume."""
+
+
+class WalkStoppedError(RuntimeError):
+    """The system refused a write after some checkpoints were recorded (a full disk)."""
+
+    exit_status = 1  # something was measured and is kept: not "bad input"
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -352,6 +358,17 @@ def walk(source, config: WalkConfig) -> WalkSummary:
     created = not Path(config.out).exists()
     try:
         return _walk_into(source, config, available, selected, device, dtype, t_start)
+    except OSError as exc:
+        measured = any((Path(config.out) / "parts").glob("step*.csv"))
+        if measured and (type(exc) is OSError or isinstance(exc, PermissionError)):
+            raise WalkStoppedError(
+                f"{describe_os_error(exc)}; every checkpoint measured before it is recorded "
+                f"in {config.out}: free the space (or fix the folder) and run the same command "
+                "to resume"
+            ) from exc
+        if created:
+            _remove_if_nothing_recorded(Path(config.out))
+        raise
     except BaseException:
         if created:
             _remove_if_nothing_recorded(Path(config.out))
@@ -532,7 +549,8 @@ def _walk_queue(source, config, store, inputs, available, todo, queue, device, d
             f"{len(ok)} checkpoint(s) measured in this run, {have} in {store.folder} "
             f"(measurements.csv is up to date); rerun the same command to resume"
         ) from None
-    bar.close()
+    finally:
+        bar.close()  # whatever ends the loop, the next line printed starts a line of its own
     return ok, failed, stopped
 
 

@@ -414,3 +414,34 @@ def test_ctrl_c_during_jobs_prints_one_line(long_series, text_file, tmp_path):
     lines = [line for line in stderr.splitlines() if "interrupted" in line]
     assert len(lines) == 1 and "every shard stopped" in lines[0], stderr
     assert "Traceback" not in stderr
+
+
+def test_a_disk_that_fills_mid_walk_exits_1_with_one_line_and_keeps_what_was_recorded(
+    series, text_file, tmp_path, monkeypatch, capsys
+):
+    import errno
+
+    import massdyn.tracker.store as store
+    from massdyn.cli import main
+
+    real, parts = store.atomic_csv, []
+
+    def filling(df, path):
+        if path.parent.name == "parts":
+            parts.append(path)
+            if len(parts) > 2:  # the third checkpoint's rows no longer fit
+                raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(df, path)
+
+    monkeypatch.setattr(store, "atomic_csv", filling)
+    out = tmp_path / "o"
+    args = ["walk", str(series), "--text", str(text_file), "--seqs", "2", "--seq-len", "16"]
+    assert main([*args, "--out", str(out)]) == 1
+    text = capsys.readouterr().err.replace("\r", "\n")  # the progress bar redraws with \r
+    err = [x for x in text.splitlines() if x.startswith("massdyn walk:")]
+    assert len(err) == 1 and "No space left on device (ENOSPC)" in err[0], err
+    assert "run the same command to resume" in err[0]
+    assert sorted(pd.read_csv(out / "measurements.csv")["step"].unique()) == [0, 10]
+    monkeypatch.setattr(store, "atomic_csv", real)
+    assert main([*args, "--out", str(out)]) == 0  # resumes: the two others are measured now
+    assert sorted(pd.read_csv(out / "measurements.csv")["step"].unique()) == [0, 10, 100, 1000]
