@@ -97,13 +97,16 @@ class FigureData:
     def __post_init__(self):
         self.series = {m: aggregate(self.measurements, m) for m in ("ratio", "top1", "median")}
         self.params = self.params[self.params.get("metric", "ratio") == "ratio"]
-        foreign = sorted(set(self.params["model"]) - set(self.measurements["model"]))
-        if foreign:
+        # Params of a larger table serve a subset of its models; of another table, none.
+        measured = set(self.measurements["model"])
+        if len(self.params) and not measured & set(self.params["model"]):
+            foreign = sorted(set(self.params["model"]))
             raise ValueError(
-                f"the parameters table fits model(s) the measurements table lacks "
-                f"({', '.join(map(str, foreign[:3]))}); pass the params fitted to these "
+                f"the parameters table fits none of the measured models (it has "
+                f"{', '.join(map(str, foreign[:3]))}); pass the params fitted to these "
                 "measurements (massdyn fit MEASUREMENTS --out PARAMS)"
             )
+        self.params = self.params[self.params["model"].isin(measured)]
 
     @property
     def models(self) -> list[str]:

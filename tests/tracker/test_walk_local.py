@@ -246,7 +246,7 @@ def test_a_second_walk_into_a_busy_folder_is_refused_and_no_row_is_lost(
             24,
             "--bos",
             "--steps",
-            "5,15",
+            "20,30",
             "--out",
             out,
         )
