@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import re
 from functools import cache
 
 from torch import nn
 
 from massdyn.data import read_json
+
+# A decoder block's index in a parameter or tensor name (``model.layers.3.mlp...``,
+# ``transformer.h.3...``), for checking a checkpoint's blocks against its config.
+BLOCK_INDEX = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
 
 
 class UnsupportedArchitectureError(ValueError):

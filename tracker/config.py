@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 
-from massdyn.tracker.inputs import InputSpec
+from massdyn.tracker.inputs import InputSpec, absolute_path
 from massdyn.tracker.schedule import StepSelection
 from massdyn.tracker.sources import looks_like_path
 
@@ -216,20 +216,13 @@ def walk_settings(source, config: WalkConfig) -> dict:
     Paths are absolute, so that ``massdyn walk --config DIR/config.yaml`` works from any
     folder.
     """
-    inputs = replace(
-        config.inputs,
-        text=_absolute(config.inputs.text),
-        token_ids=_absolute(config.inputs.token_ids),
-    )
     tokenizer = config.tokenizer
     if tokenizer and (looks_like_path(tokenizer) or Path(tokenizer).exists()):
-        tokenizer = _absolute(tokenizer)
-    absolute = replace(config, out=_absolute(config.out), inputs=inputs, tokenizer=tokenizer)
+        tokenizer = absolute_path(tokenizer)
+    absolute = replace(
+        config, out=absolute_path(config.out), inputs=config.inputs.absolute(), tokenizer=tokenizer
+    )
     return {"source": [source.location], "name": source.name, **settings(absolute)}
-
-
-def _absolute(path: str | None) -> str | None:
-    return None if path is None else str(Path(path).expanduser().resolve())
 
 
 def _importable(module: str) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +82,19 @@ class InputSpec:
             )
         if self.seed < 0:
             raise InputError(f"--seed must be a non-negative integer, got {self.seed}")
+
+    def absolute(self) -> InputSpec:
+        """The same inputs with ``text`` and ``token_ids`` as absolute paths.
+
+        What a results folder records (its identity, its ``config.yaml``), so that the walk
+        resumes from any folder.
+        """
+        return replace(self, text=absolute_path(self.text), token_ids=absolute_path(self.token_ids))
+
+
+def absolute_path(path: str | None) -> str | None:
+    """``path`` resolved (``~`` expanded, links followed); None stays None."""
+    return None if path is None else str(Path(path).expanduser().resolve())
 
 
 @dataclass(frozen=True)

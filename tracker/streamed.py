@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from massdyn.data import read_json
-from massdyn.tracker.blocks import base_model, decoder_blocks
+from massdyn.tracker.blocks import BLOCK_INDEX, base_model, decoder_blocks
 from massdyn.tracker.measure import ActivationRecorder, check_finite
 
 UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
@@ -346,7 +346,7 @@ class StreamedModel:
         # Blocks in the files past the config's depth would be left out silently.
         depth = len(self.blocks)
         for key in self.files.where:
-            m = re.search(r"\.(?:layers|h|blocks|layer)\.(\d+)\.", key)
+            m = BLOCK_INDEX.search(key)
             if m and int(m.group(1)) >= depth:
                 raise NotStreamableError(
                     f"the files hold block {m.group(1)} but config.json describes {depth}"

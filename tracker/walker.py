@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import re
 import threading
 import time
 from concurrent.futures import Future
@@ -20,6 +19,7 @@ from pathlib import Path
 
 import torch
 
+from massdyn.tracker.blocks import BLOCK_INDEX
 from massdyn.tracker.config import DTYPE_NAMES, WalkConfig, WalkSummary, human_bytes, walk_settings
 from massdyn.tracker.inputs import InputError, TokenInputs, build_inputs
 from massdyn.tracker.measure import measure
@@ -131,16 +131,13 @@ def load_model(path, device: torch.device, dtype: torch.dtype, trust_remote_code
     return model.to(device).eval()
 
 
-_BLOCK_INDEX = re.compile(r"\.(?:layers|h|blocks|layer)\.(\d+)\.")
-
-
 def check_loaded(config, info: dict) -> None:
     """Refuse a model whose weights and config disagree (see :func:`load_model`)."""
     missing, unexpected = list(info.get("missing_keys", ())), list(info.get("unexpected_keys", ()))
     if not missing and not unexpected:
         return
     depth = getattr(config, "num_hidden_layers", None)
-    blocks = lambda keys: sorted({int(m.group(1)) for k in keys if (m := _BLOCK_INDEX.search(k))})  # noqa: E731
+    blocks = lambda keys: sorted({int(m.group(1)) for k in keys if (m := BLOCK_INDEX.search(k))})  # noqa: E731
     gone, extra = blocks(missing), blocks(unexpected)
     if gone or extra:
         found = (
@@ -180,10 +177,7 @@ def load_tokenizer(location: str, trust_remote_code: bool = False):
 
 def _identity(source, config: WalkConfig) -> dict:
     """What a results folder belongs to: series, input recipe, tokenizer."""
-    inputs = asdict(config.inputs)
-    for key in ("text", "token_ids"):  # absolute: the folder's walk resumes from anywhere
-        if inputs.get(key):
-            inputs[key] = str(Path(inputs[key]).expanduser().resolve())
+    inputs = asdict(config.inputs.absolute())  # the folder's walk resumes from anywhere
     return folder_identity(source.name, inputs, config.tokenizer or "series")
 
 
@@ -358,18 +352,17 @@ def walk(source, config: WalkConfig) -> WalkSummary:
     created = not Path(config.out).exists()
     try:
         return _walk_into(source, config, available, selected, device, dtype, t_start)
-    except OSError as exc:
-        measured = any((Path(config.out) / "parts").glob("step*.csv"))
-        if measured and (type(exc) is OSError or isinstance(exc, PermissionError)):
+    except BaseException as exc:
+        # The system refused a write (a full disk, a read-only folder) after checkpoints
+        # were recorded: they are kept, and the walk resumes. Anything else before that
+        # leaves no folder it created.
+        refused = type(exc) is OSError or isinstance(exc, PermissionError)
+        if refused and any((Path(config.out) / "parts").glob("step*.csv")):
             raise WalkStoppedError(
                 f"{describe_os_error(exc)}; every checkpoint measured before it is recorded "
                 f"in {config.out}: free the space (or fix the folder) and run the same command "
                 "to resume"
             ) from exc
-        if created:
-            _remove_if_nothing_recorded(Path(config.out))
-        raise
-    except BaseException:
         if created:
             _remove_if_nothing_recorded(Path(config.out))
         raise
