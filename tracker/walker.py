@@ -25,6 +25,7 @@ from massdyn.tracker.inputs import InputError, TokenInputs, build_inputs
 from massdyn.tracker.measure import measure
 from massdyn.tracker.schedule import known_tokens_per_step
 from massdyn.tracker.sources import CheckpointError, Fetched
+from massdyn.tracker.sources.etiquette import HubRefusedError
 from massdyn.tracker.store import ResultStore, describe_os_error, folder_identity
 
 TOKENS_PER_BATCH = 32768
@@ -531,6 +532,7 @@ def _walk_queue(source, config, store, inputs, available, todo, queue, device, d
                     left = sum(1 for s in queue if s not in failed and s not in ok)
                     stopped = (
                         f"stopped: {unreachable} checkpoints in a row could not reach the server "
+                        "or were refused by it "
                         f"(last: {failed[step]}); {left} not tried; everything measured is "
                         "recorded: run the same command again once it answers"
                     )
@@ -553,10 +555,10 @@ MAX_UNREACHABLE = 3
 
 
 def _unreachable(exc: BaseException) -> bool:
-    """Whether a failure was a connection to the server that could not be made."""
+    """Whether a failure was a connection that could not be made, or a lasting refusal."""
     seen = 0
     while exc is not None and seen < 10:
-        if isinstance(exc, ConnectionError) or type(exc).__name__ in (
+        if isinstance(exc, (ConnectionError, HubRefusedError)) or type(exc).__name__ in (
             "ConnectError",
             "ConnectTimeout",
         ):

@@ -9,6 +9,7 @@ sends back, so that a test can check what a client downloaded.
 from __future__ import annotations
 
 import http.client
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -21,15 +22,30 @@ HOP = {"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrad
 class ThrottlingProxy:
     """Forward to ``upstream`` (``http://host:port``) after ``n_limited`` 429 answers.
 
+    Args:
+        upstream: The server to forward to.
+        n_limited: How many requests to answer with 429 first.
+        retry_after: The ``Retry-After`` the 429 answers carry, in seconds.
+        only: A regex on the request path; only matching requests are limited.
+
     Attributes:
         limited: 429 answers given so far.
         forwarded: Requests forwarded, as ``(method, path, status)``.
         body_bytes: Bytes of response bodies sent back to clients.
     """
 
-    def __init__(self, upstream: str, n_limited: int = 0, retry_after: float = 1.0):
+    def __init__(
+        self,
+        upstream: str,
+        n_limited: int = 0,
+        retry_after: float = 1.0,
+        only: str | None = None,
+    ):
         self.upstream = urlsplit(upstream)
         self.n_limited = n_limited
+        # A regex on the request path: only matching requests are limited (e.g. weight
+        # downloads, while listings pass).
+        self.only = re.compile(only) if only else None
         self.retry_after = retry_after
         self.limited = 0
         self.forwarded: list[tuple[str, str, int]] = []
@@ -55,7 +71,9 @@ class ThrottlingProxy:
 
             def _handle(self):
                 with proxy._lock:
-                    limit = proxy.limited < proxy.n_limited
+                    limit = proxy.limited < proxy.n_limited and (
+                        proxy.only is None or proxy.only.search(self.path) is not None
+                    )
                     if limit:
                         proxy.limited += 1
                 if limit:

@@ -88,3 +88,42 @@ def test_the_wait_follows_retry_after_then_ratelimit_then_doubles():
     }
     assert wait_for(exc(limited), 0, 60) == 12
     assert [wait_for(exc({}), a, 60) for a in range(4)] == [1, 2, 4, 8]
+
+
+WEIGHTS = r"/resolve/[^/]+/model\.safetensors"
+
+
+def limited_weights(hub, n):
+    return ThrottlingProxy(hub.url, n_limited=n, retry_after=0.2, only=WEIGHTS).start()
+
+
+def test_downloads_wait_as_the_server_asks_not_as_huggingface_hub_does(hub, text_file, tmp_path):
+    proxy = limited_weights(hub, 3)
+    try:
+        out = run_cli(
+            "walk", "tiny/neox", *args(text_file, tmp_path / "o"), env=env(proxy.url, tmp_path)
+        )
+    finally:
+        proxy.stop()
+    assert out.returncode == 0, out.stderr
+    assert proxy.limited == 3
+    # huggingface_hub's own retry (1, 2, 4 s, whole-second Retry-After only) never ran.
+    assert "Retrying in" not in out.stderr and "Rate limited. Waiting" not in out.stderr
+    ck = pd.read_csv(tmp_path / "o" / "checkpoints.csv")
+    assert (ck["status"] == "ok").all() and len(ck) == 4
+
+
+def test_a_lasting_429_on_weights_is_named_throttling(hub, text_file, tmp_path):
+    proxy = limited_weights(hub, 10**6)
+    try:
+        out = run_cli(
+            "walk", "tiny/neox", *args(text_file, tmp_path / "o"), env=env(proxy.url, tmp_path)
+        )
+    finally:
+        proxy.stop()
+    assert out.returncode == 1
+    assert "stopped: 3 checkpoints in a row" in out.stdout and "1 not tried" in out.stdout
+    ck = pd.read_csv(tmp_path / "o" / "checkpoints.csv")
+    assert (ck["status"] == "failed").all() and len(ck) == 3
+    assert ck["reason"].str.contains("rate limited (429)", regex=False).all(), ck["reason"].tolist()
+    assert not ck["reason"].str.contains("connection").any()

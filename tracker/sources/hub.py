@@ -17,7 +17,7 @@ from massdyn.tracker.sources.base import (
     first_line,
     read_config,
 )
-from massdyn.tracker.sources.etiquette import http_status, with_backoff
+from massdyn.tracker.sources.etiquette import http_status, hub_download, with_backoff
 from massdyn.tracker.sources.hub_cache import HubCache
 from massdyn.tracker.sources.integrity import (
     combined_digest,
@@ -79,18 +79,9 @@ class _HubRepo:
 
     def model_config(self, ref: str) -> dict:
         """The ``config.json`` of one revision (downloaded alone, a few kB)."""
-        from huggingface_hub import hf_hub_download
-
         try:
-            path = with_backoff(
-                lambda: hf_hub_download(
-                    self.repo_id,
-                    "config.json",
-                    revision=ref,
-                    cache_dir=self.cache_dir,
-                    endpoint=self.endpoint,
-                ),
-                f"answering for {ref}/config.json",
+            path = hub_download(
+                self.repo_id, "config.json", ref, cache_dir=self.cache_dir, endpoint=self.endpoint
             )
         except CheckpointError:
             raise
@@ -242,7 +233,7 @@ class HubSource(_HubRepo):
             return fetched
 
     def _download(self, step: int, ref: str) -> Fetched:
-        from huggingface_hub import hf_hub_download, try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache
 
         tree = {e.path: e for e in self._tree(ref) if hasattr(e, "size")}
         files = weight_files(tree)
@@ -264,15 +255,8 @@ class HubSource(_HubRepo):
         try:
             for f in files:
                 paths[f] = Path(
-                    with_backoff(
-                        lambda f=f: hf_hub_download(
-                            self.repo_id,
-                            f,
-                            revision=ref,
-                            cache_dir=self.cache_dir,
-                            endpoint=self.endpoint,
-                        ),
-                        f"answering for {ref}/{f}",
+                    hub_download(
+                        self.repo_id, f, ref, cache_dir=self.cache_dir, endpoint=self.endpoint
                     )
                 )
         except CheckpointError:
