@@ -28,18 +28,27 @@ def read_table(path: str | Path) -> pd.DataFrame:
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ValueError: for any other extension.
+        ValueError: for any other extension, or a file that is empty or not a table.
     """
     import pandas as pd
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such table: {path}")
-    if path.suffix == ".csv":
-        return pd.read_csv(path)
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    raise ValueError(f"{path}: expected a .csv or .parquet file")
+    if path.suffix not in (".csv", ".parquet"):
+        raise ValueError(f"{path}: expected a .csv or .parquet file")
+    try:
+        return pd.read_csv(path) if path.suffix == ".csv" else pd.read_parquet(path)
+    except pd.errors.EmptyDataError:
+        raise ValueError(f"{path} is empty (not even a header); check the file") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not a readable CSV table ({exc}); check the file") from None
+    except ImportError:
+        raise
+    except Exception as exc:  # pyarrow's own errors for a damaged parquet file
+        if path.suffix != ".parquet":
+            raise
+        raise ValueError(f"{path} is not a readable parquet table ({exc})") from None
 
 
 def write_table(df: pd.DataFrame, path: str | Path) -> Path:

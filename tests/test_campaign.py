@@ -52,6 +52,8 @@ def world(tmp_path_factory, series, text_file, hub):
     bad.loc[3, "top1"] = "oops"
     bad.to_csv(root / "strings.csv", index=False)
     m.head(0).to_csv(root / "header.csv", index=False)
+    (root / "nothing.csv").write_text("")
+    (root / "binary.parquet").write_bytes(bytes(range(256)))
     (root / "bad-suite.json").write_text('{"sources": [')
     pd.read_csv(root / "params.csv").assign(model="other").to_csv(root / "other.csv", index=False)
     negative = m.copy()
@@ -206,6 +208,13 @@ CASES = {
         w["root"] / "strings.csv",
         "--out",
         w["root"] / "params.csv",
+    ],
+    "fit empty file": lambda w: ["fit", w["root"] / "nothing.csv", "--out", w["root"] / "e.csv"],
+    "fit damaged parquet": lambda w: [
+        "fit",
+        w["root"] / "binary.parquet",
+        "--out",
+        w["root"] / "e.csv",
     ],
     "fit header-only table": lambda w: [
         "fit",
@@ -379,6 +388,8 @@ EXPECTED = {
     "steps spec": "every:K needs an integer",
     "fit strings in a numeric column": "column 'top1' must be numeric",
     "fit header-only table": "no rows",
+    "fit empty file": "nothing.csv is empty (not even a header)",
+    "fit damaged parquet": "binary.parquet is not a readable parquet table",
     "fit starts 0": "n_starts must be at least 1",
     "fit missing table": "no such table",
     "predictor trusting builtins.exec": "builtins.exec",
