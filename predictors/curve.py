@@ -358,16 +358,24 @@ class CurvePredictor:
         """
         return self.heldout_banded(model)[:2]
 
-    def heldout_banded(self, model: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def heldout_banded(
+        self, model: str, also: frozenset = frozenset()
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`heldout`, and the (2, G) band the predictor would give without the model.
 
         The band comes from the inner cross-validation errors, so checking held-out
         members against it tests the band the way a new architecture would meet it.
+
+        Args:
+            model: The model whose architecture is held out.
+            also: Further models held out with it (its neighbourhood, say).
         """
-        held = frozenset(self.architectures()[self.groups_[model]])
+        held = frozenset(self.architectures()[self.groups_[model]]) | frozenset(also)
         train = [m for m in self.logs_ if m not in held]
+        if not train:
+            raise ValueError("nothing left to train on")
         weights, band = {float(a): w for a, w in self.weights_.items()}, self.band_
-        if len(set(self.groups_.values())) > 2:
+        if len({self.groups_[m] for m in train}) > 1:
             weights, _, errors, by_group = self._stack(held)
             band = np.nanquantile(errors, [0.1, 0.9], axis=0)
             scale = self._calibrate(by_group, band, held)

@@ -41,6 +41,15 @@ METRICS = (
     "final_ratio_pct_err",
 )
 LATE_FRACTION = 0.125
+# Fields along which a neighbour differs (heads per width follows from two of them).
+NEIGHBOUR_FIELDS = (
+    "d_model",
+    "n_layers",
+    "n_heads",
+    "ff_ratio",
+    "rotary_fraction",
+    "parallel_residual",
+)
 
 
 def _arch_means(predictor: CurvePredictor, models: list[str]) -> dict[int, np.ndarray]:
@@ -98,23 +107,46 @@ def _at_steps(predictor: CurvePredictor, curves: np.ndarray, steps: np.ndarray) 
     return np.vstack([np.interp(x, predictor.grid_, c) for c in curves])
 
 
-def score_rivals(predictor: CurvePredictor, measurements: pd.DataFrame, k: int = 3) -> pd.DataFrame:
+def neighbourhood(predictor: CurvePredictor, model: str) -> frozenset[str]:
+    """The models of every architecture that differs from ``model``'s in exactly one field.
+
+    Fields: :data:`NEIGHBOUR_FIELDS`. Holding these out with the architecture asks what a
+    test set of "one more step along each axis of the design" would not: whether the
+    predictor still holds when no training architecture is a near twin.
+    """
+    own = predictor.archs_[model]
+    out = set()
+    for m, v in predictor.archs_.items():
+        if sum(v[f] != own[f] for f in NEIGHBOUR_FIELDS) == 1:
+            out.add(m)
+    return frozenset(out)
+
+
+def score_rivals(
+    predictor: CurvePredictor, measurements: pd.DataFrame, k: int = 3, by_neighbourhood=False
+) -> pd.DataFrame:
     """Held-out scores of every method in :data:`METHODS`, one row per (architecture, method).
 
     Args:
         predictor: A fitted curve predictor.
         measurements: The walker-format table it was fitted to (for the measured steps).
         k: Neighbours of ``nearest``.
+        by_neighbourhood: Hold each architecture out together with its
+            :func:`neighbourhood` (column ``held_out``: how many architectures were).
     """
     series = aggregate(measurements, "ratio")
     series = series[np.isfinite(series["value"]) & (series["value"] > 0)]
     rows = []
-    for names in sorted(predictor.architectures().values()):
-        held = set(names)
+    members = predictor.architectures()
+    for names in sorted(members.values()):
+        also = neighbourhood(predictor, names[0]) if by_neighbourhood else frozenset()
+        held = set(names) | also
         train = [m for m in predictor.logs_ if m not in held]
+        if len({predictor.groups_[m] for m in train}) < 2:
+            continue  # too few architectures left to learn anything from
         n_layers = predictor.logs_[names[0]].shape[0]
         values = predictor.archs_[names[0]]
-        base, pred, band = predictor.heldout_banded(names[0])
+        base, pred, band = predictor.heldout_banded(names[0], also)
         curves = {
             "predictor": pred,
             "base": base,
@@ -124,13 +156,14 @@ def score_rivals(predictor: CurvePredictor, measurements: pd.DataFrame, k: int =
         runs = np.stack([predictor.logs_[m] for m in names])
         with np.errstate(all="ignore"):
             truth = np.nanmean(runs, axis=0)
-        measured = series[series["model"].isin(held)]
+        measured = series[series["model"].isin(names)]
         end = measured["step"].max()
         finals = measured[measured["step"] == measured.groupby("model")["step"].transform("max")]
         final_truth = finals.groupby("layer")["value"].mean()
         inside = (runs >= pred + band[0]) & (runs <= pred + band[1])
         for method, c in curves.items():
             out = {"model": names[0], "seeds": len(names), "layers": n_layers, "method": method}
+            out["held_out"] = len({predictor.groups_[m] for m in held})
             r2 = []
             for layer in range(n_layers):
                 ok = np.isfinite(truth[layer]) & np.isfinite(c[layer])

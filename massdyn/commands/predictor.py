@@ -276,7 +276,27 @@ class TrainPredictorCommand:
                 f"{mine['abs_log_err_grid'] / floor['grid']:.2f}x and "
                 f"{mine['abs_log_err_measured'] / floor['measured']:.2f}x of it"
             )
-        regions = coverage_by_region(est, rivals)
+        near = score_rivals(est, measurements, by_neighbourhood=True)
+        if not near.empty:
+            nt = near.groupby("method", sort=False)[list(METRICS)].median()
+            held = near.loc[near["method"] == "predictor", "held_out"]
+            ng = gains(near, "abs_log_err_late", seed=self.seed)
+            print(
+                f"leave-neighbourhood-out ({len(held)} architectures, each held out with every "
+                f"one that differs from it in one field; {held.median():.0f} architectures out "
+                "at the median): median |log error| late in training "
+                + ", ".join(f"{m} {v:.3f}" for m, v in nt["abs_log_err_late"].items())
+                + "; the predictor's gain "
+                + "; ".join(
+                    f"vs {r.rival} {r.gain:+.3f} ({r.lo:+.3f} to {r.hi:+.3f})"
+                    for r in ng.itertuples()
+                )
+            )
+            rivals = pd.concat(
+                [rivals.assign(holdout="architecture"), near.assign(holdout="neighbourhood")],
+                ignore_index=True,
+            )
+        regions = coverage_by_region(est, rivals[rivals.get("holdout", "") != "neighbourhood"])
         print(
             "10-90% band coverage by region of the design (nominally 80% everywhere): "
             + "; ".join(

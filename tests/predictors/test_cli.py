@@ -324,8 +324,13 @@ def test_train_predictor_scores_itself_against_its_rivals(tmp_path, capsys):
     assert rc == 0
     table = pd.read_csv(scores)
     assert set(table["method"]) == {"predictor", "base", "linear", "nearest"}
-    assert table.groupby("method").size().nunique() == 1  # every architecture, every method
+    assert set(table["holdout"]) == {"architecture", "neighbourhood"}
+    # every architecture, every method, both ways of holding out
+    assert table.groupby(["holdout", "method"]).size().nunique() == 1
+    assert (table.loc[table["holdout"] == "architecture", "held_out"] == 1).all()
+    assert table.loc[table["holdout"] == "neighbourhood", "held_out"].max() > 1
     assert set(METRICS) <= set(table.columns)
     for metric in METRICS:
         for rival in ("base", "linear", "nearest"):
             assert f"{metric:<22} vs {rival:<8}" in out
+    assert "leave-neighbourhood-out (24 architectures" in out

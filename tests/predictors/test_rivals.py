@@ -7,7 +7,13 @@ import pandas as pd
 import pytest
 
 from massdyn.predictors.curve import ARCH_FEATURES, CurvePredictor
-from massdyn.predictors.rivals import gains, linear_curves, nearest_curves, score_rivals
+from massdyn.predictors.rivals import (
+    gains,
+    linear_curves,
+    nearest_curves,
+    neighbourhood,
+    score_rivals,
+)
 
 from .test_curve import suite
 
@@ -100,3 +106,30 @@ def test_the_one_run_floor_is_the_seed_noise_it_was_made_with():
     assert floor["measured"] == pytest.approx(0.1 * 0.6745, rel=0.08)
     # On the grid, points between two measured steps are interpolated: less noise.
     assert 0.5 * floor["measured"] < floor["grid"] <= floor["measured"]
+
+
+def test_the_neighbourhood_is_every_architecture_one_field_away():
+    # d, L: (64, 2) and (64, 3) differ in n_layers, (96, 2) in d_model, (96, 3) in both.
+    p = by_hand({f"d{d}-l{L}": (d, L, np.zeros((L, 3))) for d in (64, 96) for L in (2, 3)})
+    for m in p.archs_.values():
+        m.update(d_model=math.exp(m["log_d_model"]))
+        m.update({f: 0.0 for f in ("n_heads", "ff_ratio", "rotary_fraction", "parallel_residual")})
+    assert neighbourhood(p, "d64-l2") == {"d64-l3", "d96-l2"}
+    assert neighbourhood(p, "d96-l3") == {"d64-l3", "d96-l2"}
+
+
+def test_leaving_the_neighbourhood_out_removes_it_from_every_method():
+    # A law the linear rival fits exactly stays exact without the neighbours; the
+    # nearest-neighbour rival, which leaned on them, gets worse on average.
+    m, archs = suite(law=0.4, noise=0.0)
+    p = CurvePredictor(tokens_per_step=2048).fit(m, archs)
+    own = score_rivals(p, m)
+    near = score_rivals(p, m, by_neighbourhood=True)
+    assert (own["held_out"] == 1).all() and (near["held_out"] > 1).all()
+    linear = near[near["method"] == "linear"]
+    assert (linear["abs_log_err_measured"] < 1e-9).all()
+    err = {
+        name: s[s["method"] == "nearest"].set_index("model")["abs_log_err_measured"]
+        for name, s in (("own", own), ("near", near))
+    }
+    assert err["near"].mean() > err["own"].loc[err["near"].index].mean()
