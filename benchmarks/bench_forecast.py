@@ -20,24 +20,49 @@ import time
 import numpy as np
 import pandas as pd
 
-from massdyn.fitting.forecast import forecast_measurements, last_value_baseline, log_line_baseline
+from massdyn.fitting.forecast import (
+    forecast_measurements,
+    last_value_baseline,
+    log_line_baseline,
+    power_law_baseline,
+)
 
 FRACTIONS = (0.10, 0.25, 0.50)
+RIVALS = {
+    "last value": last_value_baseline,
+    "log-step line": log_line_baseline,
+    "power law": power_law_baseline,
+}
 
 
-def backtest(measurements: pd.DataFrame, label: str, truth_peaks: dict | None = None) -> None:
-    """Print one line per truncation for the series of ``measurements``."""
+def member_gain(err: pd.DataFrame, rival: str, n_boot: int = 2000, seed: int = 0):
+    """Mean over series of |log error| (forecaster - rival) and its 90% bootstrap interval.
+
+    Members (models) are resampled, not series: the layers of one run share its noise.
+    """
+    diff = (err["forecaster"] - err[rival]).groupby(err["model"])
+    sums, counts = diff.sum().to_numpy(), diff.count().to_numpy()
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, sums.size, size=(n_boot, sums.size))
+    boot = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
+    lo, hi = np.quantile(boot, [0.05, 0.95])
+    return sums.sum() / counts.sum(), lo, hi
+
+
+def backtest(measurements: pd.DataFrame, label: str, truth_peaks=None, config=None) -> list:
+    """Print one line per truncation for the series of ``measurements``; return the errors."""
     from massdyn.fitting.batch import aggregate
 
     series = aggregate(measurements, "ratio")
     end = float(series["step"].max())
+    tables = []
     for frac in FRACTIONS:
         upto = frac * end
         t0 = time.perf_counter()
-        rows, summary = forecast_measurements(measurements, end, upto, steps=[end])
+        rows, summary = forecast_measurements(measurements, end, upto, steps=[end], config=config)
         seconds = time.perf_counter() - t0
         ok = summary[summary["status"] == "ok"]
-        err, last, line = [], [], []
+        err = []
         for (model, layer), grp in series.groupby(["model", "layer"]):
             t, y = grp["step"].to_numpy(float), grp["value"].to_numpy(float)
             seen = t <= upto
@@ -45,16 +70,25 @@ def backtest(measurements: pd.DataFrame, label: str, truth_peaks: dict | None = 
             if s.empty or seen.sum() < 3:
                 continue
             final = y[-1]
-            err.append(abs(math.log(s["final"].item() / final)))
-            last.append(abs(math.log(last_value_baseline(t[seen], y[seen], [end])[0] / final)))
-            guess = log_line_baseline(t[seen], y[seen], [end])[0]
-            line.append(abs(math.log(guess / final)) if guess > 0 else math.inf)
+            guess = {"forecaster": s["final"].item()}
+            guess |= {name: f(t[seen], y[seen], [end])[0] for name, f in RIVALS.items()}
+            err.append(
+                {k: abs(math.log(v / final)) if v > 0 else math.inf for k, v in guess.items()}
+                | {"model": model, "layer": layer, "observed": frac}
+            )
+        err = pd.DataFrame(err)
+        tables.append(err)
         later = rows[rows["measured"].notna()]
         cover = ((later["measured"] >= later["lo"]) & (later["measured"] <= later["hi"])).mean()
+        medians = {k: err[k].median() for k in ["forecaster", *RIVALS]}
+        best = min(RIVALS, key=medians.get)
+        gain, lo, hi = member_gain(err, best)
         text = (
             f"{label}, observe {frac:.0%}: {len(ok)}/{len(summary)} series forecast; median |log "
-            f"error| at step {end:g}: forecaster {np.median(err):.3f}, last value "
-            f"{np.median(last):.3f}, log-line {np.median(line):.3f}; band coverage {cover:.2f}"
+            f"error| at step {end:g}: "
+            + ", ".join(f"{k} {v:.3f}" for k, v in medians.items())
+            + f"; forecaster - {best}: mean {gain:+.3f} [90% CI {lo:+.3f}, {hi:+.3f}] over "
+            f"{err['model'].nunique()} members; band coverage {cover:.2f}"
         )
         if truth_peaks:
             placed, errs = 0, []
@@ -68,6 +102,7 @@ def backtest(measurements: pd.DataFrame, label: str, truth_peaks: dict | None = 
                 f"{np.median(errs) if errs else math.nan:.2f}"
             )
         print(f"{text} ({seconds:.0f} s)", flush=True)
+    return tables
 
 
 def main() -> None:

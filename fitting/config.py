@@ -74,12 +74,23 @@ class FitConfig:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
 
 
+FORECAST_METHODS = ("auto", "average", "log_line", "power_law")
+# Set from the forecast backtest (the module docstring of fitting.forecast says how).
+FALLBACK_REACH = 1.15
+
+
 @dataclass(frozen=True)
 class ForecastConfig:
     """How a forecast is made.
 
     Attributes:
-        curve_models: Candidate curve families (the log-step line is always one).
+        curve_models: Candidate curve families (the log-step line and the power law are
+            always two more).
+        method: ``auto`` (the model average, or the better of the two simple rivals when
+            the horizon lies too far past the observed part, see ``fallback_reach``),
+            ``average`` (always the model average), ``log_line`` or ``power_law``.
+        fallback_reach: ``auto`` forecasts with a simple rival when
+            log(1 + horizon) / log(1 + last observed step) exceeds this.
         n_boot: Bootstrap draws, shared among the models by weight.
         n_probe: Bootstrap draws of every model to judge whether its forecast is pinned down.
         max_spread: A model whose 10-90% range at the horizon spans more than this factor
@@ -92,6 +103,18 @@ class ForecastConfig:
 
     curve_models: tuple[str, ...] = field(
         default=("emergence", "log", "first_order", "logistic"), metadata={"cli": False}
+    )
+    method: str = field(
+        default="auto",
+        metadata={
+            "help": "auto (the model average, or a simple rival when the horizon is far), "
+            "average, log_line or power_law",
+            "choices": FORECAST_METHODS,
+        },
+    )
+    fallback_reach: float = field(
+        default=FALLBACK_REACH,
+        metadata={"help": "auto uses a simple rival past this log(1+horizon)/log(1+observed)"},
     )
     n_boot: int = field(default=40, metadata={"help": "bootstrap draws per series"})
     n_probe: int = field(
@@ -114,6 +137,12 @@ class ForecastConfig:
     def __post_init__(self):
         if not 0.0 < self.level < 1.0:
             raise ValueError(f"level must be between 0 and 1, got {self.level}")
+        if self.method not in FORECAST_METHODS:
+            raise ValueError(
+                f"method must be one of {', '.join(FORECAST_METHODS)}, got {self.method!r}"
+            )
+        if not self.fallback_reach >= 1.0:
+            raise ValueError(f"fallback_reach must be at least 1, got {self.fallback_reach}")
         if self.n_boot < 1:
             raise ValueError(f"n_boot must be at least 1, got {self.n_boot}")
         from massdyn.fitting.models import get_model

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from massdyn.fitting import ForecastConfig, aggregate, forecast_measurements, forecast_series
-from massdyn.fitting.forecast import last_value_baseline, log_line_baseline
+from massdyn.fitting.forecast import last_value_baseline, log_line_baseline, power_law_baseline
 from massdyn.fitting.function import emergence
 from massdyn.fitting.validate import SeriesError
 from massdyn.testing.curves import PYTHIA_STEPS, as_measurements, emergence_suite
@@ -90,9 +90,10 @@ def test_a_saturating_series_has_an_identified_steady_state():
 
 def test_with_too_few_points_for_emergence_it_says_so_and_uses_the_rivals():
     t = np.array([0.0, 100, 200, 400, 800])
-    f = forecast_series(t, 2 + np.log1p(t / 50), 5000, config=QUICK)
+    cfg = ForecastConfig(n_boot=24, method="average")
+    f = forecast_series(t, 2 + np.log1p(t / 50), 5000, config=cfg)
     assert "emergence: too few points" in f.note and "emergence" not in f.weights
-    assert set(f.weights) <= {"log", "first_order", "logistic", "log_line"}
+    assert set(f.weights) <= {"log", "first_order", "logistic", "log_line", "power_law"}
     assert math.isclose(sum(f.weights.values()), 1.0)
 
 
@@ -101,6 +102,45 @@ def test_the_baselines():
     y = 3 * np.log1p(t)
     assert (last_value_baseline(t, y, [20, 30]) == y[-1]).all()
     assert log_line_baseline(t, y, [50])[0] == pytest.approx(3 * np.log1p(50))
+    # 2 (1 + t)^0.5: a line in log-log, met exactly from its last third.
+    y = 2 * (1 + t) ** 0.5
+    assert power_law_baseline(t, y, [99])[0] == pytest.approx(2 * 100**0.5)
+
+
+@pytest.mark.parametrize(
+    "method, baseline", [("log_line", log_line_baseline), ("power_law", power_law_baseline)]
+)
+def test_a_simple_method_is_that_rival_with_a_band(method, baseline):
+    t = np.geomspace(10, 2000, 12)
+    y = (3 + np.log1p(t)) * (1 + 0.02 * np.cos(t))
+    f = forecast_series(t, y, 20_000, config=ForecastConfig(n_boot=24, method=method))
+    assert f.weights == {method: 1.0}
+    assert f.final == pytest.approx(baseline(t, y, [20_000])[0])
+    assert f.final_lo <= f.final <= f.final_hi
+
+
+def test_auto_falls_back_to_a_simple_rival_when_the_horizon_is_far_and_says_so():
+    t = np.geomspace(10, 800, 12)
+    y = (3 + np.log1p(t)) * (1 + 0.02 * np.cos(t))
+    near = forecast_series(t, y, 1000, config=QUICK)  # log 1001 / log 801 = 1.03
+    assert "alone" not in near.note and len(near.weights) > 1
+    far = forecast_series(t, y, 8000, config=QUICK)  # 1.34: past the reach
+    (only,) = far.weights
+    assert (
+        only in ("log_line", "power_law") and f"by the {only.replace('_', ' ')} alone" in far.note
+    )
+    assert "1.34x" in far.note
+    kept = forecast_series(t, y, 8000, config=ForecastConfig(n_boot=24, method="average"))
+    assert len(kept.weights) > 1 and "alone" not in kept.note
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [({"method": "median"}, "method must be one of"), ({"fallback_reach": 0.5}, "at least 1")],
+)
+def test_forecast_settings_are_checked(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        ForecastConfig(**kwargs)
 
 
 @pytest.mark.parametrize(
