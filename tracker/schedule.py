@@ -30,13 +30,25 @@ def is_pythia(repo_id: str) -> bool:
 
 
 def known_tokens_per_step(series: str) -> int | None:
-    """Tokens per optimizer step of a series whose suite ``data/revisions.json`` knows."""
+    """Tokens per optimizer step of a series whose suite ``data/revisions.json`` knows.
+
+    Args:
+        series: A repo id (``EleutherAI/pythia-160m``) or a bare model name
+            (``pythia-160m``, read as under each entry's organisation).
+    """
+    return tokens_per_step_source(series)[0]
+
+
+def tokens_per_step_source(series: str) -> tuple[int | None, str]:
+    """:func:`known_tokens_per_step` and where the number comes from (empty if unknown)."""
     import re
 
     for entry in read_json("revisions.json")["tokens_per_step"]:
-        if re.match(entry["repo"], series):
-            return int(entry["tokens_per_step"])
-    return None
+        org = entry["repo"].lstrip("^").split("/")[0]
+        names = [series] if "/" in series else [series, f"{org}/{series}"]
+        if any(re.match(entry["repo"], n) for n in names):
+            return int(entry["tokens_per_step"]), f"{entry['source']}; data/revisions.json"
+    return None, ""
 
 
 def paper_subset(steps: list[int], n: int | None = None) -> list[int]:

@@ -36,15 +36,6 @@ def shipped_tokens_per_step() -> int:
     return recipe.batch_size * recipe.seq_len
 
 
-def known_tokens_per_step(name: str) -> tuple[int, str] | None:
-    """Tokens per step of a public suite that ``data/`` knows, from a model's name."""
-    from massdyn.data import read_json
-
-    if "pythia" in name.lower():
-        return int(read_json("pythia.json")["tokens_per_step"]), "Pythia's, from data/pythia.json"
-    return None
-
-
 def fit_curve_predictor(measurements, configs, tokens_per_step: int | None = None):
     """A :class:`CurvePredictor` fitted to a measurements table, and the models' architectures."""
     from massdyn.fitting.batch import check_measurements
@@ -503,10 +494,12 @@ class PredictCommand:
 
         if self.tokens_per_step is not None or est.tokens_per_step is None:
             return self.tokens_per_step
-        known = known_tokens_per_step(arch.name)
+        from massdyn.tracker.schedule import tokens_per_step_source
+
+        known, source = tokens_per_step_source(arch.name)
         if known is not None:
-            print(f"{arch.name}: {known[0]:,} tokens per step ({known[1]})", file=sys.stderr)
-            return known[0]
+            print(f"{arch.name}: {known:,} tokens per step ({source})", file=sys.stderr)
+            return known
         print(
             f"warning: {arch.name}: tokens per step unknown; assumed the training suite's "
             f"{est.tokens_per_step:,} (pass --tokens-per-step N for its own)",

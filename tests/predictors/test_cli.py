@@ -260,7 +260,7 @@ def test_predict_for_pythia_stops_at_the_training_data_token_horizon(tmp_path, c
     out = tmp_path / "p.csv"
     assert main(["predict", str(config), "--steps", "0,1,4,8,1000,143000", "--out", str(out)]) == 0
     err = capsys.readouterr().err
-    assert "2,097,152 tokens per step (Pythia's" in err
+    assert "2,097,152 tokens per step (Pythia paper: 1024 sequences x 2048 tokens" in err
     assert "3 of 6 steps (from step 8) lie past the training data's horizon of 16,384,000" in err
     table = pd.read_csv(out)
     assert (table["tokens"] == table["step"] * 2_097_152).all()
