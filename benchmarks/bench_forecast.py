@@ -4,9 +4,10 @@ On every series of the grown mini-suite (the shipped members, their seed replica
 design's members: 8000 steps each) and on a synthetic suite with known
 parameters spanning the paper's shapes (rising, early peak, late peak, pure log) on
 Pythia's 154-step schedule with 5% multiplicative noise. Printed per truncation: median
-|log error| of the forecast value at the last step, against two baselines measured on the
-same series in the same run (the last observed value carried forward; a straight line in
-log-step through the last third of the observed points); the share of the unobserved
+|log error| of the forecast value at the last step, against three baselines measured on
+the same series in the same run (the last observed value carried forward; a straight line
+in log-step and a power law through the last third of the observed points), and the mean
+difference to the best of them with a 90% bootstrap over runs; the share of the unobserved
 points inside the 10-90% band (calibrated: about 0.80); and, on the synthetic series whose
 curve peaks before the end, how often the forecast places a peak and the median
 |log(forecast peak step / true peak step)| of those it places.
@@ -39,7 +40,11 @@ def member_gain(err: pd.DataFrame, rival: str, n_boot: int = 2000, seed: int = 0
     """Mean over series of |log error| (forecaster - rival) and its 90% bootstrap interval.
 
     Members (models) are resampled, not series: the layers of one run share its noise.
+    Series where either forecast is not positive (infinite error) are left out of the
+    mean; :func:`backtest` counts them.
     """
+    finite = np.isfinite(err["forecaster"]) & np.isfinite(err[rival])
+    err = err[finite]
     diff = (err["forecaster"] - err[rival]).groupby(err["model"])
     sums, counts = diff.sum().to_numpy(), diff.count().to_numpy()
     rng = np.random.default_rng(seed)
@@ -88,7 +93,13 @@ def backtest(measurements: pd.DataFrame, label: str, truth_peaks=None, config=No
             f"error| at step {end:g}: "
             + ", ".join(f"{k} {v:.3f}" for k, v in medians.items())
             + f"; forecaster - {best}: mean {gain:+.3f} [90% CI {lo:+.3f}, {hi:+.3f}] over "
-            f"{err['model'].nunique()} members; band coverage {cover:.2f}"
+            f"{err['model'].nunique()} members"
+            + "".join(
+                f"; {k} not positive in {n}"
+                for k, n in (~np.isfinite(err[["forecaster", *RIVALS]])).sum().items()
+                if n
+            )
+            + f"; band coverage {cover:.2f}"
         )
         if truth_peaks:
             placed, errs = 0, []
