@@ -49,72 +49,18 @@ import pandas as pd
 
 from massdyn.fitting.batch import aggregate
 from massdyn.predictors.band import fit_scale, k_for_coverage, nearest_distance, scale_at, widen
+from massdyn.predictors.design import (  # noqa: F401 - their home before design.py
+    ARCH_FEATURES,
+    RANGE_FIELDS,
+    arch_key,
+    arch_values,
+    at_depths,
+    depths,
+)
 from massdyn.predictors.evaluate import curve_r2
 from massdyn.predictors.features import Architecture
 
-# Architecture-level inputs of the offsets (per model, not per layer).
-ARCH_FEATURES = (
-    "log_d_model",
-    "n_layers",
-    "log_n_heads",
-    "log_heads_per_dim",
-    "ff_ratio",
-    "rotary_fraction",
-    "parallel_residual",
-)
-# Fields checked against the training suite's range before predicting.
-RANGE_FIELDS = (
-    "d_model",
-    "n_layers",
-    "n_heads",
-    "heads_per_dim",
-    "ff_ratio",
-    "rotary_fraction",
-    "parallel_residual",
-)
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, math.inf)  # inf: the base alone
-
-
-def arch_values(arch: Architecture) -> dict[str, float]:
-    """The architecture's values of :data:`ARCH_FEATURES` and :data:`RANGE_FIELDS`."""
-    return {
-        "log_d_model": math.log(arch.d_model),
-        "n_layers": float(arch.n_layers),
-        "log_n_heads": math.log(arch.n_heads),
-        "log_heads_per_dim": math.log(arch.n_heads / arch.d_model),
-        "ff_ratio": arch.d_ff / arch.d_model,
-        "rotary_fraction": float(arch.rotary_fraction),
-        "parallel_residual": float(arch.parallel_residual),
-        "d_model": float(arch.d_model),
-        "n_heads": float(arch.n_heads),
-        "heads_per_dim": arch.n_heads / arch.d_model,
-    }
-
-
-def arch_key(arch: Architecture) -> tuple:
-    """Architectures equal up to the name (seed replicates) share a key."""
-    return (
-        arch.family,
-        arch.d_model,
-        arch.n_layers,
-        arch.n_heads,
-        arch.d_ff,
-        arch.rotary_base,
-        arch.rotary_fraction,
-        arch.parallel_residual,
-    )
-
-
-def depths(n_layers: int) -> np.ndarray:
-    """Relative depth of each block: ``layer / (L - 1)``.
-
-    The first and the last block, the two that behave most distinctly, sit at 0 and 1 in
-    every model, so a model's curves at another model's depths are interpolated, never
-    extrapolated.
-    """
-    if n_layers == 1:
-        return np.ones(1)
-    return np.arange(n_layers) / (n_layers - 1.0)
 
 
 @dataclass
@@ -142,16 +88,6 @@ class Curves:
                 rows.append(curve)
             logs[str(model)] = np.vstack(rows)
         return cls(grid, logs)
-
-
-def _at_depths(curve: np.ndarray, target: np.ndarray) -> np.ndarray:
-    """A model's (L, G) curves interpolated to other relative depths, per grid point."""
-    own = depths(curve.shape[0])
-    out = np.empty((target.size, curve.shape[1]))
-    for g in range(curve.shape[1]):
-        col = curve[:, g]
-        out[:, g] = np.interp(target, own, col) if np.isfinite(col).all() else np.nan
-    return out
 
 
 def _design(arch_rows: np.ndarray, depth: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -244,7 +180,7 @@ class CurvePredictor:
         if n_layers not in cache:
             d = depths(n_layers)
             names = list(self.logs_)
-            cache[n_layers] = names, np.stack([_at_depths(self.logs_[m], d) for m in names])
+            cache[n_layers] = names, np.stack([at_depths(self.logs_[m], d) for m in names])
         return cache[n_layers]
 
     def __getstate__(self) -> dict:

@@ -6,11 +6,7 @@ by four methods trained on the rest:
 
 - ``predictor``: the stacked curve predictor (nested: its weights chosen without it);
 - ``base``: the depth-mean base alone;
-- ``linear``: least squares per grid point on ``[1, depth, log d_model, n_layers]`` over
-  every training (model, layer) curve;
-- ``nearest``: the mean curve of the ``k`` nearest training architectures in
-  standardised :data:`~massdyn.predictors.curve.ARCH_FEATURES` (their seeds averaged
-  first), each read at the held-out model's relative depths.
+- ``linear`` and ``nearest``: the simple rivals of :mod:`massdyn.predictors.simple`.
 
 Scores per (architecture, method), on the part of the data that matters, not only on the
 log-step grid (whose first half lies before step 100, where all curves agree):
@@ -29,8 +25,9 @@ import numpy as np
 import pandas as pd
 
 from massdyn.fitting.batch import aggregate
-from massdyn.predictors.curve import ARCH_FEATURES, CurvePredictor, _at_depths, depths
+from massdyn.predictors.curve import CurvePredictor
 from massdyn.predictors.evaluate import curve_r2
+from massdyn.predictors.simple import linear_curves, nearest_curves
 
 METHODS = ("predictor", "base", "linear", "nearest")
 METRICS = (
@@ -50,55 +47,6 @@ NEIGHBOUR_FIELDS = (
     "rotary_fraction",
     "parallel_residual",
 )
-
-
-def _arch_means(predictor: CurvePredictor, models: list[str]) -> dict[int, np.ndarray]:
-    """Per architecture group among ``models``: the mean (L, G) log curve of its seeds."""
-    groups: dict[int, list[np.ndarray]] = {}
-    for m in models:
-        groups.setdefault(predictor.groups_[m], []).append(predictor.logs_[m])
-    with np.errstate(all="ignore"):
-        return {g: np.nanmean(np.stack(c), axis=0) for g, c in groups.items()}
-
-
-def linear_curves(predictor: CurvePredictor, train: list[str], values: dict, n_layers: int):
-    """``linear``: per grid point, least squares on [1, depth, log d_model, n_layers]."""
-    rows, ys = [], []
-    for m in train:
-        v, curve = predictor.archs_[m], predictor.logs_[m]
-        for layer, d in enumerate(depths(curve.shape[0])):
-            rows.append([1.0, d, v["log_d_model"], v["n_layers"]])
-            ys.append(curve[layer])
-    X, Y = np.array(rows), np.vstack(ys)
-    target = np.array(
-        [[1.0, d, values["log_d_model"], values["n_layers"]] for d in depths(n_layers)]
-    )
-    out = np.full((n_layers, Y.shape[1]), np.nan)
-    for g in range(Y.shape[1]):
-        ok = np.isfinite(Y[:, g])
-        if ok.sum() > X.shape[1]:
-            coef, *_ = np.linalg.lstsq(X[ok], Y[ok, g], rcond=None)
-            out[:, g] = target @ coef
-    return out
-
-
-def nearest_curves(
-    predictor: CurvePredictor, train: list[str], values: dict, n_layers: int, k: int = 3
-):
-    """``nearest``: the mean curve of the ``k`` nearest architectures at the target's depths."""
-    means = _arch_means(predictor, train)
-    first = {}
-    for m in train:
-        first.setdefault(predictor.groups_[m], m)
-    groups = sorted(means)
-    A = np.array([[predictor.archs_[first[g]][f] for f in ARCH_FEATURES] for g in groups])
-    mu, sd = A.mean(axis=0), A.std(axis=0)
-    sd[sd == 0] = 1.0
-    x = (np.array([values[f] for f in ARCH_FEATURES]) - mu) / sd
-    dist = np.sqrt((((A - mu) / sd - x) ** 2).sum(axis=1))
-    chosen = [groups[i] for i in np.argsort(dist, kind="stable")[:k]]
-    with np.errstate(all="ignore"):
-        return np.nanmean(np.stack([_at_depths(means[g], depths(n_layers)) for g in chosen]), 0)
 
 
 def _at_steps(predictor: CurvePredictor, curves: np.ndarray, steps: np.ndarray) -> np.ndarray:
