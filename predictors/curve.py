@@ -18,7 +18,11 @@ averages degenerate corners. This predictor works where the data are firm, in cu
    same). With data that carry no architecture signal the weight goes to the base. A
    single chosen strength (tried before, by the one-standard-error rule) swung from fold
    to fold on the real suite, and that choice cost what the offsets gained; the
-   combination varies smoothly.
+   combination varies smoothly. The **simple rivals** (:mod:`massdyn.predictors.simple`:
+   a linear model per grid point, the three nearest architectures) are candidates of the
+   same stack: the ridge path alone only tied the linear model held out, so whichever
+   does better in the grouped CV takes the weight (on the grown suite: ridge 0.1 0.48,
+   linear 0.36, nearest 0.14).
 4. **Bands**: 10% and 90% quantiles, per grid point, of the grouped cross-validation
    errors of the stacked predictor (in log space), added to the central line, and widened
    for architectures far from the training ones (:mod:`massdyn.predictors.band`).
@@ -59,8 +63,11 @@ from massdyn.predictors.design import (  # noqa: F401 - their home before design
 )
 from massdyn.predictors.evaluate import curve_r2
 from massdyn.predictors.features import Architecture
+from massdyn.predictors.simple import linear_curves, nearest_curves
 
 ALPHAS = (0.1, 1.0, 10.0, 100.0, 1000.0, math.inf)  # inf: the base alone
+RIVALS = ("linear", "nearest")
+NEAREST_K = 3
 
 
 @dataclass
@@ -110,10 +117,14 @@ class CurvePredictor:
     Attributes:
         alphas: Ridge strengths of the path (``inf``: the base alone).
         n_grid: Points of the log-step grid.
-        weights_: Each strength's weight in the stacked offsets (set by :meth:`fit`).
+        weights_: Each candidate's weight in the stack, by name: a ridge strength
+            (``"0.1"``, ... ``"inf"``: the base alone) or a simple rival (``"linear"``,
+            ``"nearest"``) (set by :meth:`fit`).
     """
 
     alphas: tuple[float, ...] = ALPHAS
+    # The simple rivals (predictors.simple) offered to the stack next to the ridge path.
+    rivals: tuple[str, ...] = RIVALS
     n_grid: int = 32
     # The training suite's tokens per step (None: unknown; then nothing maps to tokens).
     tokens_per_step: int | None = None
@@ -226,7 +237,11 @@ class CurvePredictor:
         Every fit standardises the same rows, so the offsets, linear in ``coef``, combine
         by adding weighted coefficients. ``(None, None, None)`` when the base takes all.
         """
-        used = {a: w for a, w in weights.items() if w > 0 and math.isfinite(a)}
+        used = {
+            a: w
+            for a, w in weights.items()
+            if w > 0 and not isinstance(a, str) and math.isfinite(a)
+        }
         if not used:
             return None, None, None
         X, y = self._rows(models, held)
@@ -242,13 +257,15 @@ class CurvePredictor:
         X = _design(self._arch_row(values), depths(n_layers), self.grid_ / self.grid_[-1])
         return (((X - mean) / scale) @ coef[:-1] + coef[-1]).reshape(n_layers, -1)
 
-    def _cv_errors(self, exclude=frozenset()) -> dict[float, dict[int, np.ndarray]]:
-        """Held-out log errors (rows: (model, layer)) per strength and architecture left out.
+    def _cv_errors(self, exclude=frozenset()) -> dict:
+        """Held-out log errors (rows: (model, layer)) per candidate and architecture left out.
+
+        Candidates: the ridge strengths of :attr:`alphas` and the :attr:`rivals`.
 
         Args:
             exclude: Models left out of everything (the outer architecture of nested CV).
         """
-        errs: dict[float, dict[int, np.ndarray]] = {a: {} for a in self.alphas}
+        errs: dict = {a: {} for a in (*self.alphas, *self.rivals)}
         for group, held in sorted(self.architectures().items()):
             if exclude.issuperset(held):
                 continue
@@ -266,7 +283,19 @@ class CurvePredictor:
                         for m, miss in zip(held, misses, strict=True)
                     ]
                 )
+            first = held[0]
+            for rival in self.rivals:
+                curve = self._rival(rival, train, self.archs_[first], self.logs_[first].shape[0])
+                errs[rival][group] = np.vstack([self.logs_[m] - curve for m in held])
         return errs
+
+    def _rival(self, name: str, train: list[str], values: dict, n_layers: int) -> np.ndarray:
+        """A simple rival's (L, G) log curves for an architecture, from ``train``."""
+        if name == "linear":
+            return linear_curves(self, train, values, n_layers)
+        if name == "nearest":
+            return nearest_curves(self, train, values, n_layers, NEAREST_K)
+        raise ValueError(f"unknown rival {name!r}; known: {', '.join(RIVALS)}")
 
     def _stack(self, exclude=frozenset()):
         """The stacking weights of the path's fits, from CV over all but ``exclude``.
@@ -278,8 +307,9 @@ class CurvePredictor:
         """
         per = self._cv_errors(exclude)
         groups = sorted(next(iter(per.values())))
-        weights = dict(zip(self.alphas, stack_weights(per, groups), strict=True))
-        stacked = {g: sum(w * per[a][g] for a, w in weights.items()) for g in groups}
+        weights = dict(zip(per, stack_weights(per, groups), strict=True))
+        # A candidate without weight adds nothing, not its NaNs.
+        stacked = {g: sum(w * per[a][g] for a, w in weights.items() if w > 0) for g in groups}
         score = {}
         with _Quiet():
             for a, errs in [*per.items(), ("stacked", stacked)]:
@@ -310,7 +340,7 @@ class CurvePredictor:
         train = [m for m in self.logs_ if m not in held]
         if not train:
             raise ValueError("nothing left to train on")
-        weights, band = {float(a): w for a, w in self.weights_.items()}, self.band_
+        weights, band = self._weights(), self.band_
         if len({self.groups_[m] for m in train}) > 1:
             weights, _, errors, by_group = self._stack(held)
             band = np.nanquantile(errors, [0.1, 0.9], axis=0)
@@ -319,7 +349,26 @@ class CurvePredictor:
         fitted = self._fit_offsets(train, held, weights)
         n = self.logs_[model].shape[0]
         base = self.base(n, held)
-        return base, base + self._offset(self.archs_[model], n, *fitted), band
+        return base, self._central(self.archs_[model], n, held, weights, fitted), band
+
+    def _weights(self) -> dict:
+        """:attr:`weights_` keyed as the stack keys them: strengths as floats, rivals by name."""
+        return {(a if a in self.rivals else float(a)): w for a, w in self.weights_.items()}
+
+    def _central(self, values: dict, n_layers: int, exclude, weights: dict, fitted) -> np.ndarray:
+        """The stack's (L, G) log curves: the base and ridge offsets, plus the rivals.
+
+        Every ridge fit predicts base + its offset and the base alone is the strength
+        ``inf``, so together they weigh the base by what the rivals leave.
+        """
+        share = sum(w for a, w in weights.items() if isinstance(a, str))
+        out = (1.0 - share) * self.base(n_layers, exclude)
+        out = out + self._offset(values, n_layers, *fitted)
+        train = [m for m in self.logs_ if m not in exclude]
+        for a, w in weights.items():
+            if isinstance(a, str) and w > 0:
+                out = out + w * self._rival(a, train, values, n_layers)
+        return out
 
     def distance(self, values: dict, exclude=frozenset()) -> float:
         """Distance to the nearest training architecture not in ``exclude``.
@@ -350,9 +399,8 @@ class CurvePredictor:
 
     def predict_log(self, arch: Architecture) -> np.ndarray:
         """The (L, G) central log-ratio curves of an architecture on :attr:`grid_`."""
-        values = arch_values(arch)
-        base = self.base(arch.n_layers, set())
-        return base + self._offset(values, arch.n_layers, self.mean_, self.scale_, self.coef_)
+        fitted = (self.mean_, self.scale_, self.coef_)
+        return self._central(arch_values(arch), arch.n_layers, frozenset(), self._weights(), fitted)
 
     def out_of_range(self, arch: Architecture, max_step: float | None = None) -> list[str]:
         """One warning per field outside the training suite's range (and for the horizon)."""

@@ -14,7 +14,8 @@ from massdyn.predictors.model import TARGETS
 # 3: its offsets are stacked over ridge strengths (weights_) instead of one alpha_.
 # 4: the curve predictor knows its training suite's tokens per step (tokens_per_step).
 # 5: its band widens with distance from the training architectures (band_scale_).
-FORMAT_VERSION = 5
+# 6: the simple rivals (linear, nearest) are candidates of its stack (weights_ "linear", ...).
+FORMAT_VERSION = 6
 # The types a saved predictor holds beyond those skops trusts by itself (plain containers,
 # numpy arrays, scikit-learn estimators): exact names, so that nothing callable such as
 # builtins.exec can ride along in a file. Anything else in a file is refused.

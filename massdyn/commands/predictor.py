@@ -154,15 +154,20 @@ class TrainPredictorCommand:
                 f"warning: only {n_arch} architectures: the scores below are a handful of "
                 f"cases, not an estimate (at least {MIN_ARCHITECTURES} are needed to mean much)"
             )
-        weights = ", ".join(
-            f"{'base' if a == 'inf' else 'ridge ' + format(float(a), 'g')} {w:.2f}"
-            for a, w in est.weights_.items()
-            if w > 0
-        )
-        print(f"architecture offsets stacked by grouped CV (Breiman 1996), weights: {weights}")
+
+        def label(a: str) -> str:
+            return "base" if a == "inf" else a if a in est.rivals else f"ridge {float(a):g}"
+
+        weights = ", ".join(f"{label(a)} {w:.2f}" for a, w in est.weights_.items() if w > 0)
         print(
-            "grouped-CV median |log error| per ridge strength: "
-            + ", ".join(f"{'base' if k == 'inf' else k} {v:.4f}" for k, v in est.cv_.items())
+            "the ridge offsets and the simple rivals stacked by grouped CV (Breiman 1996), "
+            f"weights: {weights}"
+        )
+        print(
+            "grouped-CV median |log error| per candidate: "
+            + ", ".join(
+                f"{'stacked' if k == 'stacked' else label(k)} {v:.4f}" for k, v in est.cv_.items()
+            )
         )
         print(
             "leave one architecture out, its weights chosen without it (curve R^2 in "

@@ -110,8 +110,8 @@ def test_curve_protocol_through_the_cli(tmp_path, capsys):
     )
     text = capsys.readouterr().out
     assert "15 models, 15 architectures" in text and "base_log_err" in text
-    assert "architecture offsets stacked by grouped CV (Breiman 1996), weights: ridge" in text
-    assert "per ridge strength: 0.1 " in text and ", stacked " in text
+    assert "the ridge offsets and the simple rivals stacked by grouped CV" in text
+    assert "per candidate: ridge 0.1 " in text and ", linear " in text and ", stacked " in text
     assert "gain over the base in mean squared log error (mean over architectures)" in text
     assert "of the held-out points (nominally 80%; " in text and "% by architecture)" in text
     (tmp_path / "wide.json").write_text(json.dumps({**cfg, "hidden_size": 1024}))

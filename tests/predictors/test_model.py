@@ -17,6 +17,7 @@ from massdyn.predictors import (
     save_predictor,
     training_table,
 )
+from massdyn.predictors.persist import FORMAT_VERSION
 
 from .synth import synthetic_archs, synthetic_table
 
@@ -118,6 +119,10 @@ def test_persistence_round_trip_and_refusals(table, tmp_path):
     with pytest.raises(PredictorFileError, match="format 3.*massdyn train-predictor"):
         load_predictor(tmp_path / "v3.skops")
     data["schema"].update(format=5)
+    sio.dump(data, tmp_path / "v5.skops")  # before the rivals joined its stack
+    with pytest.raises(PredictorFileError, match="format 5.*massdyn train-predictor"):
+        load_predictor(tmp_path / "v5.skops")
+    data["schema"].update(format=FORMAT_VERSION)
     data["schema"]["sklearn"] = "0.1.0"
     sio.dump(data, tmp_path / "oldsk.skops")
     with pytest.raises(PredictorFileError, match="scikit-learn 0.1.0"):

@@ -133,3 +133,24 @@ def test_leaving_the_neighbourhood_out_removes_it_from_every_method():
         for name, s in (("own", own), ("near", near))
     }
     assert err["near"].mean() > err["own"].loc[err["near"].index].mean()
+
+
+def test_the_rivals_are_candidates_of_the_stack_and_win_where_they_are_right():
+    # A law linear in the linear rival's four terms at every step but cubic in log-step,
+    # which the ridge offsets (linear in log-step) cannot follow: the rival's CV error is
+    # zero, the ridge path's is not, and the stack with the rival is as good as the rival.
+    m, archs = suite(law=0.4, noise=0.0)
+    u = np.log1p(m["step"]) / np.log1p(m["step"].max())
+    width = m["model"].map({n: a.d_model for n, a in archs.items()})
+    m["top1"] = m["top1"] * np.exp(0.5 * np.log(width / 128) * u**3)
+    p = CurvePredictor(tokens_per_step=2048).fit(m, archs)
+    ridge = CurvePredictor(tokens_per_step=2048, rivals=()).fit(m, archs)
+    assert p.weights_["linear"] > 0.3
+    assert p.cv_["stacked"] < 0.01 * ridge.cv_["stacked"]
+    arch = next(iter(archs.values()))
+    p.weights_ = {"linear": 1.0}
+    got = p.predict_log(arch)
+    want = linear_curves(p, list(p.logs_), p.archs_[arch.name], arch.n_layers)
+    np.testing.assert_allclose(got, want, atol=1e-12)
+    # Without rivals the stack is the ridge path and the base alone.
+    assert set(ridge.weights_) == {str(a) for a in ridge.alphas}
