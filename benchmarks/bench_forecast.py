@@ -56,7 +56,7 @@ def member_gain(err: pd.DataFrame, rival: str, n_boot: int = 2000, seed: int = 0
 
 def backtest(measurements: pd.DataFrame, label: str, truth_peaks=None, config=None) -> list:
     """Print one line per truncation for the series of ``measurements``; return the errors."""
-    from massdyn.fitting.batch import aggregate
+    from massdyn.fitting.series import aggregate
 
     series = aggregate(measurements, "ratio")
     end = float(series["step"].max())

@@ -11,7 +11,8 @@ import importlib
 
 _WHERE = {
     "fit_paper_baseline": "massdyn.fitting.baseline",
-    "aggregate": "massdyn.fitting.batch",
+    "aggregate": "massdyn.fitting.series",
+    "check_measurements": "massdyn.fitting.series",
     "compare_measurements": "massdyn.fitting.batch",
     "fit_measurements": "massdyn.fitting.batch",
     "fit_and_rank": "massdyn.fitting.batch",

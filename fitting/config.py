@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# The series a measurements table yields per (model, layer): see fitting.batch.aggregate.
+# The series a measurements table yields per (model, layer): see fitting.series.aggregate.
 METRICS = ("ratio", "top1", "median")
 
 

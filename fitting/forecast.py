@@ -593,7 +593,8 @@ def forecast_measurements(
         with :meth:`Forecast.summary` and ``status`` (``failed`` with its reason for a
         series that cannot be forecast).
     """
-    from massdyn.fitting.batch import KEYS, _run, aggregate
+    from massdyn.fitting.batch import _run
+    from massdyn.fitting.series import KEYS, aggregate
 
     cfg = config or ForecastConfig()
     grid = np.geomspace(1.0, until, 60) if steps is None else np.asarray(steps, float)

@@ -6,7 +6,7 @@ from __future__ import annotations
 def emergence_report(measurements, last_fraction: float = 1 / 3):
     """Per (model, layer): how much the top1/median ratio grew, and where top-1 sits late.
 
-    The ratio is the fitting package's (:func:`massdyn.fitting.batch.aggregate`), so a walk's or a
+    The ratio is the fitting package's (:func:`massdyn.fitting.series.aggregate`), so a walk's or a
     live run's measurements table (with ``top1_token, top1_dim``) can be passed as is.
 
     Returns:
@@ -21,7 +21,7 @@ def emergence_report(measurements, last_fraction: float = 1 / 3):
     """
     import pandas as pd
 
-    from massdyn.fitting.batch import aggregate
+    from massdyn.fitting.series import aggregate
 
     ratio = aggregate(measurements, "ratio").groupby(["model", "layer"])["value"]
     first, final = ratio.first(), ratio.last()

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from massdyn.fitting.batch import aggregate
+from massdyn.fitting.series import aggregate
 from massdyn.minisuite.dataset import default_cache, prepare_data
 from massdyn.minisuite.spec import Suite
 from massdyn.minisuite.train import for_this_cpu, train_member

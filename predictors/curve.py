@@ -51,7 +51,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from massdyn.fitting.batch import aggregate
+from massdyn.fitting.series import aggregate
 from massdyn.predictors.band import fit_scale, k_for_coverage, nearest_distance, scale_at, widen
 from massdyn.predictors.design import (  # noqa: F401 - their home before design.py
     ARCH_FEATURES,

@@ -14,8 +14,8 @@ from sklearn.model_selection import GroupKFold, KFold, cross_val_predict, train_
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from massdyn.fitting.batch import aggregate
 from massdyn.fitting.function import emergence
+from massdyn.fitting.series import aggregate
 from massdyn.predictors.features import FEATURES, Architecture
 from massdyn.predictors.model import TARGETS, TargetTransform, make_pipeline, make_regressor
 

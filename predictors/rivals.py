@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from massdyn.fitting.batch import aggregate
+from massdyn.fitting.series import aggregate
 from massdyn.predictors.curve import CurvePredictor
 from massdyn.predictors.evaluate import curve_r2
 from massdyn.predictors.simple import linear_curves, nearest_curves

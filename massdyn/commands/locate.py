@@ -26,8 +26,8 @@ class LocateCommand:
         """Compute, write, summarise the last step per model."""
         from pathlib import Path
 
-        from massdyn.fitting.batch import check_measurements
         from massdyn.fitting.report import locations
+        from massdyn.fitting.series import check_measurements
         from massdyn.io import read_measurements, refuse_overwriting_inputs, write_table
 
         refuse_overwriting_inputs(Path(self.out), self.measurements)

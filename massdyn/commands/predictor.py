@@ -38,7 +38,7 @@ def shipped_tokens_per_step() -> int:
 
 def fit_curve_predictor(measurements, configs, tokens_per_step: int | None = None):
     """A :class:`CurvePredictor` fitted to a measurements table, and the models' architectures."""
-    from massdyn.fitting.batch import check_measurements
+    from massdyn.fitting.series import check_measurements
     from massdyn.predictors import configs_from_dir
     from massdyn.predictors.curve import CurvePredictor
 

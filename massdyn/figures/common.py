@@ -14,7 +14,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from massdyn.data import read_json  # noqa: E402
-from massdyn.fitting.batch import aggregate  # noqa: E402
+from massdyn.fitting.series import aggregate  # noqa: E402
 from massdyn.minisuite.spec import Suite  # noqa: E402
 
 COLUMN_WIDTH = 3.4  # inches: one column of a two-column paper

@@ -17,7 +17,7 @@ def forecast_figure(measurements, forecasts, metric: str = "ratio", upto=None):
     """
     import matplotlib.pyplot as plt
 
-    from massdyn.fitting.batch import aggregate
+    from massdyn.fitting.series import aggregate
 
     observed = aggregate(measurements, metric)
     models = sorted(forecasts["model"].unique())
