@@ -127,7 +127,7 @@ class TrainPredictorCommand:
         import math
 
         from massdyn.predictors import save_predictor
-        from massdyn.predictors.curve import (
+        from massdyn.predictors.scores import (
             bootstrap_gain,
             score_heldout,
             seed_noise,
@@ -384,7 +384,8 @@ class PredictCommand:
 
         from massdyn.io import refuse_overwriting_inputs, write_table
         from massdyn.predictors import load_predictor, read_config
-        from massdyn.predictors.curve import CurvePredictor, summarize
+        from massdyn.predictors.curve import CurvePredictor
+        from massdyn.predictors.summary import summarize
 
         # Bad configs and steps fail before a predictor is trained or loaded, so the one
         # line the user sees is the error.

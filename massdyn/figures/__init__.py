@@ -35,7 +35,8 @@ def load_figure_data(
     archs = configs_from_dir(configs, sorted(m["model"].unique())) if configs else {}
     predicted = None
     if predictor:
-        from massdyn.predictors.curve import CurvePredictor, figure_curves
+        from massdyn.predictors.curve import CurvePredictor
+        from massdyn.predictors.summary import figure_curves
 
         est, _ = load_predictor(predictor)
         steps = step_grid(m["step"].max(), 100)

@@ -5,7 +5,7 @@ import math
 import numpy as np
 import pytest
 
-from massdyn.predictors import curve
+from massdyn.predictors import curve, scores
 from massdyn.predictors.band import (
     coverage,
     fit_scale,
@@ -64,9 +64,9 @@ def test_far_architectures_get_wider_bands_that_cover_them_better(monkeypatch):
     # The ridge path alone: the law is one its linear offsets must miss at the corners.
     est = curve.CurvePredictor(rivals=()).fit(m, archs)
     far = [n for n in est.architectures().values() if d[n[0]] in (96, 256)]
-    widened = curve.score_heldout(est).set_index("model")["coverage"]
+    widened = scores.score_heldout(est).set_index("model")["coverage"]
     monkeypatch.setattr(curve, "scale_at", lambda ab, dist: 1.0)  # the plain band
-    plain = curve.score_heldout(est).set_index("model")["coverage"]
+    plain = scores.score_heldout(est).set_index("model")["coverage"]
     names = [n[0] for n in far]
     assert widened[names].mean() > plain[names].mean()
     assert (widened >= plain - 1e-12).all()  # never narrower

@@ -7,16 +7,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from massdyn.predictors.curve import (
-    CurvePredictor,
-    bootstrap_gain,
-    score_heldout,
-    seed_noise,
-    stack_weights,
-    summarize,
-    variance_budget,
-)
+from massdyn.predictors.curve import CurvePredictor, stack_weights
 from massdyn.predictors.features import Architecture
+from massdyn.predictors.scores import bootstrap_gain, score_heldout, seed_noise, variance_budget
+from massdyn.predictors.summary import summarize
 
 STEPS = np.array([0, 1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1000, 2000, 4000, 8000], float)
 DESIGN = [(d, L, H) for d in (96, 128, 192, 256) for L, H in ((2, 2), (4, 4), (6, 8), (8, 16))]
