@@ -96,8 +96,7 @@ def heldout_prediction(measurements: pd.DataFrame, configs, held_out: str):
     """
     from massdyn.predictors import configs_from_dir
     from massdyn.predictors.curve import CurvePredictor, arch_key
-    from massdyn.predictors.evaluate import curve_r2
-    from massdyn.predictors.summary import figure_curves
+    from massdyn.predictors.summary import curve_r2, figure_curves
 
     archs = configs_from_dir(configs, sorted(measurements["model"].unique()))
     if held_out not in archs:

@@ -1,6 +1,12 @@
-"""Predict emergence-curve parameters from architecture configs (may import ``fitting``)."""
+"""From an architecture config to emergence curves (may import ``fitting``).
 
-from massdyn.predictors.evaluate import curve_r2_lomo, evaluate, feature_importance, training_table
+Two protocols: the default predicts log-ratio curves directly
+(:mod:`~massdyn.predictors.curve`, scored against simple rivals in
+:mod:`~massdyn.predictors.rivals`); the paper's regresses the five emergence parameters
+(:mod:`massdyn.predictors.paper`). Configs are read by :mod:`~massdyn.predictors.features`,
+predictors saved and loaded by :mod:`~massdyn.predictors.persist`.
+"""
+
 from massdyn.predictors.features import (
     FEATURES,
     Architecture,
@@ -9,15 +15,21 @@ from massdyn.predictors.features import (
     pythia_architectures,
     read_config,
 )
-from massdyn.predictors.model import (
+from massdyn.predictors.paper.evaluate import (
+    curve_r2_lomo,
+    evaluate,
+    feature_importance,
+    training_table,
+)
+from massdyn.predictors.paper.model import (
     REGRESSORS,
     TARGETS,
     EmergencePredictor,
     TargetTransform,
     make_pipeline,
 )
+from massdyn.predictors.paper.predict import predict_architecture
 from massdyn.predictors.persist import PredictorFileError, load_predictor, save_predictor
-from massdyn.predictors.predict import predict_architecture
 
 __all__ = [
     "FEATURES",

@@ -8,13 +8,14 @@ import sklearn
 
 from massdyn.predictors.curve import ARCH_FEATURES
 from massdyn.predictors.features import FEATURES
-from massdyn.predictors.model import TARGETS
+from massdyn.predictors.paper.model import TARGETS
 
 # 2: the curve predictor learns from the residual layout too (ARCH_FEATURES).
 # 3: its offsets are stacked over ridge strengths (weights_) instead of one alpha_.
 # 4: the curve predictor knows its training suite's tokens per step (tokens_per_step).
 # 5: its band widens with distance from the training architectures (band_scale_).
-# 6: the simple rivals (linear, nearest) are candidates of its stack (weights_ "linear", ...).
+# 6: the simple rivals (linear, nearest) are candidates of its stack (weights_ "linear", ...);
+#    the paper protocol's classes live in massdyn.predictors.paper.
 FORMAT_VERSION = 6
 # The types a saved predictor holds beyond those skops trusts by itself (plain containers,
 # numpy arrays, scikit-learn estimators): exact names, so that nothing callable such as
@@ -22,8 +23,8 @@ FORMAT_VERSION = 6
 TRUSTED_TYPES = frozenset(
     {
         "massdyn.predictors.curve.CurvePredictor",
-        "massdyn.predictors.model.EmergencePredictor",
-        "massdyn.predictors.model.TargetTransform",
+        "massdyn.predictors.paper.model.EmergencePredictor",
+        "massdyn.predictors.paper.model.TargetTransform",
         "sklearn.tree._tree.Tree",
         "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         "xgboost.sklearn.XGBRegressor",

@@ -26,8 +26,8 @@ import pandas as pd
 
 from massdyn.fitting.series import aggregate
 from massdyn.predictors.curve import CurvePredictor
-from massdyn.predictors.evaluate import curve_r2
 from massdyn.predictors.simple import linear_curves, nearest_curves
+from massdyn.predictors.summary import curve_r2
 
 METHODS = ("predictor", "base", "linear", "nearest")
 METRICS = (

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from massdyn.predictors.curve import CurvePredictor, Quiet
-from massdyn.predictors.evaluate import curve_r2
+from massdyn.predictors.summary import curve_r2
 
 
 def score_heldout(predictor: CurvePredictor) -> pd.DataFrame:

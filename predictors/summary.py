@@ -2,7 +2,7 @@
 
 :func:`summarize` reduces a :meth:`~massdyn.predictors.curve.CurvePredictor.predict_table`
 table to its firm quantities per (model, layer); :func:`figure_curves` renames its columns
-for the figures.
+for the figures; :func:`curve_r2` scores a predicted curve against a measured one.
 """
 
 from __future__ import annotations
@@ -68,3 +68,9 @@ def _half_rise_step(steps: np.ndarray, r: np.ndarray) -> float:
     if steps[i - 1] <= 0:  # no log scale below the first positive step
         return float(steps[i - 1] + frac * (steps[i] - steps[i - 1]))
     return float(np.exp(np.log(steps[i - 1]) + frac * np.log(steps[i] / steps[i - 1])))
+
+
+def curve_r2(y, yhat) -> float:
+    """R^2 of a predicted curve against the measured series (1 - RSS / TSS)."""
+    y, yhat = np.asarray(y, float), np.asarray(yhat, float)
+    return float(1 - np.sum((y - yhat) ** 2) / np.sum((y - y.mean()) ** 2))

@@ -10,7 +10,7 @@ from massdyn.options import opt
 
 
 def _regressors():
-    from massdyn.predictors.model import REGRESSORS
+    from massdyn.predictors.paper.model import REGRESSORS
 
     return REGRESSORS
 

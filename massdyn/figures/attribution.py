@@ -34,7 +34,7 @@ FEATURE_LABELS = {
 
 def importance_table(data: FigureData, regressor: str = "rf", n_repeats: int = 10):
     """Permutation importance per target and feature, from ``data.archs`` and its fits."""
-    from massdyn.predictors.evaluate import feature_importance, training_table
+    from massdyn.predictors.paper.evaluate import feature_importance, training_table
 
     table = training_table(data.archs, data.params)
     return feature_importance(table, regressor, n_repeats=n_repeats)

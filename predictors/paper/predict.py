@@ -7,7 +7,7 @@ import pandas as pd
 
 from massdyn.fitting.function import EmergenceParams, emergence, peak, steady_state
 from massdyn.predictors.features import Architecture
-from massdyn.predictors.model import TARGETS, EmergencePredictor
+from massdyn.predictors.paper.model import TARGETS, EmergencePredictor
 
 
 def predict_architecture(

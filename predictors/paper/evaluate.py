@@ -17,7 +17,8 @@ from sklearn.preprocessing import StandardScaler
 from massdyn.fitting.function import emergence
 from massdyn.fitting.series import aggregate
 from massdyn.predictors.features import FEATURES, Architecture
-from massdyn.predictors.model import TARGETS, TargetTransform, make_pipeline, make_regressor
+from massdyn.predictors.paper.model import TARGETS, TargetTransform, make_pipeline, make_regressor
+from massdyn.predictors.summary import curve_r2
 
 
 def training_table(archs: dict[str, Architecture], params: pd.DataFrame) -> pd.DataFrame:
@@ -89,12 +90,6 @@ def evaluate(table: pd.DataFrame, regressor: str = "rf", random_state: int = 0) 
         )
         rows += _scores("lomo", Y, lomo)
     return pd.DataFrame(rows)
-
-
-def curve_r2(y, yhat) -> float:
-    """R^2 of a predicted curve against the measured series (1 - RSS / TSS)."""
-    y, yhat = np.asarray(y, float), np.asarray(yhat, float)
-    return float(1 - np.sum((y - yhat) ** 2) / np.sum((y - y.mean()) ** 2))
 
 
 def curve_r2_lomo(
