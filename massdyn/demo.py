@@ -96,7 +96,7 @@ def heldout_prediction(measurements: pd.DataFrame, configs, held_out: str):
     """
     from massdyn.predictors import configs_from_dir
     from massdyn.predictors.curve import CurvePredictor, arch_key
-    from massdyn.predictors.summary import curve_r2, figure_curves
+    from massdyn.predictors.summary import curve_r2
 
     archs = configs_from_dir(configs, sorted(measurements["model"].unique()))
     if held_out not in archs:
@@ -105,7 +105,7 @@ def heldout_prediction(measurements: pd.DataFrame, configs, held_out: str):
     train = measurements[~measurements["model"].isin(same)]
     predictor = CurvePredictor().fit(train, {m: a for m, a in archs.items() if m not in same})
     steps = np.sort(measurements.loc[measurements["model"] == held_out, "step"].unique())
-    curves = figure_curves(predictor.predict_table(archs[held_out], steps.astype(float)))
+    curves = predictor.predict_table(archs[held_out], steps.astype(float))
     base = predictor.base(archs[held_out].n_layers)
     measured = aggregate(measurements[measurements["model"] == held_out], "ratio")
     curves = curves.merge(
@@ -114,7 +114,7 @@ def heldout_prediction(measurements: pd.DataFrame, configs, held_out: str):
     )
     rows = []
     for layer, c in curves.groupby("layer"):
-        y, yhat = c["measured"].to_numpy(), c["predicted"].to_numpy()
+        y, yhat = c["measured"].to_numpy(), c["ratio"].to_numpy()
         b = np.exp(np.interp(np.log1p(c["step"].to_numpy(float)), predictor.grid_, base[layer]))
         rows.append(
             {
@@ -123,8 +123,8 @@ def heldout_prediction(measurements: pd.DataFrame, configs, held_out: str):
                 "base_curve_r2": curve_r2(y, b),
                 "final_measured": y[-1],
                 "final_predicted": yhat[-1],
-                "final_lower": c["lower"].iloc[-1],
-                "final_upper": c["upper"].iloc[-1],
+                "final_lower": c["ratio_lo"].iloc[-1],
+                "final_upper": c["ratio_hi"].iloc[-1],
             }
         )
     return curves, pd.DataFrame(rows)

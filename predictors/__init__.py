@@ -27,8 +27,8 @@ from massdyn.predictors.paper.model import (
     EmergencePredictor,
     TargetTransform,
     make_pipeline,
+    predict_architecture,
 )
-from massdyn.predictors.paper.predict import predict_architecture
 from massdyn.predictors.persist import PredictorFileError, load_predictor, save_predictor
 
 __all__ = [

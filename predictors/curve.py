@@ -107,6 +107,11 @@ def _design(arch_rows: np.ndarray, depth: np.ndarray, u: np.ndarray) -> np.ndarr
     return np.hstack([a, a * d, a * t, d, t])
 
 
+def _learned():
+    """A dataclass field set by ``fit`` only: not an argument, not compared, not shown."""
+    return field(init=False, repr=False, compare=False)
+
+
 @dataclass
 class CurvePredictor:
     """Architecture -> log(ratio) curves per layer; see the module docstring.
@@ -125,20 +130,21 @@ class CurvePredictor:
     n_grid: int = 32
     # The training suite's tokens per step (None: unknown; then nothing maps to tokens).
     tokens_per_step: int | None = None
-    weights_: dict[str, float] = field(default_factory=dict)
-    grid_: np.ndarray | None = None
-    logs_: dict[str, np.ndarray] = field(default_factory=dict)
-    archs_: dict[str, dict] = field(default_factory=dict)
-    groups_: dict[str, int] = field(default_factory=dict)
-    mean_: np.ndarray | None = None
-    scale_: np.ndarray | None = None
-    coef_: np.ndarray | None = None
-    band_: np.ndarray | None = None  # (2, G): 10% and 90% quantiles of CV errors
-    band_scale_: tuple[float, float] | None = None  # (a, b): the band's k(d), see band.py
-    # strength (and "stacked") -> CV score: mean over architectures of median |log error|
-    cv_: dict[str, float] = field(default_factory=dict)
-    ranges_: dict[str, tuple[float, float]] = field(default_factory=dict)
-    max_step_: float = 0.0
+    # Learned in fit, as scikit-learn's trailing underscores are: absent before it.
+    weights_: dict[str, float] = _learned()
+    grid_: np.ndarray = _learned()
+    logs_: dict[str, np.ndarray] = _learned()
+    archs_: dict[str, dict] = _learned()
+    groups_: dict[str, int] = _learned()
+    mean_: np.ndarray | None = _learned()
+    scale_: np.ndarray | None = _learned()
+    coef_: np.ndarray | None = _learned()
+    band_: np.ndarray = _learned()  # (2, G): 10% and 90% quantiles of CV errors
+    band_scale_: tuple[float, float] = _learned()  # (a, b): the band's k(d), see band.py
+    # candidate (and "stacked") -> CV score: mean over architectures of median |log error|
+    cv_: dict[str, float] = _learned()
+    ranges_: dict[str, tuple[float, float]] = _learned()
+    max_step_: float = _learned()
 
     def fit(self, measurements: pd.DataFrame, archs: dict[str, Architecture]) -> CurvePredictor:
         """Learn from a walker-format measurements table and each model's architecture.

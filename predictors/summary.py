@@ -1,8 +1,8 @@
-"""Summaries of predicted curves: the quantities a curve pins down, and the figures' names.
+"""Summaries of predicted curves: the quantities a curve pins down, and its score.
 
 :func:`summarize` reduces a :meth:`~massdyn.predictors.curve.CurvePredictor.predict_table`
-table to its firm quantities per (model, layer); :func:`figure_curves` renames its columns
-for the figures; :func:`curve_r2` scores a predicted curve against a measured one.
+table to its firm quantities per (model, layer); :func:`curve_r2` scores a predicted
+curve against a measured one.
 """
 
 from __future__ import annotations
@@ -11,12 +11,6 @@ import math
 
 import numpy as np
 import pandas as pd
-
-
-def figure_curves(table: pd.DataFrame) -> pd.DataFrame:
-    """A :meth:`CurvePredictor.predict_table` table in the figures' column names."""
-    names = {"ratio": "predicted", "ratio_lo": "lower", "ratio_hi": "upper"}
-    return table.rename(columns=names)
 
 
 def summarize(curves: pd.DataFrame) -> pd.DataFrame:

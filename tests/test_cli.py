@@ -129,7 +129,7 @@ def test_demo_runs_the_main_job_end_to_end(tmp_path, capsys, monkeypatch):
     scores = pd.read_csv(out / "heldout_scores.csv")
     held_out = pd.read_csv(out / "heldout_curves.csv")
     assert set(held_out["model"]) == {"mini-d128-l4-h8"} and len(scores) == 4
-    assert (held_out["predicted"] > 1).all()  # a top-1/median ratio, predicted in log space
+    assert (held_out["ratio"] > 1).all()  # a top-1/median ratio, predicted in log space
     assert {"curve_r2", "base_curve_r2"} <= set(scores.columns)
     assert (out / "figures" / "fig6_fits.pdf").exists()
     assert (out / "figures" / "walk_fits.png").exists()

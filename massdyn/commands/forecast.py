@@ -105,14 +105,8 @@ class ForecastCommand:
         import numpy as np
 
         from massdyn.predictors import configs_from_dir, load_predictor
-        from massdyn.predictors.curve import CurvePredictor
 
-        est, _ = load_predictor(self.predictor)
-        if not isinstance(est, CurvePredictor):
-            raise ValueError(
-                f"{self.predictor} holds a paper-protocol predictor; a prior needs a curve "
-                "predictor (massdyn train-predictor without --protocol paper)"
-            )
+        est, _ = load_predictor(self.predictor)  # either protocol: both give predict_table
         archs = configs_from_dir(self.configs, sorted(table["model"].unique()))
         steps = np.geomspace(1.0, self.until, 80)
         priors = {}

@@ -571,10 +571,7 @@ class PredictCommand:
         print(params[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         print(f"wrote {out} and {curves_path}")
         if self.plot:
-            renamed = curves.rename(
-                columns={"predicted": "ratio", "lower": "ratio_lo", "upper": "ratio_hi"}
-            )
-            plot_curves(renamed.assign(model=arch.name), self.plot, arch.name)
+            plot_curves(curves, self.plot, arch.name)
             print(f"wrote {self.plot}")
         return 0
 

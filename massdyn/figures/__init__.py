@@ -23,7 +23,7 @@ def load_figure_data(
     from massdyn.fitting.function import step_grid
     from massdyn.io import read_measurements, read_table
     from massdyn.minisuite import shipped_data
-    from massdyn.predictors import configs_from_dir, load_predictor, predict_architecture
+    from massdyn.predictors import configs_from_dir, load_predictor
 
     shipped = shipped_data()
     if measurements is None:
@@ -35,15 +35,9 @@ def load_figure_data(
     archs = configs_from_dir(configs, sorted(m["model"].unique())) if configs else {}
     predicted = None
     if predictor:
-        from massdyn.predictors.curve import CurvePredictor
-        from massdyn.predictors.summary import figure_curves
-
         est, _ = load_predictor(predictor)
         steps = step_grid(m["step"].max(), 100)
-        if isinstance(est, CurvePredictor):
-            parts = [figure_curves(est.predict_table(a, steps)) for a in archs.values()]
-        else:
-            parts = [predict_architecture(est, a, steps)[1] for a in archs.values()]
+        parts = [est.predict_table(a, steps) for a in archs.values()]
         predicted = pd.concat(parts, ignore_index=True) if parts else None
     return FigureData(m, p, archs, known_tokens_per_step(), predicted)
 

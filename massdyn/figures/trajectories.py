@@ -51,8 +51,8 @@ def _draw_fit(ax, data: FigureData, model: str, layer: int, label_fit: bool = Tr
     if data.predicted is not None:
         p = data.predicted[(data.predicted["model"] == model) & (data.predicted["layer"] == layer)]
         if len(p):
-            ax.plot(p["step"], p["predicted"], "C2--", label="predicted")
-            ax.fill_between(p["step"], p["lower"], p["upper"], color="C2", alpha=0.2, lw=0)
+            ax.plot(p["step"], p["ratio"], "C2--", label="predicted")
+            ax.fill_between(p["step"], p["ratio_lo"], p["ratio_hi"], color="C2", alpha=0.2, lw=0)
     ax.set_title(f"{model}, layer {layer}")
     ax.set_ylabel("top-1 / median")
     step_axis(ax, data, model)
@@ -61,7 +61,7 @@ def _draw_fit(ax, data: FigureData, model: str, layer: int, label_fit: bool = Tr
         # from 0 to the prediction, but at most 3x the largest measured value. (Set after
         # the step axis, whose symlog scale must see the x data first.)
         measured = float(np.nanmax(c["value"]))
-        high = min(max(measured, float(np.nanmax(p["predicted"]))), 3 * measured)
+        high = min(max(measured, float(np.nanmax(p["ratio"]))), 3 * measured)
         ax.set_ylim(0, 1.05 * high)
     ax.legend(loc="best")
 

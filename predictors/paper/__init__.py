@@ -4,6 +4,8 @@ arXiv 2508.03616 fits the emergence function to every (model, layer) series and 
 its parameters from the architecture (:mod:`~massdyn.predictors.paper.model`), scores it
 under the paper's random row split and leaving a model out
 (:mod:`~massdyn.predictors.paper.evaluate`), and turns predicted parameters back into
-curves (:mod:`~massdyn.predictors.paper.predict`). ``massdyn train-predictor --protocol
-paper`` runs it; the default protocol predicts curves (:mod:`massdyn.predictors.curve`).
+curves (:func:`~massdyn.predictors.paper.model.predict_architecture`). ``massdyn
+train-predictor --protocol paper`` runs it; the default protocol predicts curves
+(:mod:`massdyn.predictors.curve`). Both give curves through ``predict_table(arch, steps)``
+with the columns ``ratio, ratio_lo, ratio_hi``.
 """

@@ -176,9 +176,9 @@ def test_a_wild_prediction_does_not_flatten_the_measured_curve(suite):
             "model": model,
             "layer": 0,
             "step": STEPS,
-            "predicted": -50 * measured,  # what degenerate predicted parameters can give
-            "lower": -1000 * measured,
-            "upper": 1000 * measured,
+            "ratio": -50 * measured,  # what degenerate predicted parameters can give
+            "ratio_lo": -1000 * measured,
+            "ratio_hi": 1000 * measured,
         }
     )
     fig = figure6(replace(suite, predicted=wild), [model])

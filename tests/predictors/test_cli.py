@@ -67,7 +67,7 @@ def test_train_predictor_then_predict_a_new_config(tmp_path, capsys):
         pred.columns
     )
     curves = pd.read_csv(tmp_path / "pred_curves.csv")
-    assert {"step", "predicted", "lower", "upper"} <= set(curves.columns)
+    assert {"step", "ratio", "ratio_lo", "ratio_hi"} <= set(curves.columns)
     assert (tmp_path / "pred.png").stat().st_size > 10_000
 
 

@@ -226,3 +226,13 @@ def test_summary_finds_the_half_rise_and_flags_ratios_below_1():
     assert summarize(table).iloc[0]["t_half"] == pytest.approx(10 * 4 / 6)
     table["ratio"] = [0.5, 0.7, 0.8, 0.9]
     assert summarize(table).iloc[0]["below_1"]
+
+
+def test_learned_attributes_exist_only_after_fit():
+    # scikit-learn's convention: what fit learns (trailing underscore) is not a parameter.
+    est = CurvePredictor(tokens_per_step=2048)
+    assert not any(k.endswith("_") for k in vars(est))
+    m, archs = suite(law=0.4)
+    est.fit(m, archs)
+    assert {"weights_", "grid_", "band_", "cv_", "max_step_"} <= set(vars(est))
+    assert "weights_" not in repr(est)

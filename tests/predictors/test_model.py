@@ -55,8 +55,27 @@ def test_predictor_is_an_estimator_with_bands(table):
         params.columns
     )
     assert len(curves) == arch.n_layers * 5
-    assert (curves["lower"] <= curves["upper"] + 1e-9).all()
+    assert (curves["ratio_lo"] <= curves["ratio_hi"] + 1e-9).all()
     assert clone(est).get_params() == est.get_params()
+
+
+def test_both_protocols_give_curves_with_one_interface_and_one_vocabulary(table):
+    from massdyn.predictors.curve import CurvePredictor
+    from tests.predictors.test_curve import suite
+
+    steps = np.array([0, 10, 100, 1000.0])
+    arch = synthetic_archs()["s-d128-l4-h2"]
+    paper = EmergencePredictor(regressor="ridge", n_bootstrap=4).fit(table, table)
+    m, archs = suite(law=0.4)
+    curve = CurvePredictor().fit(m, archs)
+    columns = ["model", "layer", "step", "ratio", "ratio_lo", "ratio_hi"]
+    for est in (paper, curve):
+        got = est.predict_table(arch, steps)
+        assert list(got.columns) == columns and len(got) == arch.n_layers * steps.size
+        assert (got["ratio_lo"] <= got["ratio_hi"] + 1e-9).all()
+    # The paper protocol's curves are its parameters' curves, unrenamed.
+    _, curves = predict_architecture(paper, arch, steps)
+    pd.testing.assert_frame_equal(paper.predict_table(arch, steps), curves)
 
 
 def test_unseen_arch_predictions_track_the_truth(table):
