@@ -47,6 +47,10 @@ COMMANDS: dict[str, Command] = {
         "massdyn.commands.locate:LocateCommand",
         "where the massive activations sit over training, per step and layer",
     ),
+    "export": Command(
+        "massdyn.commands.export:ExportCommand",
+        "write walk results as a Hugging Face dataset folder (Parquet and a card)",
+    ),
     "fit": Command(
         "massdyn.commands.fit:FitCommand", "fit emergence curves to a measurements table"
     ),
