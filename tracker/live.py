@@ -64,6 +64,8 @@ class LiveTracker:
             ``massdyn.fitting.forecast.LiveForecaster(until=max_steps)``: the forecast final
             ratio and peak step then converge in TensorBoard/W&B as training goes on.
         forecast_every: Call ``forecast`` at every this many measurements.
+        tokens_per_step: Training tokens per optimizer step; the results then carry the
+            ``tokens`` column (step x tokens per step), as a walk of a known suite does.
     """
 
     def __init__(
@@ -77,9 +79,13 @@ class LiveTracker:
         batch_size: int | None = None,
         forecast: Callable | None = None,
         forecast_every: int = 1,
+        tokens_per_step: int | None = None,
     ):
         if forecast_every < 1:
             raise ValueError(f"forecast_every must be at least 1, got {forecast_every}")
+        if tokens_per_step is not None and tokens_per_step < 1:
+            raise ValueError(f"tokens_per_step must be at least 1, got {tokens_per_step}")
+        self.tokens_per_step = tokens_per_step
         self.model = model
         self.inputs = inputs
         self.out = Path(out)
@@ -122,6 +128,7 @@ class LiveTracker:
             step,
             table,
             revision=f"live-step{step}",
+            tokens=step * self.tokens_per_step if self.tokens_per_step else "",
             seconds=round(seconds, 4),
             dtype=str(param.dtype).removeprefix("torch."),
             device=str(param.device),
@@ -180,6 +187,9 @@ class MassiveActivationCallback(_trainer_callback_base()):
         forecast: A forecaster for :class:`LiveTracker` (e.g.
             ``massdyn.fitting.forecast.LiveForecaster(until=args.max_steps)``).
         forecast_every: Forecast at every this many measurements.
+        tokens_per_step: Training tokens per optimizer step, when known.
+        seq_len: Else the training sequence length: tokens per step are then the
+            Trainer's batch x gradient accumulation x world size x ``seq_len``.
     """
 
     def __init__(
@@ -191,7 +201,11 @@ class MassiveActivationCallback(_trainer_callback_base()):
         save_checkpoints=False,
         forecast=None,
         forecast_every=1,
+        tokens_per_step=None,
+        seq_len=None,
     ):
+        self.tokens_per_step = tokens_per_step
+        self.seq_len = seq_len
         self.forecast = forecast
         self.forecast_every = forecast_every
         self.inputs = inputs
@@ -216,8 +230,16 @@ class MassiveActivationCallback(_trainer_callback_base()):
                 self.save_checkpoints,
                 forecast=self.forecast,
                 forecast_every=self.forecast_every,
+                tokens_per_step=self._tokens_per_step(args),
             )
         return self.tracker
+
+    def _tokens_per_step(self, args) -> int | None:
+        """Given, or the Trainer's: batch x accumulation x world size x sequence length."""
+        if self.tokens_per_step is not None or self.seq_len is None:
+            return self.tokens_per_step
+        batch = args.train_batch_size * args.gradient_accumulation_steps * args.world_size
+        return int(batch * self.seq_len)
 
     def _measure(self, args, state, model, step):
         if not state.is_world_process_zero:
@@ -238,12 +260,13 @@ class MassiveActivationCallback(_trainer_callback_base()):
         self._measure(args, state, model, state.global_step)
 
 
-def attach(trainer, inputs, out, schedule=None, name="run", save_checkpoints=False, **forecast):
+def attach(trainer, inputs, out, schedule=None, name="run", save_checkpoints=False, **more):
     """Add a :class:`MassiveActivationCallback` to ``trainer`` that logs through it.
 
-    ``forecast`` and ``forecast_every`` pass on to the callback.
+    ``forecast``, ``forecast_every``, ``tokens_per_step`` and ``seq_len`` pass on to the
+    callback.
     """
-    cb = MassiveActivationCallback(inputs, out, schedule, name, save_checkpoints, **forecast)
+    cb = MassiveActivationCallback(inputs, out, schedule, name, save_checkpoints, **more)
     cb.trainer = trainer
     trainer.add_callback(cb)
     return cb

@@ -203,7 +203,15 @@ def train_member(
         if recipe.schedule_points
         else pythia_style_schedule(recipe.max_steps, recipe.schedule_every)
     )
-    tracker = LiveTracker(model, eval_inputs, out / "live", schedule, member.name, save_checkpoints)
+    tracker = LiveTracker(
+        model,
+        eval_inputs,
+        out / "live",
+        schedule,
+        member.name,
+        save_checkpoints,
+        tokens_per_step=recipe.seq_len * recipe.batch_size,
+    )
     t0 = time.perf_counter()
     model.train()
     for step in range(start, recipe.max_steps):

@@ -28,7 +28,9 @@ def test_the_folder_loads_with_datasets_and_holds_every_row(walked, tmp_path, ca
     for name in ("measurements", "checkpoints", "params"):
         source = walked / "w" / f"{name}.csv" if name != "params" else walked / "params.csv"
         want = pd.read_csv(source)
-        got = load_dataset(str(out), name, split="train").to_pandas()
+        # A cache of its own: datasets' default one can serve an earlier run's folder.
+        cache = tmp_path / "datasets-cache"
+        got = load_dataset(str(out), name, split="train", cache_dir=str(cache)).to_pandas()
         assert list(got.columns) == list(want.columns) and len(got) == len(want)
         numeric = want.select_dtypes("number").columns
         pd.testing.assert_frame_equal(

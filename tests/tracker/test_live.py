@@ -136,12 +136,22 @@ def trainer_setup(tmp_path):
 def test_trainer_callback(tmp_path, trainer_setup):
     trainer, inputs = trainer_setup
     cb = attach(
-        trainer, inputs, tmp_path / "live", schedule=[0, 2, 6], name="hf", save_checkpoints=True
+        trainer,
+        inputs,
+        tmp_path / "live",
+        schedule=[0, 2, 6],
+        name="hf",
+        save_checkpoints=True,
+        seq_len=16,
     )
     assert isinstance(cb, MassiveActivationCallback)
     trainer.train()
     live = pd.read_csv(tmp_path / "live" / "measurements.csv")
     assert sorted(live["step"].unique()) == [0, 2, 6]
+    # Tokens seen: 4 sequences of 16 tokens a step, one device, no accumulation.
+    assert (live["tokens"] == live["step"] * 4 * 16).all()
+    ck = pd.read_csv(tmp_path / "live" / "checkpoints.csv")
+    assert ck.set_index("step")["tokens"].to_dict() == {0: 0, 2: 128, 6: 384}
     logged = [h for h in trainer.state.log_history if "massive/max_top1_over_median" in h]
     assert len(logged) == 3
     # The checkpoint saved at step 6 is the trained model, walkable like any other.
