@@ -64,6 +64,7 @@ def hub(tmp_path_factory, series, tokenizer):
       step101 (identical weights);
     - tiny/neox-corrupt: LFS, and step10's object does not match its sha256;
     - tiny/neox-alias: plain git, step2000 is the very commit of step1000;
+    - tiny/neox-moving: as tiny/neox, for the one test that moves a branch;
     - datasets tiny/text: a jsonl file of documents;
     - allenai/OLMo-2-tiny and HuggingFaceTB/SmolLM3-3B-checkpoints: the same checkpoints
       under OLMo 2's and SmolLM3's revision names (plus a stray branch each);
@@ -76,6 +77,7 @@ def hub(tmp_path_factory, series, tokenizer):
     server.add_model_repo("tiny/neox-lfs", {**branches, "step101": branches["step100"]}, lfs=True)
     server.add_model_repo("tiny/neox-corrupt", branches, lfs=True, corrupt={"step10"})
     server.add_model_repo("tiny/neox-alias", branches)
+    server.add_model_repo("tiny/neox-moving", branches)  # a test moves one of its branches
     server.alias("tiny/neox-alias", "step2000", "step1000")
     olmo2 = {
         "stage1-step0-tokens0B": branches["step0"],

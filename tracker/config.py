@@ -260,6 +260,7 @@ class WalkSummary:
     given_up: dict[int, str] = field(default_factory=dict)
     unmatched: list[str] = field(default_factory=list)
     stopped: str = ""  # why the walk stopped before its queue was done (the server went away)
+    moved: dict[int, tuple[str, str]] = field(default_factory=dict)  # step: (was, is) commit
 
     def describe(self) -> str:
         """A few lines for the terminal."""
@@ -279,6 +280,11 @@ class WalkSummary:
             f"  step {s} has the same weights as step {d}"
             + (" (not downloaded: recorded as a duplicate)" if s in self.skipped else "")
             for s, d in sorted(self.duplicates.items())
+        ]
+        lines += [
+            f"  step {s}: its revision moved from commit {was[:12]} to {is_[:12]} since it was "
+            "measured; measured again"
+            for s, (was, is_) in sorted(self.moved.items())
         ]
         if self.stopped:
             lines.append(self.stopped)

@@ -385,7 +385,8 @@ def _remove_if_nothing_recorded(folder: Path) -> None:
 def _walk_into(source, config, available, selected, device, dtype, t_start) -> WalkSummary:
     """:func:`walk` once the series is listed and the selection is known to be there."""
     with ResultStore(config.out, _identity(source, config)).open() as store:
-        done = store.done_steps()
+        moved = _moved(source, store, available, store.done_steps() & set(selected))
+        done = store.done_steps() - set(moved)  # measured again: the revision changed
         # A checkpoint that failed max_attempts times in a row is not tried again: it stays
         # recorded as failed, with its reason, and does not hold up the rest.
         given_up = store.given_up(config.max_attempts)
@@ -430,7 +431,24 @@ def _walk_into(source, config, available, selected, device, dtype, t_start) -> W
         given_up={s: r for s, r in given_up.items() if s in selected},
         stopped=stopped,
         unmatched=list(getattr(source, "unmatched", [])),
+        moved=moved,
     )
+
+
+def _moved(source, store, available, done) -> dict[int, tuple[str, str]]:
+    """Measured steps whose revision now points at another commit: ``{step: (was, is)}``.
+
+    Only for sources that list commits (the Hub); a step recorded without a commit (by a
+    massdyn from before commits were pinned) cannot be judged and stays measured.
+    """
+    now = getattr(source, "commits", None) or {}
+    moved = {}
+    for step in sorted(done):
+        was = str((store.checkpoint(step) or {}).get("commit") or "")
+        is_ = now.get(available.get(step, ""), "")
+        if was and is_ and was != is_:
+            moved[step] = (was, is_)
+    return moved
 
 
 def _audited_twins(source, available, selected, queue) -> dict[int, tuple[int, int]]:

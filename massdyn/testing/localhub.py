@@ -100,6 +100,22 @@ class LocalHub:
         """Add ``branch`` pointing at the same commit as ``existing``."""
         _git(self.mirrors / "models" / repo_id, "branch", branch, existing)
 
+    def commit_to(self, repo_id: str, branch: str, files: dict[str, str]) -> str:
+        """A new commit on ``branch`` adding text files (``path -> content``): a moved branch.
+
+        Returns:
+            The new commit id.
+        """
+        repo = self.mirrors / "models" / repo_id
+        _git(repo, "checkout", "-q", branch)
+        for name, text in files.items():
+            (repo / name).write_text(text)
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-q", "-m", f"update {branch}")
+        commit = _git(repo, "rev-parse", "HEAD").strip()
+        _git(repo, "checkout", "-q", "main")
+        return commit
+
     def add_dataset_repo(self, repo_id: str, files: dict[str, str]):
         """A dataset repo with one commit of text files (``path -> content``)."""
         repo = self.mirrors / "datasets" / repo_id

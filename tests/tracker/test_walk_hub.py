@@ -437,3 +437,28 @@ def test_a_server_that_dies_mid_walk_stops_the_walk_after_three_checkpoints(
     assert len(summary.ok) + len(summary.failed) < len(steps)  # the rest were not tried
     measured = pd.read_csv(tmp_path / "o" / "measurements.csv")
     assert sorted(measured["step"].unique()) == summary.ok
+
+
+def test_a_branch_that_moved_since_it_was_measured_is_said_and_measured_again(
+    hub, text_file, tmp_path
+):
+    cache, out = tmp_path / "cache", tmp_path / "o"
+    first = run_cli("walk", "tiny/neox-moving", *walk_args(text_file, out), env=hub_env(hub, cache))
+    assert first.returncode == 0, first.stderr
+    before = pd.read_csv(out / "checkpoints.csv").set_index("step")
+    rows = len(pd.read_csv(out / "measurements.csv"))
+    new = hub.commit_to("tiny/neox-moving", "step10", {"NOTE.md": "a fixed model card"})
+    again = run_cli("walk", "tiny/neox-moving", *walk_args(text_file, out), env=hub_env(hub, cache))
+    assert again.returncode == 0, again.stderr
+    was = before.loc[10, "commit"]
+    assert f"step 10: its revision moved from commit {was[:12]} to {new[:12]}" in again.stdout
+    assert "3 already measured, 1 measured now" in again.stdout
+    after = pd.read_csv(out / "checkpoints.csv").set_index("step")
+    assert after.loc[10, "commit"] == new and after.drop(10)["commit"].equals(
+        before.drop(10)["commit"]
+    )
+    m = pd.read_csv(out / "measurements.csv")
+    assert len(m) == rows and not m.duplicated(["step", "layer", "seq"]).any()
+    third = run_cli("walk", "tiny/neox-moving", *walk_args(text_file, out), env=hub_env(hub, cache))
+    assert "4 already measured, 0 measured now" in third.stdout
+    assert "its revision moved" not in third.stdout

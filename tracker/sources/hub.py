@@ -176,8 +176,10 @@ class HubSource(_HubRepo):
             raise CheckpointError(
                 f"cannot list the branches of {self.repo_id}: {first_line(exc)}"
             ) from None
-        names = [r.name for r in [*refs.branches, *getattr(refs, "tags", [])]]
-        return self._listed(names, "branches or tags")
+        listed = [*refs.branches, *getattr(refs, "tags", [])]
+        # What each revision points at now: a walk resumed later sees a moved branch.
+        self.commits = {r.name: r.target_commit for r in listed}
+        return self._listed([r.name for r in listed], "branches or tags")
 
     def _tree(self, ref: str) -> list:
         if ref not in self._trees:
