@@ -13,6 +13,7 @@ _WHERE = {
     "fit_paper_baseline": "massdyn.fitting.baseline",
     "aggregate": "massdyn.fitting.series",
     "check_measurements": "massdyn.fitting.series",
+    "pool_seeds": "massdyn.fitting.series",
     "compare_measurements": "massdyn.fitting.batch",
     "fit_measurements": "massdyn.fitting.batch",
     "fit_and_rank": "massdyn.fitting.batch",

@@ -122,3 +122,36 @@ def aggregate(measurements: pd.DataFrame, metric: str = "ratio") -> pd.DataFrame
     out.loc[~whole.reindex(out.index).to_numpy(), ["value", "sem"]] = np.nan
     out["n_seqs"] = stats[("top1", "count")]
     return out.reset_index()
+
+
+def pool_seeds(measurements: pd.DataFrame, groups: dict[str, list[str]]) -> pd.DataFrame:
+    """One series per architecture: its seeds' sequences pooled at the steps all measured.
+
+    The ratio of a pooled step is then mean top-1 over mean median across every seed's
+    sequences, as :func:`aggregate` makes it for one run. A step some seed lacks would mix
+    a different set of runs into one point, so only the steps every member measured are
+    kept (``attrs["dropped_steps"]`` counts the others per group).
+
+    Args:
+        measurements: A checked walker table with every member of ``groups``.
+        groups: Group name -> its member models (seed replicates of one architecture).
+
+    Returns:
+        The table with ``model`` set to the group name and ``seq`` renumbered so that each
+        member's sequences keep their own keys.
+    """
+    parts, dropped = [], {}
+    for name, members in groups.items():
+        rows = measurements[measurements["model"].isin(members)]
+        steps = [set(rows.loc[rows["model"] == m, "step"]) for m in members]
+        shared = set.intersection(*steps) if steps else set()
+        dropped[name] = len(set.union(*steps) - shared) if steps else 0
+        rows = rows[rows["step"].isin(shared)].copy()
+        width = int(rows["seq"].max()) + 1 if len(rows) else 0
+        index = {m: i for i, m in enumerate(members)}
+        rows["seq"] = rows["model"].map(index) * width + rows["seq"]
+        rows["model"] = name
+        parts.append(rows)
+    out = pd.concat(parts, ignore_index=True) if parts else measurements.head(0)
+    out.attrs["dropped_steps"] = dropped
+    return out

@@ -43,6 +43,14 @@ class FitCommand:
     )
     weighted: bool = opt(False, "weight points by SEM over seqs")
     jobs: int | None = opt(None, "worker processes (default: all cores)")
+    by: str = opt(
+        "model",
+        "fit each model, or each architecture with its seeds pooled (needs --configs)",
+        choices=("model", "architecture"),
+    )
+    configs: list[str] = opt(
+        help="with --by architecture: folder(s) of one config per model", nargs="+", default=()
+    )
     keep_duplicates: bool = keep_duplicates_option()
     time: str = time_option()
     fit: FitConfig = field(default_factory=FitConfig, metadata={"flatten": True})
@@ -63,6 +71,9 @@ class FitCommand:
         outputs = [out] + ([] if self.compare is None else [self._compare_path(out)])
         refuse_overwriting_inputs(outputs, self.measurements)
         df = on_time_axis(read_measurements(self.measurements, self.keep_duplicates), self.time)
+        seeds = None
+        if self.by == "architecture":
+            df, seeds = self._pooled(df)
         config = self.fit
         common = dict(config=config, n_jobs=self.jobs, weighted=self.weighted)
         if self.compare is None:
@@ -70,6 +81,8 @@ class FitCommand:
         else:
             params, ranking = fit_and_rank(df, self.metric, self.curve_model, **common)
         params.insert(2, "time", self.time)  # what t_peak, t_peak_lo and t_peak_hi count
+        if seeds is not None:
+            params = params.merge(seeds, on=["model", "layer"], how="left")
         out = write_table(params, self.out)
         counts = params["status"].value_counts().to_dict()
         ok = params[params["status"] != "failed"]
@@ -94,6 +107,54 @@ class FitCommand:
             print("best model by AICc: " + ", ".join(f"{m} {n}" for m, n in best.items()))
             print(f"wrote {path}")
         return 1 if counts.get("failed", 0) else 0
+
+    def _pooled(self, df):
+        """The table with each architecture's seeds pooled, and their spread at the end.
+
+        Returns:
+            ``(table, seeds)``: ``seeds`` has per (architecture, layer) its ``members``,
+            ``seeds`` and the lowest and highest member's ratio at the last shared step
+            (``final_seed_lo``, ``final_seed_hi``): the band across seeds.
+        """
+        import pandas as pd
+
+        from massdyn.fitting.series import aggregate, check_measurements, pool_seeds
+        from massdyn.predictors import configs_from_dir
+        from massdyn.predictors.design import arch_key
+
+        if not self.configs:
+            raise ValueError(
+                "--by architecture needs --configs DIR (one config per model) to know which "
+                "models are seeds of one architecture"
+            )
+        check_measurements(df)
+        archs = configs_from_dir(list(self.configs), sorted(df["model"].unique()))
+        by_key: dict = {}
+        for model in sorted(archs):
+            by_key.setdefault(arch_key(archs[model]), []).append(model)
+        groups = {members[0]: members for members in by_key.values()}
+        pooled = pool_seeds(df, groups)
+        rows = []
+        for name, members in groups.items():
+            steps = pooled.loc[pooled["model"] == name, "step"]
+            ratio = aggregate(df[df["model"].isin(members) & (df["step"] == steps.max())])
+            for layer, r in ratio.groupby("layer"):
+                rows.append(
+                    {
+                        "model": name,
+                        "layer": layer,
+                        "members": ";".join(members),
+                        "seeds": len(members),
+                        "final_seed_lo": r["value"].min(),
+                        "final_seed_hi": r["value"].max(),
+                    }
+                )
+        dropped = sum(pooled.attrs["dropped_steps"].values())
+        print(
+            f"{len(groups)} architecture(s) from {len(archs)} model(s), seeds pooled"
+            + (f"; {dropped} step(s) left out that not every seed measured" if dropped else "")
+        )
+        return pooled, pd.DataFrame(rows)
 
     def _compare_path(self, out: Path) -> Path:
         """Where the ranking goes: --compare PATH, else OUT with a _compare suffix."""

@@ -144,3 +144,22 @@ def test_fit_and_rank_fits_the_reported_model_once_per_series(monkeypatch):
     calls.clear()
     alone = compare_measurements(df, n_jobs=1, curve_models=rivals)
     pd.testing.assert_frame_equal(alone, table)
+
+
+def test_seeds_pool_into_one_series_at_the_steps_every_seed_measured():
+    from massdyn.fitting import pool_seeds
+
+    def run(model, top1, steps):
+        return pd.DataFrame(
+            [(model, s, 0, q, top1[q], 0.5, 0.4, 1.0 + q) for s in steps for q in range(2)],
+            columns=["model", "step", "layer", "seq", "top1", "top2", "top3", "median"],
+        )
+
+    table = pd.concat([run("a-s1", [4.0, 6.0], [0, 10, 20]), run("a-s2", [8.0, 2.0], [0, 10])])
+    pooled = pool_seeds(table, {"a": ["a-s1", "a-s2"]})
+    assert set(pooled["model"]) == {"a"} and sorted(pooled["step"].unique()) == [0, 10]
+    assert pooled.attrs["dropped_steps"] == {"a": 1}  # step 20: only a-s1 has it
+    assert not pooled.duplicated(["model", "step", "layer", "seq"]).any()
+    ratio = aggregate(pooled).set_index("step")["value"]
+    # mean top-1 (4, 6, 8, 2) = 5 over mean median (1, 2, 1, 2) = 1.5
+    assert ratio.loc[0] == pytest.approx(5 / 1.5)
