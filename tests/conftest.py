@@ -55,6 +55,18 @@ def suite_sources(tmp_path_factory, tokenizer):
     return [str(neox), str(llama)]
 
 
+CRFM = [
+    f"stanford-crfm/{n}-gpt2-small-{x}"
+    for n, x in [
+        ("alias", "x21"),
+        ("battlestar", "x49"),
+        ("caprica", "x81"),
+        ("darkmatter", "x343"),
+        ("expanse", "x777"),
+    ]
+]
+
+
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory, series, tokenizer):
     """olah on a free loopback port serving:
@@ -68,7 +80,9 @@ def hub(tmp_path_factory, series, tokenizer):
     - datasets tiny/text: a jsonl file of documents;
     - allenai/OLMo-2-tiny and HuggingFaceTB/SmolLM3-3B-checkpoints: the same checkpoints
       under OLMo 2's and SmolLM3's revision names (plus a stray branch each);
-    - tiny/odd: branches ck-0 and ck-10, which no shipped pattern knows.
+    - tiny/odd: branches ck-0 and ck-10, which no shipped pattern knows;
+    - the five repos of the shipped suite crfm-gpt2-small (CRFM), each with branches
+      checkpoint-0 and checkpoint-10.
     """
     root = tmp_path_factory.mktemp("hub")
     server = LocalHub(root)
@@ -97,6 +111,9 @@ def hub(tmp_path_factory, series, tokenizer):
     }
     server.add_model_repo("HuggingFaceTB/SmolLM3-3B-checkpoints", smol3)
     server.add_model_repo("tiny/odd", {"ck-0": branches["step0"], "ck-10": branches["step10"]})
+    crfm = {"checkpoint-0": branches["step0"], "checkpoint-10": branches["step10"]}
+    for repo in CRFM:  # the shipped suite crfm-gpt2-small, by its real names
+        server.add_model_repo(repo, crfm)
     lines = [p for p in SAMPLE_TEXT.split("\n") * 30 if p]
     docs = "\n".join(json.dumps({"text": p}) for p in lines)
     server.add_dataset_repo("tiny/text", {"data/part-0.jsonl": docs})

@@ -31,7 +31,7 @@ class SourceSpec:
     Attributes:
         source: Hub repo ids (``org/name``, branches ``step<N>``), folders of checkpoint
             folders (``step1000/``, ``checkpoint-1000/``, ...), or suite files listing them
-            (see :func:`massdyn.tracker.suite.expand_sources`).
+            or a shipped suite by name (see :func:`massdyn.tracker.suite.expand_sources`).
         name: The series' name in the results (default: the repo id or the folder's name).
         revision_pattern: A regex with a ``step`` group for revision names the shipped
             grammar (``data/revisions.json``) does not know.
@@ -39,8 +39,8 @@ class SourceSpec:
 
     source: list[str] = field(
         metadata={
-            "help": "Hub repo id(s) (org/name), folder(s) of checkpoint folders, or a suite "
-            "file (*.json) listing them",
+            "help": "Hub repo id(s) (org/name), folder(s) of checkpoint folders, a suite "
+            "file (*.json) listing them, or a shipped suite's name (pythia, polypythias, ...)",
             "positional": True,
         }
     )
@@ -63,7 +63,9 @@ class SourceSpec:
     @property
     def is_suite(self) -> bool:
         """Several sources, or a suite file: a results folder per model."""
-        return len(self.source) > 1 or any(s.endswith(".json") for s in self.source)
+        from massdyn.tracker.suite import suite_file
+
+        return len(self.source) > 1 or any(suite_file(s) for s in self.source)
 
     def open(self):
         """The checkpoint source (a Hub repo or a local folder) this names.

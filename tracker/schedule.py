@@ -51,6 +51,13 @@ def tokens_per_step_source(series: str) -> tuple[int | None, str]:
     return None, ""
 
 
+def shipped_suites() -> list[str]:
+    """The names of the suites ``data/suites/`` defines (``massdyn walk pythia``, ...)."""
+    from massdyn.data import path
+
+    return sorted(p.stem for p in path("suites").glob("*.json"))
+
+
 def paper_subset(steps: list[int], n: int | None = None) -> list[int]:
     """About ``n`` steps spread over training as the paper used (default 37).
 

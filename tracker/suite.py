@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from massdyn.tracker.schedule import StepSelection
+from massdyn.tracker.schedule import StepSelection, shipped_suites
 from massdyn.tracker.store import atomic_csv, atomic_write
 
 SHARDS = "shards"
@@ -55,19 +55,35 @@ class Unit:
     duplicate_of: int | None = None  # a Hub revision serving an earlier one's weights
 
 
+def suite_file(spec: str) -> str | None:
+    """The suite file ``spec`` names: itself (``*.json``), or a shipped suite's by name.
+
+    A folder or file of that name in the working directory wins over a shipped suite.
+    """
+    if spec.endswith(".json"):
+        return spec
+    if "/" in spec or Path(spec).exists() or spec not in shipped_suites():
+        return None
+    from massdyn.data import path
+
+    return str(path("suites", f"{spec}.json"))
+
+
 def expand_sources(specs: list[str]) -> list[str]:
-    """Sources, with each suite file (``*.json``) replaced by the sources it lists.
+    """Sources, with each suite file (``*.json``) or suite name replaced by its sources.
 
     A suite file has ``"sources": [...]``, or ``"organisation"`` and ``"models"`` (as
-    ``data/pythia.json``: ``EleutherAI/pythia-70m``, ...).
+    ``data/pythia.json``: ``EleutherAI/pythia-70m``, ...). A suite name is one of
+    :func:`shipped_suites` (``data/suites/<name>.json``).
 
     Raises:
         ValueError: for a suite file that lists nothing, naming the accepted layouts.
     """
     out = []
-    for spec in specs:
-        if not spec.endswith(".json"):
-            out.append(spec)
+    for given in specs:
+        spec = suite_file(given)
+        if spec is None:
+            out.append(given)
             continue
         try:
             data = json.loads(Path(spec).read_text(encoding="utf-8"))

@@ -19,7 +19,11 @@ class AuditCommand:
     .parquet) and prints a summary per series with the bytes the duplicates would cost.
     """
 
-    source: list[str] = opt(help="Hub repo id(s) or checkpoint series folder(s)", positional=True)
+    source: list[str] = opt(
+        help="Hub repo id(s), checkpoint series folder(s), a suite file or a shipped suite's "
+        "name (pythia, polypythias, ...)",
+        positional=True,
+    )
     out: str = opt("audit.csv", "table to write (.csv or .parquet)")
 
     def run(self) -> int:
@@ -30,9 +34,10 @@ class AuditCommand:
         from massdyn.tracker.audit import audit, audit_summary
         from massdyn.tracker.schedule import is_pythia, pythia_steps
         from massdyn.tracker.sources import LocalSource, open_source
+        from massdyn.tracker.suite import expand_sources
 
         tables = []
-        for spec in self.source:
+        for spec in expand_sources(self.source):
             source = open_source(spec)
             known = (
                 None if isinstance(source, LocalSource) or not is_pythia(spec) else pythia_steps()

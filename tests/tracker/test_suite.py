@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 
 from massdyn.testing.synthetic import write_series
-from massdyn.tracker.config import WalkConfig
+from massdyn.tracker.config import SourceSpec, WalkConfig
 from massdyn.tracker.inputs import InputSpec
 from massdyn.tracker.suite import (
     Unit,
@@ -31,6 +31,23 @@ def test_suite_files_expand_to_their_sources(tmp_path):
         expand_sources([str(tmp_path / "bad.json")])
     with pytest.raises(ValueError, match="listed twice: a/b"):
         expand_sources(["a/b", str(tmp_path / "s.json")])
+
+
+def test_shipped_suites_are_walked_by_name_and_a_local_folder_wins(tmp_path, monkeypatch):
+    from massdyn.tracker.schedule import shipped_suites
+
+    names = shipped_suites()
+    assert {"pythia", "pythia-deduped", "polypythias", "crfm-gpt2-small", "amber"} <= set(names)
+    for name in names:
+        sources = expand_sources([name])
+        assert sources and all(s.count("/") == 1 for s in sources), name
+        assert SourceSpec(source=[name]).is_suite
+    assert expand_sources(["pythia"]) == expand_sources(["data/pythia.json"])
+    poly = expand_sources(["polypythias"])
+    assert len(poly) == 50 and "EleutherAI/pythia-160m-seed9" in poly
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "pythia").mkdir()  # a folder of that name here is what the user means
+    assert expand_sources(["pythia"]) == ["pythia"]
 
 
 def test_shards_from_the_option_or_the_slurm_array(monkeypatch):

@@ -462,3 +462,22 @@ def test_a_branch_that_moved_since_it_was_measured_is_said_and_measured_again(
     third = run_cli("walk", "tiny/neox-moving", *walk_args(text_file, out), env=hub_env(hub, cache))
     assert "4 already measured, 0 measured now" in third.stdout
     assert "its revision moved" not in third.stdout
+
+
+def test_a_shipped_suite_is_walked_by_its_name(hub, text_file, tmp_path):
+    from tests.conftest import CRFM
+
+    out = tmp_path / "crfm"
+    done = run_cli(
+        "walk", "crfm-gpt2-small", *walk_args(text_file, out), env=hub_env(hub, tmp_path)
+    )
+    assert done.returncode == 0, done.stderr
+    merged = pd.read_csv(out / "measurements.csv")
+    assert sorted(merged["model"].unique()) == sorted(CRFM)
+    assert set(merged.groupby("model")["step"].apply(lambda s: tuple(sorted(set(s))))) == {(0, 10)}
+    audited = run_cli(
+        "audit", "crfm-gpt2-small", "--out", tmp_path / "a.csv", env=hub_env(hub, tmp_path)
+    )
+    assert audited.returncode == 0, audited.stderr
+    table = pd.read_csv(tmp_path / "a.csv")
+    assert len(table) == 2 * len(CRFM)

@@ -49,7 +49,13 @@ def open_source(
         raise CheckpointError(f"no such folder: {spec}")
     if re.fullmatch(r"[\w.-]+/[\w.-]+", spec):
         return hub_source(spec, name=name, revision_pattern=revision_pattern)
-    raise CheckpointError(f"{spec!r} is neither a checkpoint folder nor a Hub repo id (org/name)")
+    from massdyn.tracker.schedule import shipped_suites
+
+    suites = ", ".join(shipped_suites())
+    raise CheckpointError(
+        f"{spec!r} is neither a checkpoint folder, a Hub repo id (org/name) nor a shipped "
+        f"suite ({suites})"
+    )
 
 
 __all__ = [
