@@ -17,7 +17,9 @@ audit lists each revision's weight files and says per revision:
   safetensors);
 - ``format change``: weights in another format than most revisions' (``.bin`` among
   safetensors);
-- ``size anomaly``: its weights' total size differs from most revisions';
+- ``size anomaly``: its weights' total size differs from most revisions' (not when it
+  only splits the same bytes into another number of files, give or take the shards'
+  headers: that is ``ok``, resharded, with the detail);
 - ``missing``: no such branch in a series with a known schedule (Pythia), no weights, or
   a revision that cannot be listed.
 
@@ -49,6 +51,10 @@ AUDIT_COLUMNS = (
     "weights_digest",
 )
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
+# Bytes per weight file by which a resharded revision may differ from the usual size: a
+# safetensors header's length field and per-file metadata, tens of bytes, generously
+# bounded (the tree API gives sizes, not tensors).
+RESHARD_SLACK = 1024
 
 
 def _formats(names) -> set[str]:
@@ -205,9 +211,18 @@ def _flag_sizes(table: pd.DataFrame) -> None:
     if count < len(sized) / 2:
         return  # no size most revisions share: nothing to call an anomaly
     odd = (table["bytes"] != "") & (table["bytes"] != usual) & (table["status"] == "ok")
+    files = collections.Counter(table.loc[table["bytes"] == usual, "n_files"]).most_common(1)
+    usual_files = int(files[0][0])
     for i in table.index[odd]:
+        size, n = int(table.loc[i, "bytes"]), int(table.loc[i, "n_files"])
+        if n != usual_files and abs(size - int(usual)) <= RESHARD_SLACK * max(n, usual_files):
+            table.loc[i, "detail"] = (
+                f"resharded: {n} weight files where most revisions have {usual_files}, "
+                f"{size} bytes against {usual} (the shards' headers)"
+            )
+            continue
         table.loc[i, "status"] = "size anomaly"
-        table.loc[i, "detail"] = f"{table.loc[i, 'bytes']} bytes of weights; most revisions {usual}"
+        table.loc[i, "detail"] = f"{size} bytes of weights; most revisions {usual}"
 
 
 def _flag_formats(table: pd.DataFrame) -> None:

@@ -64,6 +64,16 @@ def series(tmp_path_factory):
         "step550": _revision(root, "step550", {"model.safetensors": _blob(9)}),
         "step600": _revision(root, "step600", {"pytorch_model.bin": _blob(8)}),  # .bin only
         "step700": _revision(root, "step700", {"model.safetensors": _blob(9)}),  # = main
+        # resharded: the usual 4096 bytes in two files, plus 40 bytes of shard headers
+        "step650": _revision(
+            root,
+            "step650",
+            {
+                SHARDS[0]: _blob(20, 2068),
+                SHARDS[1]: _blob(21, 2068),
+                "model.safetensors.index.json": index,
+            },
+        ),
     }
 
 
@@ -95,6 +105,7 @@ def _check(table, served: bool):
     assert by.loc[200, "status"] == "size anomaly" and "3000 bytes" in by.loc[200, "detail"]
     assert by.loc[300, "status"] == "mixed formats" and by.loc[300, "format"] == "bin+safetensors"
     assert (by.loc[[400, 500], "status"] == "ok").all()
+    assert by.loc[650, "status"] == "ok" and by.loc[650, "detail"].startswith("resharded: 2")
 
 
 def test_the_hub_tree_is_audited_without_downloading_a_weight(served, tmp_path, monkeypatch):
@@ -166,9 +177,9 @@ def test_audit_cli_writes_the_table_and_a_summary(served, tmp_path):
     env = {"HF_ENDPOINT": served.url, "HF_HUB_CACHE": str(tmp_path / "c")}
     out = run_cli("audit", "t/audited", "--out", tmp_path / "a.csv", env=env)
     assert out.returncode == 0, out.stderr
-    assert "t/audited: 11 revisions" in out.stdout and "2 duplicate" in out.stdout
+    assert "t/audited: 12 revisions" in out.stdout and "2 duplicate" in out.stdout
     table = pd.read_csv(tmp_path / "a.csv")
-    assert len(table) == 11 and set(table["model"]) == {"t/audited"}
+    assert len(table) == 12 and set(table["model"]) == {"t/audited"}
     bad = run_cli("audit", "t/no-such-repo", env=env)
     assert bad.returncode == 2 and "repository not found" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
