@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from massdyn.io import keep_duplicates_option
+from massdyn.io import keep_duplicates_option, time_option
 from massdyn.options import opt
 
 
@@ -23,13 +23,19 @@ class FiguresCommand:
     predictor: str | None = opt(None, "predictor file to overlay predictions")
     out: str = opt("figures", "output folder")
     keep_duplicates: bool = keep_duplicates_option()
+    time: str = time_option()
 
     def run(self) -> int:
         """Load, draw, list what was written."""
         from massdyn.figures import load_figure_data
 
         data = load_figure_data(
-            self.measurements, self.params, self.configs, self.predictor, self.keep_duplicates
+            self.measurements,
+            self.params,
+            self.configs,
+            self.predictor,
+            self.keep_duplicates,
+            time=self.time,
         )
         written = draw_figures(data, self.out)
         print(f"wrote {len(written)} figures (PNG and PDF) to {self.out}")

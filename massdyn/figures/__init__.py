@@ -14,24 +14,39 @@ FIGURES = {name: REGISTRY[name] for name in sorted(REGISTRY, key=lambda n: REGIS
 
 
 def load_figure_data(
-    measurements=None, params=None, configs=None, predictor=None, keep_duplicates=False
+    measurements=None, params=None, configs=None, predictor=None, keep_duplicates=False, time="step"
 ):
-    """Build :class:`FigureData` from files; the shipped mini-suite fills what is not given."""
+    """Build :class:`FigureData` from files; the shipped mini-suite fills what is not given.
+
+    With ``time="tokens"`` every figure's time axis is cumulative training tokens (the
+    table's ``tokens`` column), and the fits are made, or must have been made, on it.
+    """
     import pandas as pd
 
     from massdyn.fitting import fit_measurements
     from massdyn.fitting.function import step_grid
-    from massdyn.io import read_measurements, read_table
+    from massdyn.io import on_time_axis, read_measurements, read_table
     from massdyn.minisuite import shipped_data
     from massdyn.predictors import configs_from_dir, load_predictor
 
     shipped = shipped_data()
     if measurements is None:
         measurements = shipped / "measurements.csv"
-        params = params or shipped / "params.csv"
+        if time == "step":  # the shipped fits are on the step axis
+            params = params or shipped / "params.csv"
         configs = configs or shipped / "configs"
-    m = read_measurements(measurements, keep_duplicates)
+    if predictor and time != "step":
+        raise ValueError(
+            "predicted curves are drawn on the step axis: leave out --time tokens or --predictor"
+        )
+    m = on_time_axis(read_measurements(measurements, keep_duplicates), time)
     p = read_table(params) if params else fit_measurements(m, "ratio")
+    fitted_on = str(p["time"].iloc[0]) if "time" in p and len(p) else "step"
+    if params and fitted_on != time:
+        raise ValueError(
+            f"{params} was fitted on the {fitted_on} axis; fit again with massdyn fit --time "
+            f"{time}, or leave out --params"
+        )
     archs = configs_from_dir(configs, sorted(m["model"].unique())) if configs else {}
     predicted = None
     if predictor:
@@ -39,7 +54,8 @@ def load_figure_data(
         steps = step_grid(m["step"].max(), 100)
         parts = [est.predict_table(a, steps) for a in archs.values()]
         predicted = pd.concat(parts, ignore_index=True) if parts else None
-    return FigureData(m, p, archs, known_tokens_per_step(), predicted)
+    per_step = known_tokens_per_step() if time == "step" else {}
+    return FigureData(m, p, archs, per_step, predicted, time=time)
 
 
 def draw_all(data: FigureData, out: str | Path, log=print) -> dict[str, list[Path]]:

@@ -84,8 +84,9 @@ class FigureData:
         params: Fitted emergence parameters of the ratio series, one row per (model, layer).
         archs: Architectures by model name (for parameter counts and attributions).
         tokens_per_step: Tokens per optimizer step by model name, where known.
-        predicted: Optional predicted curves (``model, layer, step, predicted, lower,
-            upper``) to draw over the measured ones.
+        predicted: Optional predicted curves (``model, layer, step, ratio, ratio_lo,
+            ratio_hi``) to draw over the measured ones.
+        time: What ``step`` holds: ``step``, or ``tokens`` (cumulative training tokens).
     """
 
     measurements: pd.DataFrame
@@ -93,6 +94,12 @@ class FigureData:
     archs: dict = field(default_factory=dict)
     tokens_per_step: dict[str, int] = field(default_factory=dict)
     predicted: pd.DataFrame | None = None
+    time: str = "step"
+
+    @property
+    def unit(self) -> str:
+        """How a point in time is named in titles and legends: ``step`` or ``tokens``."""
+        return "tokens" if self.time == "tokens" else "step"
 
     def __post_init__(self):
         self.series = {m: aggregate(self.measurements, m) for m in ("ratio", "top1", "median")}
@@ -148,10 +155,14 @@ def known_tokens_per_step() -> dict[str, int]:
 
 
 def step_axis(ax, data: FigureData, model: str | None, log: bool = True) -> None:
-    """Label the x axis in steps (symlog so step 0 shows), with tokens on top where known."""
+    """Label the x axis in steps (symlog so step 0 shows), with tokens on top where known.
+
+    On the tokens axis (``data.time``), the axis is tokens seen and there is no top axis.
+    """
     if log:
         ax.set_xscale("symlog", linthresh=1)
-    ax.set_xlabel("training step" + (" (log scale, 0 shown)" if log else ""))
+    what = "tokens seen" if data.time == "tokens" else "training step"
+    ax.set_xlabel(what + (" (log scale, 0 shown)" if log else ""))
     per = data.tokens_per_step.get(model, data.tokens_per_step.get(str(model).split("/")[-1]))
     if per:
         top = ax.secondary_xaxis("top", functions=(lambda s: s * per, lambda t: t / per))

@@ -87,13 +87,13 @@ def figure1(data: FigureData, model: str | None = None):
                 color=f"C{i}",
                 marker=".",
                 ms=3,
-                label=f"{col}, step {step}",
+                label=f"{col}, {data.unit} {step}",
             )
     ax.set_yscale("log")
     ax.set_xlabel("layer")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("|activation| (mean over sequences)")
-    ax.set_title(f"(a) {model}: step {first} (dashed) vs {last} (solid)")
+    ax.set_title(f"(a) {model}: {data.unit} {first} (dashed) vs {last} (solid)")
     ax.legend(
         [plt.Line2D([], [], color=f"C{i}") for i in range(4)],
         ["top-1", "top-2", "top-3", "median"],
@@ -132,7 +132,7 @@ def figure3(data: FigureData, models: list[str] | None = None):
                     style + marker,
                     ms=2,
                     color=color,
-                    label=f"{name}, step {step}",
+                    label=f"{name}, {data.unit} {step}",
                 )
         ax.set_yscale("log")
         ax.set_xlabel("layer")

@@ -205,3 +205,30 @@ def test_figure_data_leaves_out_flagged_duplicates(tmp_path, capsys):
     )
     kept = load_figure_data(path, params, keep_duplicates=True)
     assert (kept.measurements["step"] == last - 1).sum() == len(copy)
+
+
+def test_figures_on_the_tokens_axis(suite, tmp_path, capsys):
+    from massdyn.figures import load_figure_data
+
+    m = suite.measurements.assign(tokens=suite.measurements["step"] * 2048)
+    m.to_csv(tmp_path / "m.csv", index=False)
+    data = load_figure_data(tmp_path / "m.csv", time="tokens")
+    assert data.measurements["step"].max() == 10000 * 2048
+    fig = figure1(data, data.models[0])
+    labels = [ax.get_xlabel() for ax in fig.axes]
+    assert any(label.startswith("tokens seen") for label in labels)
+    assert not any(label.startswith("training step") for label in labels)
+    assert "tokens 0 (dashed) vs 20480000 (solid)" in fig.axes[0].get_title()
+    # Fits on the step axis do not serve the tokens axis, nor do predictions.
+    suite.params.assign(time="step").to_csv(tmp_path / "p.csv", index=False)
+    args = ["figures", "--measurements", str(tmp_path / "m.csv"), "--time", "tokens"]
+    assert main([*args, "--params", str(tmp_path / "p.csv")]) == 2
+    assert "fitted on the step axis" in capsys.readouterr().err
+    assert main([*args, "--predictor", str(tmp_path / "x.skops")]) == 2
+    assert "predicted curves are drawn on the step axis" in capsys.readouterr().err
+    suite.measurements.to_csv(tmp_path / "no-tokens.csv", index=False)
+    assert (
+        main(["figures", "--measurements", str(tmp_path / "no-tokens.csv"), "--time", "tokens"])
+        == 2
+    )
+    assert "--time tokens needs a tokens column" in capsys.readouterr().err
