@@ -122,8 +122,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"massdyn {args.command}: interrupted: {detail}", file=sys.stderr)
         return 130
     except Exception as exc:
-        from massdyn.tracker.sources import CheckpointError
-
         if isinstance(exc, OSError) and not isinstance(exc, USER_ERRORS):
             # A full disk, a read-only folder, a quota: the system's word, on one line.
             from massdyn.tracker.store import describe_os_error
@@ -138,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if status is not None:  # a run that recorded something before it had to stop
             print(f"massdyn {args.command}: error: {one_line(exc)}", file=sys.stderr)
             return status
-        if not isinstance(exc, (*USER_ERRORS, CheckpointError)):
+        if not isinstance(exc, USER_ERRORS):
             raise
         print(f"massdyn {args.command}: error: {one_line(exc)}", file=sys.stderr)
         return 2

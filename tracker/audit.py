@@ -35,7 +35,7 @@ import collections
 
 import pandas as pd
 
-from massdyn.tracker.sources.base import CheckpointError
+from massdyn.tracker.sources.base import CheckpointError, first_line
 from massdyn.tracker.sources.integrity import combined_digest, weight_files
 
 AUDIT_COLUMNS = (
@@ -99,7 +99,7 @@ def audit(source, steps=None, expected=None) -> pd.DataFrame:
         try:
             files = source.tree_files(available[step])
         except CheckpointError as exc:
-            row.update(status="missing", detail=str(exc).splitlines()[0])
+            row.update(status="missing", detail=first_line(exc))
             continue
         chosen = _weights(files)
         if not chosen:

@@ -84,6 +84,9 @@ class ImportCommand:
                 allow_patterns=["pythia_*/stats/*", "*.json", "**/*.json"],
             )
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ValueError(f"cannot download the dataset {self.source}: {first}") from None
+            from massdyn.tracker.sources.base import first_line
+
+            raise ValueError(
+                f"cannot download the dataset {self.source}: {first_line(exc)}"
+            ) from None
         return Path(path)

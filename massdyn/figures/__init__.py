@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from massdyn.figures.attribution import figure9, figure10, importance_table
+from massdyn.figures.attribution import figure9, figure10
 from massdyn.figures.common import REGISTRY, FigureData, FigureSpec, known_tokens_per_step, save
 from massdyn.figures.maps import figure2, figure5, figure7, figure8
 from massdyn.figures.trajectories import figure1, figure3, figure4, figure6
@@ -69,15 +69,12 @@ def draw_all(data: FigureData, out: str | Path, log=print) -> dict[str, list[Pat
     """
     out = Path(out)
     written: dict[str, list[Path]] = {}
-    importance = None
     enough = len(data.archs) >= 2 and set(data.params["model"]) <= set(data.archs)
     for name, spec in FIGURES.items():
-        if spec.needs_archs:
-            if not enough:
-                log(f"{name}: skipped (needs the configs of at least two models)")
-                continue
-            importance = importance if importance is not None else importance_table(data)
-        written[name] = save(spec(data, importance), out, name)
+        if spec.needs_archs and not enough:
+            log(f"{name}: skipped (needs the configs of at least two models)")
+            continue
+        written[name] = save(spec(data), out, name)
     return written
 
 

@@ -32,14 +32,6 @@ FEATURE_LABELS = {
 }
 
 
-def importance_table(data: FigureData, regressor: str = "rf", n_repeats: int = 10):
-    """Permutation importance per target and feature, from ``data.archs`` and its fits."""
-    from massdyn.predictors.paper.evaluate import feature_importance, training_table
-
-    table = training_table(data.archs, data.params)
-    return feature_importance(table, regressor, n_repeats=n_repeats)
-
-
 def attribution_figure(importance, target: str, top: int = 10):
     """Horizontal bars of the ``top`` features for one target."""
     imp = importance[importance["target"] == target].head(top).iloc[::-1]
@@ -53,13 +45,12 @@ def attribution_figure(importance, target: str, top: int = 10):
 
 
 @register(9, "attribution_K", needs_archs=True)
-def figure9(data: FigureData, importance=None):
+def figure9(data: FigureData):
     """Feature attributions for K."""
-    return attribution_figure(importance if importance is not None else importance_table(data), "K")
+    return attribution_figure(data.importance, "K")
 
 
 @register(10, "attribution_lambda", needs_archs=True)
-def figure10(data: FigureData, importance=None):
+def figure10(data: FigureData):
     """Feature attributions for lambda."""
-    imp = importance if importance is not None else importance_table(data)
-    return attribution_figure(imp, "lambda")
+    return attribution_figure(data.importance, "lambda")

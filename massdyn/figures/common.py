@@ -39,9 +39,9 @@ class FigureSpec:
     Attributes:
         number: The figure's number in the paper (the set is drawn in that order).
         name: File name, ``fig<number>_<what>``.
-        draw: Pure function of :class:`FigureData` (and, for attribution figures, the
-            importance table) returning a Figure.
-        needs_archs: Drawn only with an architecture per model, from the importance table.
+        draw: Pure function of :class:`FigureData` returning a Figure.
+        needs_archs: Drawn only with an architecture per model (from
+            :attr:`FigureData.importance`).
     """
 
     number: int
@@ -49,15 +49,9 @@ class FigureSpec:
     draw: Callable
     needs_archs: bool = False
 
-    def __call__(self, data: FigureData, importance=None):
-        """Draw the figure; attribution figures compute the importance table when not given."""
-        if not self.needs_archs:
-            return self.draw(data)
-        if importance is None:
-            from massdyn.figures.attribution import importance_table
-
-            importance = importance_table(data)
-        return self.draw(data, importance)
+    def __call__(self, data: FigureData):
+        """Draw the figure."""
+        return self.draw(data)
 
 
 # The one list of figures: each figure function declares itself with @register.
@@ -95,6 +89,19 @@ class FigureData:
     tokens_per_step: dict[str, int] = field(default_factory=dict)
     predicted: pd.DataFrame | None = None
     time: str = "step"
+
+    @property
+    def importance(self) -> pd.DataFrame:
+        """Permutation importance per target and feature, from ``archs`` and the fits.
+
+        Computed once: the attribution figures (9, 10) share it.
+        """
+        if "_importance" not in self.__dict__:
+            from massdyn.predictors.paper.evaluate import feature_importance, training_table
+
+            table = training_table(self.archs, self.params)
+            self.__dict__["_importance"] = feature_importance(table, "rf", n_repeats=10)
+        return self.__dict__["_importance"]
 
     @property
     def unit(self) -> str:

@@ -17,8 +17,12 @@ TOKENIZER_FILES = (
 )
 
 
-class CheckpointError(RuntimeError):
-    """A checkpoint cannot be used; the message is recorded as the reason."""
+class CheckpointError(ValueError):
+    """A checkpoint cannot be used; the message is recorded as the reason.
+
+    A ``ValueError`` like every other error the user can act on: the CLI reports it in one
+    line with exit status 2 when it ends a command.
+    """
 
 
 @dataclass
