@@ -1,12 +1,13 @@
-"""Synthetic emergence series of known shape (numpy only): the forecaster's test bed."""
+"""Synthetic emergence series of known shape: the forecaster's test bed."""
 
 from __future__ import annotations
 
 import numpy as np
 
-PYTHIA_STEPS = np.array(
-    sorted({0, *(2**k for k in range(10)), *range(1000, 143001, 1000)}), dtype=float
-)
+from massdyn.tracker.schedule import pythia_steps
+
+# Pythia's 154 revisions, from data/pythia.json.
+PYTHIA_STEPS = np.array(pythia_steps(), dtype=float)
 # Where the emergence curve peaks, per shape (steps; None: lambda = 0, a pure log rise).
 SHAPES = {
     "early peak": (8_000, 30_000),

@@ -4,9 +4,8 @@ import numpy as np
 import pandas as pd
 
 from massdyn.fitting import emergence
+from massdyn.testing.curves import PYTHIA_STEPS  # the Pythia revision grid
 
-# The Pythia revision grid: step0, 1, 2, 4, ..., 512, then every 1000 to 143000.
-PYTHIA_STEPS = np.array([0] + [2**k for k in range(10)] + list(range(1000, 143001, 1000)), float)
 # A 37-point subset spread over training, as the paper used.
 SUBSET_37 = np.concatenate([PYTHIA_STEPS[:11], np.linspace(1000, 143000, 26).round(-3)])
 
