@@ -285,7 +285,8 @@ def test_cli_walk_exit_status_and_summary(tmp_path, tokenizer, text_file):
     nothing = run_cli("walk", tmp_path / "no-such-dir", "--out", tmp_path / "o3")
     assert nothing.returncode == 2 and "no such folder" in nothing.stderr
     odd = run_cli("walk", "not a repo", "--out", tmp_path / "o4")
-    assert odd.returncode == 2 and "neither a checkpoint folder nor a Hub repo id" in odd.stderr
+    assert odd.returncode == 2 and "neither a checkpoint folder, a Hub repo id" in odd.stderr
+    assert "nor a shipped suite (amber, " in odd.stderr
 
 
 def test_token_ids_input_through_the_walker(series, tmp_path):
