@@ -385,8 +385,9 @@ def _remove_if_nothing_recorded(folder: Path) -> None:
 def _walk_into(source, config, available, selected, device, dtype, t_start) -> WalkSummary:
     """:func:`walk` once the series is listed and the selection is known to be there."""
     with ResultStore(config.out, _identity(source, config)).open() as store:
-        moved = _moved(source, store, available, store.done_steps() & set(selected))
-        done = store.done_steps() - set(moved)  # measured again: the revision changed
+        measured = store.done_steps()
+        moved = _moved(source, store, available, measured & set(selected))
+        done = measured - set(moved)  # measured again: the revision changed
         # A checkpoint that failed max_attempts times in a row is not tried again: it stays
         # recorded as failed, with its reason, and does not hold up the rest.
         given_up = store.given_up(config.max_attempts)

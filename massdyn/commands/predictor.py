@@ -156,7 +156,8 @@ class TrainPredictorCommand:
             )
 
         def label(a: str) -> str:
-            return "base" if a == "inf" else a if a in est.rivals else f"ridge {float(a):g}"
+            named = a in ("stacked", *est.rivals)
+            return "base" if a == "inf" else a if named else f"ridge {float(a):g}"
 
         weights = ", ".join(f"{label(a)} {w:.2f}" for a, w in est.weights_.items() if w > 0)
         print(
@@ -165,9 +166,7 @@ class TrainPredictorCommand:
         )
         print(
             "grouped-CV median |log error| per candidate: "
-            + ", ".join(
-                f"{'stacked' if k == 'stacked' else label(k)} {v:.4f}" for k, v in est.cv_.items()
-            )
+            + ", ".join(f"{label(k)} {v:.4f}" for k, v in est.cv_.items())
         )
         print(
             "leave one architecture out, its weights chosen without it (curve R^2 in "

@@ -29,26 +29,29 @@ class HubRefusedError(CheckpointError):
     """The Hub kept answering 429 or 5xx through every try (a walk stops after a few)."""
 
 
-def http_status(exc: BaseException) -> int | None:
-    """The HTTP status of the response an exception carries (None without one).
+def _response(exc: BaseException | None):
+    """The HTTP response the exception, or one it was raised from, carries (None without).
 
     ``huggingface_hub`` re-raises a failed metadata call as "check your connection"
     (``LocalEntryNotFoundError``) with the HTTP error as its cause: the chain is followed.
     """
     seen = 0
     while exc is not None and seen < 8:
-        status = getattr(getattr(exc, "response", None), "status_code", None)
-        if status is not None:
-            return status
+        response = getattr(exc, "response", None)
+        if response is not None:
+            return response
         exc, seen = exc.__cause__ or exc.__context__, seen + 1
     return None
 
 
+def http_status(exc: BaseException) -> int | None:
+    """The HTTP status of the response an exception carries (None without one)."""
+    return getattr(_response(exc), "status_code", None)
+
+
 def wait_for(exc: BaseException, attempt: int, max_wait: float) -> float:
     """Seconds to wait after ``exc`` before try ``attempt + 1``."""
-    while getattr(exc, "response", None) is None and (exc.__cause__ or exc.__context__):
-        exc = exc.__cause__ or exc.__context__
-    headers = getattr(getattr(exc, "response", None), "headers", None) or {}
+    headers = getattr(_response(exc), "headers", None) or {}
     retry_after = headers.get("Retry-After") or headers.get("retry-after")
     if retry_after:
         try:
