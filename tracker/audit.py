@@ -20,8 +20,9 @@ audit lists each revision's weight files and says per revision:
 - ``size anomaly``: its weights' total size differs from most revisions' (not when it
   only splits the same bytes into another number of files, give or take the shards'
   headers: that is ``ok``, resharded, with the detail);
-- ``missing``: no such branch in a series with a known schedule (Pythia), no weights, or
-  a revision that cannot be listed.
+- ``missing``: a step of the suite's declared schedule with no such revision (the suite
+  file's ``"schedule"``; Pythia's for a Pythia repo; none is judged for a series without
+  one), no weights, or a revision that cannot be listed.
 
 Local series are audited the same way, hashing their files (nothing is downloaded there
 either). Contract: :func:`audit` takes a source with ``list_steps`` and ``tree_files``
@@ -71,8 +72,8 @@ def audit(source, steps=None, expected=None) -> pd.DataFrame:
     Args:
         source: A checkpoint source with ``tree_files(ref)`` (the Hub and local sources).
         steps: Steps to audit (default: every step the source lists).
-        expected: Steps the series should have (a known schedule): those it lacks are
-            reported ``missing``.
+        expected: The series' declared schedule (a :class:`Schedule`, or its steps): the
+            steps it lacks are reported ``missing``. None: nothing is judged missing.
 
     Returns:
         One row per revision, by step, with :data:`AUDIT_COLUMNS`.
@@ -144,6 +145,8 @@ def audit(source, steps=None, expected=None) -> pd.DataFrame:
                 status="mixed formats",
                 detail="safetensors and .bin weights side by side; the walk loads safetensors",
             )
+    if hasattr(expected, "steps"):
+        expected = expected.steps(max(available, default=None))
     for step in sorted(set(expected or ()) - set(available)):
         if steps is None or step in steps:
             row = dict.fromkeys(AUDIT_COLUMNS, "")

@@ -18,9 +18,59 @@ def pythia_facts() -> dict:
 
 def pythia_steps() -> list[int]:
     """The 154 public Pythia revisions: step0, 1, 2, 4, ..., 512, then every 1000 to 143000."""
-    s = pythia_facts()["schedule"]
-    linear = range(s["linear_start"], s["linear_stop"] + 1, s["linear_every"])
-    return sorted(set(s["log_steps"]) | set(linear))
+    return Schedule.from_data(pythia_facts()["schedule"]).steps()
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """The checkpoints a suite declares it published: what an audit calls ``missing`` against.
+
+    Attributes:
+        every: Steps between two checkpoints of the regular part.
+        first: The regular part's first step.
+        last: Its last step; None: the last step the series lists (a grid declared without
+            its end, such as "every 1000 steps").
+        log_steps: Extra early steps (Pythia's 0, 1, 2, 4, ..., 512).
+    """
+
+    every: int
+    first: int = 0
+    last: int | None = None
+    log_steps: tuple[int, ...] = ()
+
+    @classmethod
+    def from_data(cls, data) -> Schedule:
+        """A schedule from a suite file's ``"schedule"``.
+
+        Accepted: ``"pythia"`` (the one in ``data/pythia.json``), ``{"every", "first",
+        "last", "log_steps"}``, or Pythia's ``{"linear_every", "linear_start",
+        "linear_stop", "log_steps"}``.
+
+        Raises:
+            ValueError: naming the accepted forms.
+        """
+        if data == "pythia":
+            data = pythia_facts()["schedule"]
+        if not isinstance(data, dict):
+            data = {}
+        every = data.get("every", data.get("linear_every"))
+        if not isinstance(every, int) or every < 1:
+            raise ValueError(
+                f'schedule {data!r}: give "pythia", or {{"every": N}} with optional "first", '
+                '"last" and "log_steps" (steps, N >= 1)'
+            )
+        return cls(
+            every=every,
+            first=int(data.get("first", data.get("linear_start", 0))),
+            last=data.get("last", data.get("linear_stop")),
+            log_steps=tuple(int(s) for s in data.get("log_steps", ())),
+        )
+
+    def steps(self, last_listed: int | None = None) -> list[int]:
+        """Every declared step, the grid ending at ``last`` (else at ``last_listed``)."""
+        last = self.last if self.last is not None else last_listed
+        grid = range(self.first, last + 1, self.every) if last is not None else ()
+        return sorted(set(self.log_steps) | set(grid))
 
 
 def is_pythia(repo_id: str) -> bool:

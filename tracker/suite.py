@@ -36,7 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from massdyn.tracker.schedule import StepSelection, shipped_suites
+from massdyn.tracker.schedule import Schedule, StepSelection, is_pythia, shipped_suites
 from massdyn.tracker.store import atomic_csv, atomic_write
 
 SHARDS = "shards"
@@ -79,11 +79,24 @@ def expand_sources(specs: list[str]) -> list[str]:
     Raises:
         ValueError: for a suite file that lists nothing, naming the accepted layouts.
     """
+    return [source for source, _ in expand_suites(specs)]
+
+
+def expand_suites(specs: list[str]) -> list[tuple[str, Schedule | None]]:
+    """:func:`expand_sources`, each source with the schedule its suite declares.
+
+    A suite file's ``"schedule"`` (see :meth:`Schedule.from_data`) holds for all of its
+    sources; a Pythia repo named alone has Pythia's. Other sources have none (None): an
+    audit cannot say which of their checkpoints are missing.
+
+    Raises:
+        ValueError: for a suite file that lists nothing or declares a bad schedule.
+    """
     out = []
     for given in specs:
         spec = suite_file(given)
         if spec is None:
-            out.append(given)
+            out.append((given, Schedule.from_data("pythia") if is_pythia(given) else None))
             continue
         try:
             data = json.loads(Path(spec).read_text(encoding="utf-8"))
@@ -93,17 +106,23 @@ def expand_sources(specs: list[str]) -> list[str]:
                 'or "organisation" and "models" as data/pythia.json has'
             ) from None
         if "sources" in data:
-            out += list(data["sources"])
+            listed = list(data["sources"])
         elif "organisation" in data and "models" in data:
-            out += [f"{data['organisation']}/{m}" for m in data["models"]]
+            listed = [f"{data['organisation']}/{m}" for m in data["models"]]
         else:
             raise ValueError(
                 f'{spec} lists no sources: give it a "sources" list, or "organisation" '
                 'and "models" as data/pythia.json has'
             )
-    if len(set(out)) < len(out):
+        try:
+            schedule = Schedule.from_data(data["schedule"]) if "schedule" in data else None
+        except ValueError as exc:
+            raise ValueError(f"{spec}: {exc}") from None
+        out += [(source, schedule) for source in listed]
+    names = [source for source, _ in out]
+    if len(set(names)) < len(names):
         raise ValueError(
-            f"a source is listed twice: {sorted(s for s in out if out.count(s) > 1)[0]}"
+            f"a source is listed twice: {sorted(s for s in names if names.count(s) > 1)[0]}"
         )
     return out
 
@@ -504,6 +523,7 @@ __all__ = [
     "write_plan",
     "assign",
     "expand_sources",
+    "expand_suites",
     "merge",
     "model_dir",
     "parse_shard",

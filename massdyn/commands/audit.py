@@ -15,7 +15,8 @@ class AuditCommand:
     may be given. Lists every revision's weight files with their sizes and LFS sha256 from
     the Hub's tree API (no weight is downloaded; local folders are hashed in place) and
     says per revision: ok, duplicate (of an earlier revision, byte for byte), shard
-    duplicate, mixed formats, size anomaly, or missing. Writes the table to OUT (.csv or
+    duplicate, mixed formats, size anomaly, or missing (against the schedule a suite file
+    declares, Pythia's for Pythia repos). Writes the table to OUT (.csv or
     .parquet) and prints a summary per series with the bytes the duplicates would cost.
     """
 
@@ -32,18 +33,18 @@ class AuditCommand:
 
         from massdyn.io import write_table
         from massdyn.tracker.audit import audit, audit_summary
-        from massdyn.tracker.schedule import is_pythia, pythia_steps
-        from massdyn.tracker.sources import LocalSource, open_source
-        from massdyn.tracker.suite import expand_sources
+        from massdyn.tracker.sources import open_source
+        from massdyn.tracker.suite import expand_suites
 
         tables = []
-        for spec in expand_sources(self.source):
-            source = open_source(spec)
-            known = (
-                None if isinstance(source, LocalSource) or not is_pythia(spec) else pythia_steps()
-            )
-            table = audit(source, expected=known)
+        for spec, schedule in expand_suites(self.source):
+            table = audit(open_source(spec), expected=schedule)
             print(audit_summary(table))
+            if schedule is None:
+                print(
+                    "  no declared schedule: missing revisions are not judged (declare one "
+                    'as "schedule" in a suite file, e.g. {"every": 1000})'
+                )
             tables.append(table)
         out = write_table(pd.concat(tables, ignore_index=True), self.out)
         print(f"wrote {out}")

@@ -184,3 +184,39 @@ def test_audit_cli_writes_the_table_and_a_summary(served, tmp_path):
     assert bad.returncode == 2 and "repository not found" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
     assert os.path.exists(tmp_path / "a.csv")
+
+
+def test_a_suite_files_declared_schedule_names_the_missing(series, tmp_path):
+    """Every 100 steps to the last listed (700): 800 is not declared, 0..700 are."""
+    root, _ = series
+    suite = tmp_path / "suite.json"
+    suite.write_text(json.dumps({"sources": [str(root)], "schedule": {"every": 100}}))
+    out = run_cli("audit", suite, "--out", tmp_path / "a.csv")
+    assert out.returncode == 0, out.stderr
+    table = pd.read_csv(tmp_path / "a.csv")
+    missing = table.loc[table["status"] == "missing", "step"].tolist()
+    # the grid 0, 100, ..., 700 against the listed 0, 1, 10, 100, ..., 700 (and 550, 650)
+    assert missing == []
+    suite.write_text(json.dumps({"sources": [str(root)], "schedule": {"every": 50}}))
+    out = run_cli("audit", suite, "--out", tmp_path / "b.csv")
+    table = pd.read_csv(tmp_path / "b.csv")
+    missing = table.loc[table["status"] == "missing", "step"].tolist()
+    assert missing == [50, 150, 250, 350, 450]
+    assert "no declared schedule" not in out.stdout
+
+
+def test_a_series_without_a_schedule_says_missing_is_not_judged(series, tmp_path):
+    root, _ = series
+    out = run_cli("audit", root, "--out", tmp_path / "a.csv")
+    assert out.returncode == 0, out.stderr
+    assert "no declared schedule: missing revisions are not judged" in out.stdout
+
+
+def test_a_bad_declared_schedule_exits_2_with_the_fix(series, tmp_path):
+    root, _ = series
+    suite = tmp_path / "suite.json"
+    suite.write_text(json.dumps({"sources": [str(root)], "schedule": {"every": "often"}}))
+    out = run_cli("audit", suite, "--out", tmp_path / "a.csv")
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1
+    assert 'give "pythia", or {"every": N}' in out.stderr
+    assert not (tmp_path / "a.csv").exists()

@@ -223,3 +223,15 @@ def test_a_shard_table_cut_short_is_unreadable_not_nan(suite_sources, text_file,
     assert not merged.isna().any().any() and last_step not in set(
         merged.loc[merged["model"] == model, "step"]
     )
+
+
+def test_shipped_suites_declare_the_schedules_that_are_known():
+    from massdyn.tracker.suite import expand_suites
+
+    pythia = dict(expand_suites(["pythia", "polypythias"]))
+    steps = pythia["EleutherAI/pythia-70m"].steps()
+    assert len(steps) == 154 and steps[:3] == [0, 1, 2] and steps[-1] == 143000
+    assert pythia["EleutherAI/pythia-14m-seed3"].steps() == steps
+    # a Pythia repo named alone has Pythia's; a suite that declares none has None
+    assert dict(expand_suites(["EleutherAI/pythia-1b"]))["EleutherAI/pythia-1b"] is not None
+    assert set(dict(expand_suites(["amber", "olmo-2-0425-1b"])).values()) == {None}
