@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from massdyn.io import keep_duplicates_option
+from massdyn.io import keep_duplicates_option, time_option
 from massdyn.options import opt
 
 
@@ -357,8 +357,9 @@ class PredictCommand:
     steps: str = opt(
         "grid",
         "grid (the predictor's log-spaced steps, at equal tokens), paper (Pythia's ~37) or a "
-        "comma list",
+        "comma list (of tokens with --time tokens)",
     )
+    time: str = time_option()
     out: str = opt("predicted.csv", "per (model, layer, step) table")
     plot: str | None = opt(None, "also draw the curves to this image file")
     revision: str | None = opt(None, "Hub revision of CONFIG")
@@ -381,7 +382,7 @@ class PredictCommand:
         import numpy as np
         import pandas as pd
 
-        from massdyn.io import refuse_overwriting_inputs, write_table
+        from massdyn.io import on_time_axis, refuse_overwriting_inputs, write_table
         from massdyn.predictors import load_predictor, read_config
         from massdyn.predictors.curve import CurvePredictor
         from massdyn.predictors.summary import summarize
@@ -415,7 +416,17 @@ class PredictCommand:
         else:
             est, info = load_predictor(self.predictor)
         if not isinstance(est, CurvePredictor):
+            if self.time == "tokens":
+                raise ValueError(
+                    "--time tokens: a paper-protocol predictor predicts Pythia's steps only; "
+                    "use a curve predictor (the default) or --time step"
+                )
             return self._paper(est, info, archs)
+        if self.time == "tokens" and not est.tokens_per_step:
+            raise ValueError(
+                "--time tokens: this predictor does not know its training suite's tokens per "
+                "step; retrain it with massdyn train-predictor --tokens-per-step N"
+            )
         steps = self._steps(est) if listed is None else listed
         curves, summaries = [], []
         covered = [r["coverage"] for r in info.get("scores", []) if "coverage" in r]
@@ -430,6 +441,8 @@ class PredictCommand:
         for arch in archs:
             tps = self._tokens_per_step(est, arch)
             asked = steps
+            if listed is not None and self.time == "tokens":
+                asked = steps / (tps or est.tokens_per_step)  # the tokens asked, in its steps
             if self.steps == "grid" and tps and est.tokens_per_step:
                 # The predictor's own grid, in this suite's steps: equal tokens, so the
                 # default output stays inside the training data's horizon.
@@ -470,14 +483,17 @@ class PredictCommand:
                     f"suite{measured}",
                     file=sys.stderr,
                 )
-            summary = summarize(table)
+            # Summaries and the plot count time on the chosen axis; the table keeps both.
+            timed = on_time_axis(table, self.time)
+            summary = summarize(timed)
+            summary.insert(2, "time", self.time)  # what final_step and t_half count
             for row in summary[summary["below_1"]].itertuples():
                 print(
                     f"warning: {arch.name} layer {row.layer}: predicted ratio below 1, which a "
                     "top-1/median ratio cannot be: the prediction is unreliable there",
                     file=sys.stderr,
                 )
-            summaries.append(summary.merge(_fit_predicted(table), on=["model", "layer"]))
+            summaries.append(summary.merge(_fit_predicted(timed), on=["model", "layer"]))
             curves.append(table)
         curves, summary = pd.concat(curves, ignore_index=True), pd.concat(summaries)
         out = write_table(curves, self.out)
@@ -489,7 +505,8 @@ class PredictCommand:
         print(summary[cols].to_string(index=False, float_format=lambda v: f"{v:.4g}"))
         print(f"wrote {out} and {summary_path}")
         if self.plot:
-            plot_curves(curves, self.plot, ", ".join(a.name for a in archs))
+            title = ", ".join(a.name for a in archs)
+            plot_curves(on_time_axis(curves, self.time), self.plot, title, self.time)
             print(f"wrote {self.plot}")
         return 0
 
@@ -596,8 +613,8 @@ def _fit_predicted(table):
     return pd.DataFrame(rows)
 
 
-def plot_curves(curves, path: str, title: str) -> None:
-    """Predicted curve and band per layer, log-x."""
+def plot_curves(curves, path: str, title: str, time: str = "step") -> None:
+    """Predicted curve and band per layer, log-x (``step`` holds ``time``'s values)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -613,7 +630,7 @@ def plot_curves(curves, path: str, title: str) -> None:
             c["step"] + 1, c["ratio_lo"], c["ratio_hi"], color=color, alpha=0.15, linewidth=0
         )
     ax.set_xscale("log")
-    ax.set_xlabel("training step + 1")
+    ax.set_xlabel("training step + 1" if time == "step" else "training tokens")
     ax.set_ylabel("predicted top-1 / median")
     ax.set_title(f"{title}: predicted emergence (10-90% band)")
     ax.legend(fontsize=7, ncol=2)

@@ -313,6 +313,32 @@ def test_a_predictor_without_tokens_per_step_keeps_its_horizon_in_steps(tmp_path
     rc = main([*args, "--tokens-per-step", "2048", "--out", str(tmp_path / "q.csv")])
     err = capsys.readouterr().err
     assert rc == 2 and "does not know its training suite's tokens per step" in err
+    rc = main([*args, "--time", "tokens", "--out", str(tmp_path / "r.csv")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--time tokens: this predictor does not know" in err
+    assert not (tmp_path / "r.csv").exists()
+
+
+def test_predict_on_a_tokens_axis_reads_and_reports_tokens(tmp_path, capsys):
+    """--time tokens: the list is tokens, the summary and plot count tokens."""
+    from massdyn.data import path
+
+    config = str(path("pythia_configs", "pythia-14m.json"))
+    by_step, by_tokens = tmp_path / "s.csv", tmp_path / "t.csv"
+    assert main(["predict", config, "--steps", "1,2,4", "--out", str(by_step)]) == 0
+    tokens = ",".join(str(s * 2_097_152) for s in (1, 2, 4))
+    args = ["predict", config, "--steps", tokens, "--time", "tokens", "--out", str(by_tokens)]
+    assert main([*args, "--plot", str(tmp_path / "t.png")]) == 0
+    capsys.readouterr()
+    a, b = pd.read_csv(by_step), pd.read_csv(by_tokens)
+    assert b["step"].tolist() == a["step"].tolist() and b["tokens"].tolist() == a["tokens"].tolist()
+    np.testing.assert_allclose(b["ratio"], a["ratio"], rtol=1e-12)
+    s, t = pd.read_csv(tmp_path / "s_summary.csv"), pd.read_csv(tmp_path / "t_summary.csv")
+    assert set(s["time"]) == {"step"} and set(t["time"]) == {"tokens"}
+    assert (s["final_step"] == 4).all() and (t["final_step"] == 4 * 2_097_152).all()
+    np.testing.assert_allclose(t["final_ratio"], s["final_ratio"], rtol=1e-12)
+    np.testing.assert_allclose(t["t_half"], s["t_half"] * 2_097_152, rtol=1e-9)
+    assert (tmp_path / "t.png").stat().st_size > 0
 
 
 def test_train_predictor_scores_itself_against_its_rivals(tmp_path, capsys):
