@@ -66,6 +66,21 @@ def arch_key(arch: Architecture) -> tuple:
     )
 
 
+def seed_groups(archs: dict) -> dict[str, list[str]]:
+    """Models grouped by architecture (seed replicates together), named by their first.
+
+    Args:
+        archs: Architecture by model name.
+
+    Returns:
+        Group name (the alphabetically first member) -> its members, sorted.
+    """
+    by_key: dict = {}
+    for model in sorted(archs):
+        by_key.setdefault(arch_key(archs[model]), []).append(model)
+    return {members[0]: members for members in by_key.values()}
+
+
 def depths(n_layers: int) -> np.ndarray:
     """Relative depth of each block: ``layer / (L - 1)``.
 

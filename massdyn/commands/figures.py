@@ -17,25 +17,34 @@ class FiguresCommand:
     axis and the attribution figures; PREDICTOR overlays predicted curves on figure 6.
     """
 
-    measurements: str | None = opt(None, "measurements table (default: shipped)")
+    measurements: list[str] = opt(
+        help="measurements table(s) (default: shipped)", nargs="+", default=()
+    )
     params: str | None = opt(None, "fitted parameters (default: fit now)")
-    configs: str | None = opt(None, "folder of <model>.json configs")
+    configs: list[str] = opt(help="folder(s) of <model>.json configs", nargs="+", default=())
     predictor: str | None = opt(None, "predictor file to overlay predictions")
     out: str = opt("figures", "output folder")
     keep_duplicates: bool = keep_duplicates_option()
     time: str = time_option()
+    by: str = opt(
+        "model",
+        "draw each model, or each architecture with its seeds pooled and a band across them "
+        "(needs configs: --configs, or the shipped suite's)",
+        choices=("model", "architecture"),
+    )
 
     def run(self) -> int:
         """Load, draw, list what was written."""
         from massdyn.figures import load_figure_data
 
         data = load_figure_data(
-            self.measurements,
+            list(self.measurements) or None,
             self.params,
-            self.configs,
+            list(self.configs) or None,
             self.predictor,
             self.keep_duplicates,
             time=self.time,
+            by=self.by,
         )
         written = draw_figures(data, self.out)
         print(f"wrote {len(written)} figures (PNG and PDF) to {self.out}")

@@ -120,7 +120,7 @@ class FitCommand:
 
         from massdyn.fitting.series import aggregate, check_measurements, pool_seeds
         from massdyn.predictors import configs_from_dir
-        from massdyn.predictors.design import arch_key
+        from massdyn.predictors.design import seed_groups
 
         if not self.configs:
             raise ValueError(
@@ -129,10 +129,7 @@ class FitCommand:
             )
         check_measurements(df)
         archs = configs_from_dir(list(self.configs), sorted(df["model"].unique()))
-        by_key: dict = {}
-        for model in sorted(archs):
-            by_key.setdefault(arch_key(archs[model]), []).append(model)
-        groups = {members[0]: members for members in by_key.values()}
+        groups = seed_groups(archs)
         pooled = pool_seeds(df, groups)
         rows = []
         for name, members in groups.items():

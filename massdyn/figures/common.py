@@ -42,12 +42,15 @@ class FigureSpec:
         draw: Pure function of :class:`FigureData` returning a Figure.
         needs_archs: Drawn only with an architecture per model (from
             :attr:`FigureData.importance`).
+        needs_seeds: Drawn only with seeds pooled per architecture
+            (:attr:`FigureData.seeds`) and one architecture of two seeds or more.
     """
 
     number: int
     name: str
     draw: Callable
     needs_archs: bool = False
+    needs_seeds: bool = False
 
     def __call__(self, data: FigureData):
         """Draw the figure."""
@@ -58,12 +61,12 @@ class FigureSpec:
 REGISTRY: dict[str, FigureSpec] = {}
 
 
-def register(number: int, what: str, needs_archs: bool = False):
+def register(number: int, what: str, needs_archs: bool = False, needs_seeds: bool = False):
     """Declare a figure function as figure ``number`` of the set, file ``fig<number>_<what>``."""
 
     def declare(draw):
         name = f"fig{number}_{what}"
-        REGISTRY[name] = FigureSpec(number, name, draw, needs_archs)
+        REGISTRY[name] = FigureSpec(number, name, draw, needs_archs, needs_seeds)
         return draw
 
     return declare
@@ -81,6 +84,10 @@ class FigureData:
         predicted: Optional predicted curves (``model, layer, step, ratio, ratio_lo,
             ratio_hi``) to draw over the measured ones.
         time: What ``step`` holds: ``step``, or ``tokens`` (cumulative training tokens).
+        seeds: With seeds pooled (``--by architecture``): each architecture's name (its
+            first member) -> its member models; ``measurements`` then holds the pooled
+            series under that name.
+        members: With seeds pooled: the measurements of every member, unpooled.
     """
 
     measurements: pd.DataFrame
@@ -89,6 +96,8 @@ class FigureData:
     tokens_per_step: dict[str, int] = field(default_factory=dict)
     predicted: pd.DataFrame | None = None
     time: str = "step"
+    seeds: dict[str, list[str]] = field(default_factory=dict)
+    members: pd.DataFrame | None = None
 
     @property
     def importance(self) -> pd.DataFrame:

@@ -186,3 +186,47 @@ def _three(models: list[str]) -> list[str]:
     if len(models) <= 3:
         return models
     return [models[0], models[len(models) // 2], models[-1]]
+
+
+@register(11, "seed_bands", needs_seeds=True)
+def figure11(data: FigureData, limit: int = 4):
+    """Seeds of one architecture as one curve with a band (``--by architecture``).
+
+    Per architecture of two or more seeds (the ``limit`` largest), the layer whose pooled
+    ratio grew most: each seed's ratio (thin), the band from the lowest to the highest seed
+    at every step they all measured, and the pooled series with its fit.
+    """
+    from massdyn.fitting.series import aggregate
+
+    seeded = [name for name in data.models if len(data.seeds.get(name, ())) > 1][-limit:]
+    fig, axes = plt.subplots(
+        1, len(seeded), figsize=(2 * COLUMN_WIDTH, 2.4), squeeze=False, sharey=False
+    )
+    for ax, name in zip(axes[0], seeded, strict=True):
+        members = data.seeds[name]
+        layer = growth_layers(data, name, 1)[0]
+        rows = data.members[data.members["model"].isin(members) & (data.members["layer"] == layer)]
+        per_seed = aggregate(rows).pivot(index="step", columns="model", values="value")
+        for member in members:
+            ax.plot(per_seed.index, per_seed[member], color="0.6", lw=0.5)
+        shared = per_seed.dropna()
+        ax.fill_between(
+            shared.index,
+            shared.min(axis=1),
+            shared.max(axis=1),
+            color="C0",
+            alpha=0.25,
+            lw=0,
+            label=f"band over {len(members)} seeds",
+        )
+        c = data.curve(name, layer)
+        ax.plot(c["step"], c["value"], "C0o-", ms=2, label="seeds pooled")
+        row = data.fit(name, layer)
+        if row is not None and row.get("status") != "failed":
+            grid = step_grid(c["step"].max())
+            ax.plot(grid, fitted_curve(row, grid), "C3", label="fit of the pooled series")
+        ax.set_title(f"{name}: {len(members)} seeds, layer {layer}")
+        ax.set_ylabel("top-1 / median")
+        step_axis(ax, data, name)
+        ax.legend(loc="best")
+    return fig

@@ -52,14 +52,16 @@ def suite():
 
 def test_every_figure_is_written_as_png_and_pdf(suite, tmp_path):
     written = draw_all(suite, tmp_path)
-    assert set(written) == set(FIGURES)
+    # the seed band figure needs seeds pooled per architecture (below)
+    assert set(written) == set(FIGURES) - {"fig11_seed_bands"}
     for paths in written.values():
         assert [p.suffix for p in paths] == [".png", ".pdf"]
         assert all(p.stat().st_size > 1000 for p in paths)
 
 
 def test_the_registry_holds_the_papers_ten_figures_in_order():
-    assert [spec.number for spec in FIGURES.values()] == list(range(1, 11))
+    assert [spec.number for spec in FIGURES.values()] == list(range(1, 12))
+    assert [n for n, spec in FIGURES.items() if spec.needs_seeds] == ["fig11_seed_bands"]
     assert all(name.startswith(f"fig{spec.number}_") for name, spec in FIGURES.items())
     assert {n for n, spec in FIGURES.items() if spec.needs_archs} == {
         "fig9_attribution_K",
@@ -232,3 +234,45 @@ def test_figures_on_the_tokens_axis(suite, tmp_path, capsys):
         == 2
     )
     assert "--time tokens needs a tokens column" in capsys.readouterr().err
+
+
+def test_seeds_are_drawn_as_one_architecture_with_a_band(tmp_path, capsys):
+    """The shipped seed replicates: the band spans the seeds' own ratios at every shared step."""
+    from massdyn.figures import load_figure_data
+    from massdyn.figures.trajectories import figure11
+
+    data = load_figure_data(by="architecture")
+    seeded = {n: m for n, m in data.seeds.items() if len(m) > 1}
+    assert seeded and all(len(m) == 3 for m in seeded.values())
+    assert set(data.measurements["model"]) == set(data.seeds)  # one series per architecture
+    fig = figure11(data)
+    assert len(fig.axes) >= len(seeded)
+    for ax in fig.axes[: len(seeded)]:
+        name, layer = ax.get_title().split(":")[0], int(ax.get_title().rsplit(" ", 1)[1])
+        # the reference: each seed's mean top-1 over mean median, by hand
+        rows = data.members[
+            data.members["model"].isin(data.seeds[name]) & (data.members["layer"] == layer)
+        ]
+        means = rows.groupby(["model", "step"])[["top1", "median"]].mean()
+        ratio = (means["top1"] / means["median"]).unstack("model").dropna()
+        band = next(c for c in ax.collections if c.get_label().startswith("band over 3"))
+        ys = band.get_paths()[0].vertices[:, 1]
+        np.testing.assert_allclose(
+            np.sort(np.unique(np.round(ys, 9))),
+            np.sort(np.unique(np.round([*ratio.min(axis=1), *ratio.max(axis=1)], 9))),
+        )
+    assert main(["figures", "--by", "architecture", "--out", str(tmp_path / "f")]) == 0
+    assert (tmp_path / "f" / "fig11_seed_bands.png").exists()
+    out = capsys.readouterr().out
+    assert "fig11_seed_bands: skipped" not in out
+    assert main(["figures", "--out", str(tmp_path / "g")]) == 0
+    assert "fig11_seed_bands: skipped (needs --by architecture" in capsys.readouterr().out
+
+
+def test_seeds_pooled_without_configs_is_one_line(suite, tmp_path, capsys):
+    suite.measurements.to_csv(tmp_path / "m.csv", index=False)
+    args = ["figures", "--measurements", str(tmp_path / "m.csv"), "--by", "architecture"]
+    assert main([*args, "--out", str(tmp_path / "f")]) == 2
+    err = capsys.readouterr().err
+    assert "--by architecture needs --configs DIR" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "f").exists()
