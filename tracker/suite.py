@@ -82,12 +82,30 @@ def expand_sources(specs: list[str]) -> list[str]:
     return [source for source, _ in expand_suites(specs)]
 
 
-def expand_suites(specs: list[str]) -> list[tuple[str, Schedule | None]]:
-    """:func:`expand_sources`, each source with the schedule its suite declares.
+@dataclass(frozen=True)
+class SuiteFacts:
+    """What a suite file declares of its sources, beyond listing them.
 
-    A suite file's ``"schedule"`` (see :meth:`Schedule.from_data`) holds for all of its
-    sources; a Pythia repo named alone has Pythia's. Other sources have none (None): an
-    audit cannot say which of their checkpoints are missing.
+    Attributes:
+        suite: The suite file's name ("" for a source named alone).
+        schedule: The checkpoints it published (``"schedule"``), or None where unknown.
+        revisions: The names of the ``data/revisions.json`` patterns its revisions follow.
+        known_faults: Faults of the published series worth knowing before a walk.
+    """
+
+    suite: str = ""
+    schedule: Schedule | None = None
+    revisions: tuple[str, ...] = ()
+    known_faults: tuple[str, ...] = ()
+
+
+def expand_suites(specs: list[str]) -> list[tuple[str, SuiteFacts]]:
+    """:func:`expand_sources`, each source with what its suite declares.
+
+    A suite file's ``"schedule"`` (see :meth:`Schedule.from_data`), ``"revisions"`` and
+    ``"known_faults"`` hold for all of its sources; a Pythia repo named alone has Pythia's
+    schedule. Other sources have no schedule: an audit cannot say which of their
+    checkpoints are missing.
 
     Raises:
         ValueError: for a suite file that lists nothing or declares a bad schedule.
@@ -96,7 +114,8 @@ def expand_suites(specs: list[str]) -> list[tuple[str, Schedule | None]]:
     for given in specs:
         spec = suite_file(given)
         if spec is None:
-            out.append((given, Schedule.from_data("pythia") if is_pythia(given) else None))
+            pythia = Schedule.from_data("pythia") if is_pythia(given) else None
+            out.append((given, SuiteFacts(schedule=pythia)))
             continue
         try:
             data = json.loads(Path(spec).read_text(encoding="utf-8"))
@@ -118,7 +137,13 @@ def expand_suites(specs: list[str]) -> list[tuple[str, Schedule | None]]:
             schedule = Schedule.from_data(data["schedule"]) if "schedule" in data else None
         except ValueError as exc:
             raise ValueError(f"{spec}: {exc}") from None
-        out += [(source, schedule) for source in listed]
+        facts = SuiteFacts(
+            Path(spec).stem,
+            schedule,
+            tuple(data.get("revisions", ())),
+            tuple(data.get("known_faults", ())),
+        )
+        out += [(source, facts) for source in listed]
     names = [source for source, _ in out]
     if len(set(names)) < len(names):
         raise ValueError(
@@ -524,6 +549,7 @@ __all__ = [
     "assign",
     "expand_sources",
     "expand_suites",
+    "SuiteFacts",
     "merge",
     "model_dir",
     "parse_shard",

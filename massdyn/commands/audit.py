@@ -36,11 +36,14 @@ class AuditCommand:
         from massdyn.tracker.sources import open_source
         from massdyn.tracker.suite import expand_suites
 
-        tables = []
-        for spec, schedule in expand_suites(self.source):
-            table = audit(open_source(spec), expected=schedule)
+        tables, told = [], set()
+        for spec, facts in expand_suites(self.source):
+            if facts.known_faults and facts.suite not in told:
+                told.add(facts.suite)
+                print(f"{facts.suite}: known faults: " + "; ".join(facts.known_faults))
+            table = audit(open_source(spec), expected=facts.schedule)
             print(audit_summary(table))
-            if schedule is None:
+            if facts.schedule is None:
                 print(
                     "  no declared schedule: missing revisions are not judged (declare one "
                     'as "schedule" in a suite file, e.g. {"every": 1000})'

@@ -197,8 +197,10 @@ def test_a_suite_files_declared_schedule_names_the_missing(series, tmp_path):
     missing = table.loc[table["status"] == "missing", "step"].tolist()
     # the grid 0, 100, ..., 700 against the listed 0, 1, 10, 100, ..., 700 (and 550, 650)
     assert missing == []
-    suite.write_text(json.dumps({"sources": [str(root)], "schedule": {"every": 50}}))
+    faults = {"known_faults": ["step1 repeats step0", "step600 is .bin only"]}
+    suite.write_text(json.dumps({"sources": [str(root)], "schedule": {"every": 50}, **faults}))
     out = run_cli("audit", suite, "--out", tmp_path / "b.csv")
+    assert "suite: known faults: step1 repeats step0; step600 is .bin only" in out.stdout
     table = pd.read_csv(tmp_path / "b.csv")
     missing = table.loc[table["status"] == "missing", "step"].tolist()
     assert missing == [50, 150, 250, 350, 450]

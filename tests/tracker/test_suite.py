@@ -229,9 +229,25 @@ def test_shipped_suites_declare_the_schedules_that_are_known():
     from massdyn.tracker.suite import expand_suites
 
     pythia = dict(expand_suites(["pythia", "polypythias"]))
-    steps = pythia["EleutherAI/pythia-70m"].steps()
+    steps = pythia["EleutherAI/pythia-70m"].schedule.steps()
     assert len(steps) == 154 and steps[:3] == [0, 1, 2] and steps[-1] == 143000
-    assert pythia["EleutherAI/pythia-14m-seed3"].steps() == steps
+    assert pythia["EleutherAI/pythia-14m-seed3"].schedule.steps() == steps
+    assert any("pythia-2.8b" in f for f in pythia["EleutherAI/pythia-70m"].known_faults)
     # a Pythia repo named alone has Pythia's; a suite that declares none has None
-    assert dict(expand_suites(["EleutherAI/pythia-1b"]))["EleutherAI/pythia-1b"] is not None
-    assert set(dict(expand_suites(["amber", "olmo-2-0425-1b"])).values()) == {None}
+    alone = dict(expand_suites(["EleutherAI/pythia-1b"]))["EleutherAI/pythia-1b"]
+    assert alone.schedule is not None and alone.suite == ""
+    others = dict(expand_suites(["amber", "olmo-2-0425-1b"]))
+    assert {f.schedule for f in others.values()} == {None}
+
+
+def test_every_shipped_suite_names_grammar_patterns_that_exist():
+    from massdyn.data import read_json
+    from massdyn.tracker.schedule import shipped_suites
+    from massdyn.tracker.suite import expand_suites
+
+    patterns = {p["name"] for p in read_json("revisions.json")["patterns"]}
+    for name in shipped_suites():
+        facts = {f for _, f in expand_suites([name])}
+        assert len(facts) == 1, name
+        (f,) = facts
+        assert f.suite == name and f.revisions and set(f.revisions) <= patterns, name
