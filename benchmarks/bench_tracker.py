@@ -290,7 +290,7 @@ def _stream_child(method: str, folder: str) -> None:
     if method == "whole":
         table = measure(load_model(folder, cpu, torch.float32), ids, 2)
     else:
-        table, _ = measure_streamed(folder, ids, 2, cpu, torch.float32)
+        table, _, _ = measure_streamed(folder, ids, 2, cpu, torch.float32)
     seconds = time.perf_counter() - t0
     peak = _rss_kb("VmHWM")
     print(json.dumps({"seconds": seconds, "peak_kb": peak, "base_kb": base, "rows": len(table)}))

@@ -16,6 +16,7 @@ from massdyn.tracker.schedule import StepSelection
 from massdyn.tracker.sources import looks_like_path
 
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
+MECHANISM_TABLES = ("attention", "superweights", "interventions")
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 
 
@@ -80,6 +81,56 @@ class SourceSpec:
         return open_source(self.source[0], name=self.name, revision_pattern=self.revision_pattern)
 
 
+@dataclass(frozen=True)
+class Mechanisms:
+    """Which mechanisms a walk measures beside the block statistics.
+
+    See :mod:`massdyn.tracker.mechanisms` for what each one records.
+
+    Attributes:
+        attention: Attention sink shares per head and position 0's norm (``attention.csv``).
+        super_weights: The down-projection's spike per layer (``superweights.csv``).
+        interventions: Layers whose top-3 entries are zeroed and mean-substituted
+            (``interventions.csv``); ``()`` for none, None for every layer.
+    """
+
+    attention: bool = False
+    super_weights: bool = False
+    interventions: tuple[int, ...] | None = ()
+
+    @property
+    def any(self) -> bool:
+        """Whether anything beyond the block statistics is measured."""
+        return self.attention or self.super_weights or self.interventions != ()
+
+    def tables(self) -> tuple[str, ...]:
+        """The names of the tables these mechanisms add (``attention``, ...)."""
+        on = (self.attention, self.super_weights, self.interventions != ())
+        return tuple(n for n, o in zip(MECHANISM_TABLES, on, strict=True) if o)
+
+    @classmethod
+    def parse_layers(cls, text: str | None) -> tuple[int, ...] | None:
+        """``--interventions``'s value: None (off) -> ``()``, ``all`` -> None, ``0,3``.
+
+        Raises:
+            ValueError: naming the accepted forms.
+        """
+        if text is None:
+            return ()
+        if text.strip() in ("", "all"):
+            return None
+        try:
+            layers = tuple(int(x) for x in text.split(",") if x.strip())
+        except ValueError:
+            layers = (-1,)
+        if not layers or min(layers) < 0:
+            raise ValueError(
+                f"--interventions {text!r}: give layer indices from 0 (e.g. 0,3), or no "
+                "value for every layer"
+            )
+        return layers
+
+
 @dataclass
 class WalkConfig:
     """Settings of a walk.
@@ -112,6 +163,11 @@ class WalkConfig:
             bigger one is measured one decoder block at a time (None: always whole).
         tokens_per_step: Tokens per optimizer step, for ``tokens`` where the revision
             names give none (None: known suites' own, else ``tokens`` stays empty).
+        attention: Also record attention sink shares (``attention.csv``).
+        super_weights: Also record super weights (``superweights.csv``).
+        interventions: Also record the loss with each layer's top-3 entries zeroed and
+            mean-substituted (``interventions.csv``): ``all`` or a comma list of layers
+            (None: not).
     """
 
     out: str = _opt("massdyn-walk", "results folder")
@@ -151,6 +207,27 @@ class WalkConfig:
         "where revision names do not give tokens (Pythia's is known)",
         metavar="N",
     )
+    attention: bool = _opt(
+        False, "also record each head's attention sink share and position 0's norm"
+    )
+    super_weights: bool = _opt(
+        False, "also record each layer's MLP down-projection spike and the weight behind it"
+    )
+    interventions: str | None = _opt(
+        None,
+        "also record the loss with these layers' top-3 entries zeroed and mean-substituted "
+        "(comma list; every layer when no value is given)",
+        nargs="?",
+        const="all",
+        metavar="LAYERS",
+    )
+
+    @property
+    def mechanisms(self) -> Mechanisms:
+        """What is measured beside the block statistics."""
+        return Mechanisms(
+            self.attention, self.super_weights, Mechanisms.parse_layers(self.interventions)
+        )
 
     def check(self) -> None:
         """Refuse settings that cannot work, before anything is loaded or written.
@@ -162,6 +239,7 @@ class WalkConfig:
             raise ValueError(
                 f"--tokens-per-step must be a positive number of tokens, got {self.tokens_per_step}"
             )
+        self.mechanisms  # noqa: B018 - parses --interventions, raising for a bad value
         if not DEVICE_PATTERN.match(self.device):
             raise ValueError(
                 f"unknown device {self.device!r}; use auto, cpu, cuda or cuda:N (e.g. cuda:1)"

@@ -224,12 +224,18 @@ class ResultStore:
         folder: ``DIR``.
         identity: What this walk is (series and input recipe); a folder holding measurements
             of a walk with a different identity is refused rather than mixed.
+        extras: The mechanism tables this walk records beside the measurements
+            (``attention``, ``superweights``, ``interventions``): each checkpoint's rows in
+            ``parts/<name>/``, every checkpoint's in ``DIR/<name>.csv``. A checkpoint
+            counts as done only with all of them, so a walk asked for one more table
+            measures again the checkpoints that lack it.
     """
 
-    def __init__(self, folder: str | Path, identity: dict):
+    def __init__(self, folder: str | Path, identity: dict, extras: tuple[str, ...] = ()):
         self.folder = Path(folder)
         self.parts = self.folder / "parts"
         self.identity = identity
+        self.extras = tuple(extras)
         self.model = identity.get("model", "")
         self._checkpoints: dict[int, dict] = {}
         self._frames: dict[int, pd.DataFrame] = {}
@@ -252,7 +258,10 @@ class ResultStore:
         except BaseException:
             self.close()
             raise
-        for tmp in [*self.folder.glob(".*.tmp"), *self.parts.glob(".*.tmp")]:
+        for name in self.extras:
+            (self.parts / name).mkdir(exist_ok=True)
+        temporaries = [*self.folder.glob(".*.tmp"), *self.parts.glob(".*.tmp")]
+        for tmp in [*temporaries, *self.parts.glob("*/.*.tmp")]:
             tmp.unlink(missing_ok=True)
         ck = self.folder / "checkpoints.csv"
         if ck.exists():
@@ -313,18 +322,52 @@ class ResultStore:
     def __exit__(self, *exc) -> None:
         self.close()
 
-    def record_measured(self, step: int, table: pd.DataFrame, **row) -> None:
+    def record_measured(
+        self, step: int, table: pd.DataFrame, extras: dict | None = None, **row
+    ) -> None:
         """Store a measured checkpoint: its rows gain the ``model`` and ``step`` columns.
 
         Args:
             step: The checkpoint's step.
             table: Its measurements (one row per layer and sequence).
+            extras: Its mechanism tables by name (each of the store's ``extras``).
             **row: Further columns of its ``checkpoints.csv`` row (revision, seconds, ...).
+
+        Raises:
+            StoreError: when a mechanism table the store records is not given.
         """
+        extras = extras or {}
+        lacking = [name for name in self.extras if name not in extras]
+        if lacking:
+            raise StoreError(f"step {step}: no {lacking[0]} table was measured")
+        with _uninterrupted():
+            # The mechanism parts first: the measurements part makes the step done.
+            for name in self.extras:
+                atomic_csv(self._stamped(extras[name], step), self.extra_path(name, step))
+            for name in self.extras:
+                self._write_extra(name)
+            table = self._stamped(table, step)
+            self._record(
+                table, {"model": self.model, "step": step, "status": "ok", "reason": "", **row}
+            )
+
+    def _stamped(self, table: pd.DataFrame, step: int) -> pd.DataFrame:
+        """``table`` with the ``model`` and ``step`` columns in front."""
         table = table.copy()
         table.insert(0, "step", step)
         table.insert(0, "model", self.model)
-        self.record(table, {"model": self.model, "step": step, "status": "ok", "reason": "", **row})
+        return table
+
+    def extra_path(self, name: str, step: int) -> Path:
+        """File holding one checkpoint's rows of the mechanism table ``name``."""
+        return self.parts / name / f"step{step:09d}.csv"
+
+    def _write_extra(self, name: str) -> None:
+        """``DIR/<name>.csv`` from every checkpoint's part, by step."""
+        parts = sorted((self.parts / name).glob("step*.csv"))
+        frames = [pd.read_csv(p) for p in parts]
+        if frames:
+            atomic_csv(pd.concat(frames, ignore_index=True), self.folder / f"{name}.csv")
 
     def record_failed(self, step: int, reason: str, **row) -> None:
         """Store a checkpoint that could not be measured, with the reason."""
@@ -356,7 +399,15 @@ class ResultStore:
         return self.parts / f"step{step:09d}.csv"
 
     def done_steps(self) -> set[int]:
-        """Checkpoints fully measured: recorded ``ok`` and with their part on disk."""
+        """Checkpoints fully measured: recorded ``ok``, with all their parts on disk."""
+        return {
+            s
+            for s in self._measured_steps()
+            if all(self.extra_path(name, s).exists() for name in self.extras)
+        }
+
+    def _measured_steps(self) -> set[int]:
+        """Checkpoints whose measurements are recorded (mechanism tables or not)."""
         return {
             s
             for s, r in self._checkpoints.items()
@@ -412,7 +463,7 @@ class ResultStore:
         Args:
             checkpoints: :meth:`checkpoints_table`, when the caller has built it already.
         """
-        steps = sorted(self.done_steps())
+        steps = sorted(self._measured_steps())
         for s in steps:
             if s not in self._frames:
                 self._frames[s] = pd.read_csv(self.part_path(s))

@@ -428,7 +428,8 @@ def measure_streamed(
     device,
     dtype: torch.dtype,
     trust_remote_code: bool = False,
-) -> tuple[pd.DataFrame, StreamStats]:
+    mechanisms=None,
+) -> tuple[pd.DataFrame, StreamStats, dict[str, pd.DataFrame]]:
     """Measure every block of the checkpoint in ``folder`` with one block resident at a time.
 
     Args:
@@ -438,14 +439,22 @@ def measure_streamed(
         device: Where the blocks run.
         dtype: Weights and activations.
         trust_remote_code: Allow model code from the checkpoint.
+        mechanisms: Attention sinks and super weights to record in the same pass
+            (:class:`~massdyn.tracker.config.Mechanisms`); interventions need the LM head
+            and the whole model, so asking for them raises :class:`NotStreamableError`.
 
     Returns:
-        The table :func:`~massdyn.tracker.measure.measure` returns, and what was resident.
+        The table :func:`~massdyn.tracker.measure.measure` returns, what was resident, and
+        each mechanism's table by name.
 
     Raises:
         NonFiniteActivationsError: naming the layers whose outputs held NaN or inf.
         ValueError: when the files lack a tensor the model needs.
     """
+    from massdyn.tracker.mechanisms import recorders
+
+    if mechanisms is not None and mechanisms.interventions != ():
+        raise NotStreamableError("interventions run the whole model with its LM head")
     device = torch.device(device)
     sm = StreamedModel(folder, device, dtype, trust_remote_code)
     stats = StreamStats()
@@ -464,7 +473,11 @@ def measure_streamed(
     sm._unload(sm.model)
 
     hidden = [_hidden_of(*c) for c in captured[0]]
-    with ActivationRecorder(sm.model, overlap=False) as rec:
+    extra = recorders(sm.model, mechanisms) if mechanisms is not None else {}
+    with contextlib.ExitStack() as stack:
+        rec = stack.enter_context(ActivationRecorder(sm.model, overlap=False))
+        for recorder in extra.values():
+            stack.enter_context(recorder)
         for layer, block in enumerate(sm.blocks):
             sm._load(block, sm.block_names[layer])
             stats.block_bytes = max(stats.block_bytes, _resident(block))
@@ -477,7 +490,8 @@ def measure_streamed(
             sm._unload(block)
     if device.type == "cuda":
         stats.peak_device_bytes = int(torch.cuda.max_memory_allocated(device))
-    return check_finite(rec.table()), stats
+    table = check_finite(rec.table())
+    return table, stats, {name: recorder.table() for name, recorder in extra.items()}
 
 
 __all__ = [

@@ -232,6 +232,32 @@ def check_inputs(ids, model_config: dict | None, where: str) -> None:
         )
 
 
+# Where config.json gives the depth, by family: the first key present wins.
+DEPTH_KEYS = ("num_hidden_layers", "n_layer", "num_layers")
+
+
+def check_mechanisms(mechanisms, model_config: dict | None, where: str) -> None:
+    """Refuse interventions the model cannot take, before any checkpoint is measured.
+
+    Raises:
+        MechanismError: for a layer past the model's depth, or a model whose
+            ``architectures`` name no language-model head (nothing to take a loss from).
+    """
+    from massdyn.tracker.mechanisms import MechanismError, check_layers
+
+    if mechanisms.interventions == () or not model_config:
+        return
+    heads = model_config.get("architectures") or []
+    if heads and not any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in heads):
+        raise MechanismError(
+            f"--interventions: the model ({', '.join(heads)}, {where}) has no language-model "
+            "head to take a loss from; leave out --interventions"
+        )
+    depth = next((model_config[k] for k in DEPTH_KEYS if isinstance(model_config.get(k), int)), 0)
+    if depth and mechanisms.interventions is not None:
+        check_layers(mechanisms.interventions, depth)
+
+
 class _Fetcher:
     """Fetches checkpoints one ahead in a background thread, within a disk budget.
 
@@ -384,7 +410,9 @@ def _remove_if_nothing_recorded(folder: Path) -> None:
 
 def _walk_into(source, config, available, selected, device, dtype, t_start) -> WalkSummary:
     """:func:`walk` once the series is listed and the selection is known to be there."""
-    with ResultStore(config.out, _identity(source, config)).open() as store:
+    with ResultStore(
+        config.out, _identity(source, config), extras=config.mechanisms.tables()
+    ).open() as store:
         measured = store.done_steps()
         moved = _moved(source, store, available, measured & set(selected))
         done = measured - set(moved)  # measured again: the revision changed
@@ -399,7 +427,9 @@ def _walk_into(source, config, available, selected, device, dtype, t_start) -> W
         inputs = prepare_inputs(source, config, store, first_ref)
         if first_ref is not None:
             where = f"config of {first_ref}"
-            check_inputs(inputs.ids, _model_config(source, first_ref), where)
+            model_config = _model_config(source, first_ref)
+            check_inputs(inputs.ids, model_config, where)
+            check_mechanisms(config.mechanisms, model_config, where)
         store.commit()
         store.write_text("config.yaml", _yaml(walk_settings(source, config)))
         twins = _audited_twins(source, available, selected, queue)
@@ -525,20 +555,21 @@ def _walk_queue(source, config, store, inputs, available, todo, queue, device, d
         with contextlib.closing(_Fetcher(source, config).stream(queue, available)) as fetches:
             for step, fetched, error in fetches:
                 row = {"revision": available[step], **where, **time_of(step)}
+                extras: dict = {}
                 if step in twins:  # measured anyway: the audit says whose weights these are
                     row["duplicate_of"] = twins[step][0]
                 if fetched is not None:
                     row.update(weights_sha256=fetched.weights_sha256, verified=fetched.verified)
                     row["commit"] = getattr(fetched, "commit", None) or ""
                     try:
-                        table, row["load"] = _measure_checkpoint(
+                        table, extras, row["load"] = _measure_checkpoint(
                             fetched, ids, batch_size, device, dtype, config
                         )
                     except Exception as exc:  # recorded, and the walk goes on
                         error = exc
                 row["seconds"] = round(time.perf_counter() - t0, 3)
                 if error is None:
-                    store.record_measured(step, table, **row)
+                    store.record_measured(step, table, extras=extras, **row)
                     ok.append(step)
                 else:
                     failed[step] = _reason(error)
@@ -587,7 +618,13 @@ def _unreachable(exc: BaseException) -> bool:
 
 
 def _measure_checkpoint(fetched, ids, batch_size, device, dtype, config):
-    """The checkpoint's table and how it was loaded (``whole``, ``streamed`` or why whole)."""
+    """The checkpoint's table, its mechanisms' tables (by name) and how it was loaded.
+
+    How: ``whole``, ``streamed``, or ``whole (why it could not be streamed)``.
+    """
+    from massdyn.tracker.mechanisms import measure_mechanisms
+
+    mechanisms = config.mechanisms
     how = "whole"
     if config.max_memory is not None:
         from massdyn.tracker import streamed
@@ -597,17 +634,25 @@ def _measure_checkpoint(fetched, ids, batch_size, device, dtype, config):
             need = streamed.weights_nbytes(fetched.path, dtype)
             if need > streamed.parse_size(config.max_memory):
                 try:
-                    table, _ = streamed.measure_streamed(
-                        fetched.path, ids, batch_size, device, dtype, config.trust_remote_code
+                    table, _, extras = streamed.measure_streamed(
+                        fetched.path,
+                        ids,
+                        batch_size,
+                        device,
+                        dtype,
+                        config.trust_remote_code,
+                        mechanisms,
                     )
-                    return table, "streamed"
+                    return table, extras, "streamed"
                 except streamed.NotStreamableError as exc:
                     how = f"whole ({exc})"
         else:
             how = f"whole ({why_not})"
     model = load_model(fetched.path, device, dtype, config.trust_remote_code)
     try:
-        return measure(model, ids, batch_size), how
+        if mechanisms.any:
+            return *measure_mechanisms(model, ids, batch_size, mechanisms), how
+        return measure(model, ids, batch_size), {}, how
     finally:
         del model
         _free(device)

@@ -83,6 +83,34 @@ def planted_model(config, step: int, seed: int = 0, dim: int = 3, scale: float =
     return model
 
 
+# A planted super weight: (layer, row = output dim, column = input dim) of the MLP's
+# down-projection, fed by an input dim made large by its up-projection's bias.
+SUPER_WEIGHT = (1, 5, 7)
+
+
+def plant_super_weight(model, layer: int, row: int, col: int, value: float = 40.0):
+    """Make ``W_down[row, col]`` of block ``layer`` a super weight (in place).
+
+    The up-projection's bias drives input dim ``col`` of the down-projection to the
+    largest value at every token, and the weight joining it to output dim ``row`` is
+    ``value``: that output is then the block's MLP spike, at ``(row, col)``.
+    """
+    blocks = getattr(model.base_model, "layers", None) or model.base_model.h
+    mlp = blocks[layer].mlp
+    with torch.no_grad():
+        if hasattr(mlp, "dense_4h_to_h"):  # GPT-NeoX
+            mlp.dense_h_to_4h.bias[col] += 10.0
+            mlp.dense_4h_to_h.weight[row, col] = value
+        elif hasattr(mlp, "down_proj"):  # Llama (mlp_bias=True): silu(6) x 6 = 35.9
+            mlp.gate_proj.bias[col] += 6.0
+            mlp.up_proj.bias[col] += 6.0
+            mlp.down_proj.weight[row, col] = value
+        else:  # GPT-2: Conv1D stores W transposed
+            mlp.c_fc.bias[col] += 10.0
+            mlp.c_proj.weight[col, row] = value
+    return model
+
+
 def save_bin_shards(model, folder: str | Path, n_shards: int = 2) -> Path:
     """Save as ``pytorch_model-0000i-of-0000n.bin`` shards with an index.
 
@@ -115,10 +143,13 @@ def write_series(
     naming: str = "step{}",
     tokenizer=None,
     bin_shards: int = 0,
+    super_weight: tuple[int, int, int] | None = None,
 ) -> Path:
     """Write a local checkpoint series: ``root/<naming.format(step)>/`` per step.
 
-    With ``bin_shards > 0`` the weights are written as that many pickled ``.bin`` shards.
+    With ``bin_shards > 0`` the weights are written as that many pickled ``.bin`` shards;
+    with ``super_weight`` (layer, row, col) each checkpoint has that super weight planted,
+    growing with the step (see :func:`plant_super_weight`).
     """
     root = Path(root)
     config = config or tiny_config()
@@ -128,6 +159,8 @@ def write_series(
     for step in steps:
         folder = root / naming.format(step)
         model = planted_model(config, step, seed)
+        if super_weight is not None:
+            plant_super_weight(model, *super_weight, value=20.0 + 10 * math.log1p(step))
         if bin_shards:
             save_bin_shards(model, folder, bin_shards)
         else:

@@ -43,14 +43,14 @@ def test_streamed_equals_the_whole_model_bit_for_bit(tmp_path, ids, family, shar
     if shard:
         assert (folder / "model.safetensors.index.json").exists()
     whole = measure(load_model(folder, CPU, torch.float32), ids, batch_size=2)
-    streamed, _ = measure_streamed(folder, ids, 2, CPU, torch.float32)
+    streamed, _, _ = measure_streamed(folder, ids, 2, CPU, torch.float32)
     pd.testing.assert_frame_equal(streamed, whole, check_exact=True)
 
 
 def test_one_block_is_resident_at_a_time(tmp_path, ids):
     n_layers = 8
     folder = checkpoint(tmp_path, "gpt_neox", n_layers=n_layers)
-    _, stats = measure_streamed(folder, ids, 5, CPU, torch.float32)
+    _, stats, _ = measure_streamed(folder, ids, 5, CPU, torch.float32)
     # What the whole model holds, counted from the model itself.
     full = load_model(folder, CPU, torch.float32)
     block = sum(p.numel() * 4 for p in full.gpt_neox.layers[0].parameters())
@@ -199,7 +199,7 @@ def test_every_kind_of_family_streams_to_the_whole_walk(tmp_path, ids, family):
         with pytest.raises(NotStreamableError, match="mamba: Mamba's reference selective"):
             measure_streamed(folder, ids, 2, CPU, torch.float32)
         return
-    streamed, _ = measure_streamed(folder, ids, 2, CPU, torch.float32)
+    streamed, _, _ = measure_streamed(folder, ids, 2, CPU, torch.float32)
     pd.testing.assert_frame_equal(streamed, whole, check_exact=True)
 
 
