@@ -341,6 +341,7 @@ class WalkSummary:
     unmatched: list[str] = field(default_factory=list)
     stopped: str = ""  # why the walk stopped before its queue was done (the server went away)
     moved: dict[int, tuple[str, str]] = field(default_factory=dict)  # step: (was, is) commit
+    tables: tuple[str, ...] = ()  # the mechanism tables written beside the measurements
 
     def describe(self) -> str:
         """A few lines for the terminal."""
@@ -349,7 +350,8 @@ class WalkSummary:
             f"{len(self.already_done)} already measured, {len(self.ok)} measured now, "
             f"{len(self.failed)} failed, {len(self.duplicates)} duplicates of another step, "
             f"{self.seconds:.1f} s",
-            f"results: {self.out}/measurements.csv ({self.rows} rows), {self.out}/checkpoints.csv",
+            f"results: {self.out}/measurements.csv ({self.rows} rows), {self.out}/checkpoints.csv"
+            + "".join(f", {self.out}/{name}.csv" for name in self.tables),
         ]
         lines += [f"  failed step {s}: {r}" for s, r in sorted(self.failed.items())]
         lines += [

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
+from massdyn.tracker.config import Mechanisms
 from massdyn.tracker.inputs import TokenInputs
-from massdyn.tracker.measure import measure
 from massdyn.tracker.store import ResultStore, folder_identity
 
 
@@ -66,6 +66,8 @@ class LiveTracker:
         forecast_every: Call ``forecast`` at every this many measurements.
         tokens_per_step: Training tokens per optimizer step; the results then carry the
             ``tokens`` column (step x tokens per step), as a walk of a known suite does.
+        mechanisms: Attention sinks, super weights and interventions to record as well
+            (``attention.csv``, ... as a walk with ``--attention`` etc. writes them).
     """
 
     def __init__(
@@ -80,6 +82,7 @@ class LiveTracker:
         forecast: Callable | None = None,
         forecast_every: int = 1,
         tokens_per_step: int | None = None,
+        mechanisms: Mechanisms | None = None,
     ):
         if forecast_every < 1:
             raise ValueError(f"forecast_every must be at least 1, got {forecast_every}")
@@ -96,8 +99,9 @@ class LiveTracker:
         self.forecast = forecast
         self.forecast_every = forecast_every
         self.last_scalars: dict[str, float] = {}
+        self.mechanisms = mechanisms or Mechanisms()
         identity = folder_identity(name, inputs.sha256, tokenizer="live")
-        self.store = ResultStore(self.out, identity).open()
+        self.store = ResultStore(self.out, identity, extras=self.mechanisms.tables()).open()
         if not (self.out / "inputs.json").exists():
             inputs.save(self.out)
 
@@ -113,11 +117,14 @@ class LiveTracker:
         """
         if not self.due(step):
             return None
+        from massdyn.tracker.mechanisms import measure_mechanisms
+
         t0 = time.perf_counter()
         was_training = self.model.training
         self.model.eval()
         try:
-            table = measure(self.model, self.inputs.ids, self.batch_size or len(self.inputs.ids))
+            batch = self.batch_size or len(self.inputs.ids)
+            table, extras = measure_mechanisms(self.model, self.inputs.ids, batch, self.mechanisms)
         finally:
             self.model.train(was_training)
         seconds = time.perf_counter() - t0
@@ -127,6 +134,7 @@ class LiveTracker:
         self.store.record_measured(
             step,
             table,
+            extras=extras,
             revision=f"live-step{step}",
             tokens=step * self.tokens_per_step if self.tokens_per_step else "",
             seconds=round(seconds, 4),
@@ -190,6 +198,7 @@ class MassiveActivationCallback(_trainer_callback_base()):
         tokens_per_step: Training tokens per optimizer step, when known.
         seq_len: Else the training sequence length: tokens per step are then the
             Trainer's batch x gradient accumulation x world size x ``seq_len``.
+        mechanisms: What :class:`LiveTracker` records beside the block statistics.
     """
 
     def __init__(
@@ -203,7 +212,9 @@ class MassiveActivationCallback(_trainer_callback_base()):
         forecast_every=1,
         tokens_per_step=None,
         seq_len=None,
+        mechanisms=None,
     ):
+        self.mechanisms = mechanisms
         self.tokens_per_step = tokens_per_step
         self.seq_len = seq_len
         self.forecast = forecast
@@ -231,6 +242,7 @@ class MassiveActivationCallback(_trainer_callback_base()):
                 forecast=self.forecast,
                 forecast_every=self.forecast_every,
                 tokens_per_step=self._tokens_per_step(args),
+                mechanisms=self.mechanisms,
             )
         return self.tracker
 
@@ -263,8 +275,8 @@ class MassiveActivationCallback(_trainer_callback_base()):
 def attach(trainer, inputs, out, schedule=None, name="run", save_checkpoints=False, **more):
     """Add a :class:`MassiveActivationCallback` to ``trainer`` that logs through it.
 
-    ``forecast``, ``forecast_every``, ``tokens_per_step`` and ``seq_len`` pass on to the
-    callback.
+    ``forecast``, ``forecast_every``, ``tokens_per_step``, ``seq_len`` and ``mechanisms``
+    pass on to the callback.
     """
     cb = MassiveActivationCallback(inputs, out, schedule, name, save_checkpoints, **more)
     cb.trainer = trainer

@@ -463,6 +463,7 @@ def _walk_into(source, config, available, selected, device, dtype, t_start) -> W
         stopped=stopped,
         unmatched=list(getattr(source, "unmatched", [])),
         moved=moved,
+        tables=store.extras,
     )
 
 

@@ -203,3 +203,30 @@ def test_log_schedule_gives_every_decade_the_same_share():
     assert sum(s > 8000 for s in steps) >= 15
     with pytest.raises(ValueError, match="points >= 2"):
         log_schedule(100, 1)
+
+
+def test_live_mechanisms_equal_walking_the_saved_checkpoints_with_them(tmp_path):
+    """Sinks, super weights and interventions recorded live = the walk of the saved run."""
+    from massdyn.tracker.config import Mechanisms
+    from massdyn.tracker.inputs import InputSpec
+
+    everything = Mechanisms(attention=True, super_weights=True, interventions=None)
+    model, inputs, tracker = tiny_training(tmp_path, mechanisms=everything)
+    assert model.config._attn_implementation == "sdpa" and model.training
+    np.save(tmp_path / "ids.npy", inputs.ids)
+    cfg = WalkConfig(
+        out=str(tmp_path / "walked"),
+        inputs=InputSpec(token_ids=str(tmp_path / "ids.npy")),
+        progress=False,
+        device="cpu",
+        dtype="float32",
+        attention=True,
+        super_weights=True,
+        interventions="all",
+    )
+    walk(LocalSource(tmp_path / "live" / "checkpoints"), cfg)
+    for name in ("attention", "superweights", "interventions"):
+        live = pd.read_csv(tmp_path / "live" / f"{name}.csv").drop(columns="model")
+        walked = pd.read_csv(tmp_path / "walked" / f"{name}.csv").drop(columns="model")
+        assert sorted(live["step"].unique()) == [0, 1, 2, 4, 8, 12], name
+        pd.testing.assert_frame_equal(live, walked, rtol=1e-5, check_dtype=False)

@@ -206,6 +206,7 @@ def test_walk_records_every_mechanism_and_resumes(series, text_file, tmp_path):
     more = run_cli("walk", series, *args, "--attention", "--super-weights", "--interventions", "1")
     assert more.returncode == 0, more.stderr
     assert "0 already measured, 4 measured now" in more.stdout
+    assert f"{out}/attention.csv, {out}/superweights.csv, {out}/interventions.csv" in more.stdout
     pd.testing.assert_frame_equal(pd.read_csv(out / "measurements.csv"), plain)
     attention = pd.read_csv(out / "attention.csv")
     n_steps, n_layers, n_heads = 4, 2, 4
