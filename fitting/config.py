@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-# The series a measurements table yields per (model, layer): see fitting.series.aggregate.
-METRICS = ("ratio", "top1", "median")
+# The series a measurements table yields per (model, layer): see fitting.series.aggregate
+# (``sink``: from an attention table, the mean sink share over heads).
+METRICS = ("ratio", "top1", "median", "sink")
 
 
 @dataclass(frozen=True)

@@ -105,5 +105,58 @@ def locations(measurements):
     return pd.DataFrame(rows)
 
 
+def with_position0_norm(locations, attention):
+    """``locations`` with ``pos0_norm`` (position 0's hidden-state norm) from an attention table.
+
+    Args:
+        locations: :func:`locations`' table.
+        attention: An attention table (``model, step, layer, pos0_norm``, one row per head).
+
+    Returns:
+        ``locations`` with ``pos0_norm`` (NaN where the attention table has no such step).
+    """
+    norms = attention.groupby(["model", "step", "layer"], as_index=False)["pos0_norm"].first()
+    return locations.merge(norms, on=["model", "step", "layer"], how="left")
+
+
+def super_weight_persistence(superweights):
+    """Whether each layer's super weight stays where it is over training.
+
+    Args:
+        superweights: A super-weights table (``model, step, layer, row, col, stands_out``),
+            one row per (checkpoint, layer).
+
+    Returns:
+        One row per (model, layer, row, col) that is some checkpoint's spike: in how many
+        checkpoints (``checkpoints``, of ``of``) and in how many of those it stood out
+        (``stood_out``), its first and last step, and whether it is the layer's spike at
+        the last checkpoint (``at_last``); most persistent first.
+    """
+    import pandas as pd
+
+    rows = []
+    for (model, layer), g in superweights.groupby(["model", "layer"], sort=True):
+        last = g.loc[g["step"].idxmax(), ["row", "col"]].tolist()
+        for (row, col), h in g.groupby(["row", "col"], sort=False):
+            rows.append(
+                {
+                    "model": model,
+                    "layer": layer,
+                    "row": int(row),
+                    "col": int(col),
+                    "checkpoints": len(h),
+                    "of": len(g),
+                    "stood_out": int(h["stands_out"].astype(bool).sum()),
+                    "first_step": h["step"].min(),
+                    "last_step": h["step"].max(),
+                    "at_last": [row, col] == last,
+                }
+            )
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    return table.sort_values(["model", "checkpoints"], ascending=[True, False], kind="stable")
+
+
 def _jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a | b else float("nan")

@@ -90,6 +90,9 @@ def aggregate(measurements: pd.DataFrame, metric: str = "ratio") -> pd.DataFrame
     ``ratio`` is mean top-1 over mean median across sequences (arXiv 2508.03616); ``top1``
     and ``median`` are plain means. ``sem`` is the standard error over sequences (for the
     ratio by the delta method, ignoring the top-1/median covariance); NaN with one sequence.
+    ``sink`` reads an attention table instead (``model, step, layer, head, sink_share``, as
+    ``massdyn walk --attention`` writes it): the mean sink share over the layer's heads, its
+    standard error over heads, and the number of heads in ``n_seqs``.
 
     Args:
         measurements: Long table with :data:`MEASUREMENT_COLUMNS`.
@@ -100,6 +103,8 @@ def aggregate(measurements: pd.DataFrame, metric: str = "ratio") -> pd.DataFrame
     """
     if metric not in METRICS:
         raise ValueError(f"unknown metric {metric!r}; choose from {list(METRICS)}")
+    if metric == "sink":
+        return _sink_series(measurements)
     check_measurements(measurements)
     g = measurements.groupby([*KEYS, "step"], sort=True)
     stats = g[["top1", "median"]].agg(["mean", "sem", "count"])
@@ -121,6 +126,22 @@ def aggregate(measurements: pd.DataFrame, metric: str = "ratio") -> pd.DataFrame
         out["value"], out["sem"] = stats[(metric, "mean")], stats[(metric, "sem")]
     out.loc[~whole.reindex(out.index).to_numpy(), ["value", "sem"]] = np.nan
     out["n_seqs"] = stats[("top1", "count")]
+    return out.reset_index()
+
+
+def _sink_series(attention: pd.DataFrame) -> pd.DataFrame:
+    """:func:`aggregate`'s ``sink`` series of an attention table."""
+    need = [*KEYS, "step", "head", "sink_share"]
+    if "sink_share" not in attention.columns:
+        raise ValueError(
+            "--metric sink reads an attention table (DIR/attention.csv, written by massdyn walk "
+            "--attention), not a measurements table"
+        )
+    missing = [c for c in need if c not in attention.columns]
+    if missing:
+        raise ValueError(f"the attention table has no {', '.join(missing)} column")
+    g = attention.groupby([*KEYS, "step"], sort=True)["sink_share"]
+    out = g.agg(value="mean", sem="sem", n_seqs="count")
     return out.reset_index()
 
 

@@ -343,7 +343,10 @@ class ResultStore:
         with _uninterrupted():
             # The mechanism parts first: the measurements part makes the step done.
             for name in self.extras:
-                atomic_csv(self._stamped(extras[name], step), self.extra_path(name, step))
+                part = self._stamped(extras[name], step)
+                if row.get("tokens") not in ("", None):  # for --time tokens on these too
+                    part.insert(2, "tokens", int(row["tokens"]))
+                atomic_csv(part, self.extra_path(name, step))
             for name in self.extras:
                 self._write_extra(name)
             table = self._stamped(table, step)

@@ -32,7 +32,7 @@ class FitCommand:
 
     measurements: str = opt(help="measurements table (.csv or .parquet)", positional=True)
     out: str = opt("params.csv", "parameters table to write")
-    metric: str = opt("ratio", "series to fit", choices=_metrics)
+    metric: str = opt("ratio", "series to fit (sink: of an attention table)", choices=_metrics)
     curve_model: str = opt("emergence", "curve model", flag="--fit-model", choices=_curve_models)
     compare: str | None = opt(
         None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from massdyn.fitting.config import ForecastConfig
+from massdyn.fitting.config import METRICS, ForecastConfig
 from massdyn.io import keep_duplicates_option, time_option
 from massdyn.options import opt
 
@@ -35,7 +35,7 @@ class ForecastCommand:
     plot: str | None = opt(None, "also draw observed points and forecasts to this image file")
     predictor: str | None = opt(None, "file from `massdyn train-predictor`: its curve as a prior")
     configs: str | None = opt(None, "folder of <model>.json configs (with --predictor)")
-    metric: str = opt("ratio", "series to forecast", choices=("ratio", "top1", "median"))
+    metric: str = opt("ratio", "series to forecast (sink: of an attention table)", choices=METRICS)
     jobs: int | None = opt(None, "worker processes (default: all cores)")
     keep_duplicates: bool = keep_duplicates_option()
     time: str = time_option()

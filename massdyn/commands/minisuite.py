@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from massdyn.options import opt
+from massdyn.tracker.config import MECHANISM_TABLES
 
 
 @dataclass
@@ -36,6 +37,11 @@ class MinisuiteCommand:
         "resumes only on the device it started on",
         choices=("cpu", "cuda"),
     )
+    mechanisms: bool = opt(
+        False,
+        "also record attention sinks, super weights and interventions on every layer live "
+        "(attention.csv, superweights.csv, interventions.csv in OUT)",
+    )
 
     def run(self) -> int:
         """Train what is missing, then collect, fit and describe."""
@@ -50,6 +56,7 @@ class MinisuiteCommand:
         from massdyn.minisuite.parallel import train_members
         from massdyn.minisuite.spec import Recipe, as_recorded_now
         from massdyn.minisuite.train import cpu_has_bf16, precision_note
+        from massdyn.tracker.config import Mechanisms
         from massdyn.tracker.store import atomic_csv, atomic_write
 
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -92,6 +99,7 @@ class MinisuiteCommand:
             self.jobs,
             self.threads,
             self.device,
+            Mechanisms(True, True, None) if self.mechanisms else None,
         )
         machine = {
             "cpus": os.cpu_count(),
@@ -119,6 +127,14 @@ class MinisuiteCommand:
             tables.insert(0, old["measurements"][~old["measurements"]["model"].isin(names)])
         measurements = pd.concat(tables, ignore_index=True)
         atomic_csv(measurements, out / "measurements.csv")
+        for name in MECHANISM_TABLES:
+            found = [work / m.name / "live" / f"{name}.csv" for m in members]
+            found = [pd.read_csv(p) for p in found if p.exists()]
+            if (out / f"{name}.csv").exists():
+                earlier = pd.read_csv(out / f"{name}.csv")
+                found.insert(0, earlier[~earlier["model"].isin(names)])
+            if found:
+                atomic_csv(pd.concat(found, ignore_index=True), out / f"{name}.csv")
         params = fit_measurements(measurements, "ratio")
         atomic_csv(params, out / "params.csv")
         kept = lambda items: [x for x in items if x["name"] not in names]  # noqa: E731

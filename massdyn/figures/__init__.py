@@ -5,9 +5,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from massdyn.figures.attribution import figure9, figure10
-from massdyn.figures.common import REGISTRY, FigureData, FigureSpec, known_tokens_per_step, save
+from massdyn.figures.common import (
+    REGISTRY,
+    FigureData,
+    FigureSpec,
+    MissingFigureDataError,
+    known_tokens_per_step,
+    save,
+)
 from massdyn.figures.maps import figure2, figure5, figure7, figure8
+from massdyn.figures.mechanisms import figure12, figure13, figure14, figure15
 from massdyn.figures.trajectories import figure1, figure3, figure4, figure6, figure11
+from massdyn.tracker.config import MECHANISM_TABLES
 
 # By figure number; each module's figures declare themselves with @register.
 FIGURES = {name: REGISTRY[name] for name in sorted(REGISTRY, key=lambda n: REGISTRY[n].number)}
@@ -28,7 +37,9 @@ def load_figure_data(
     table's ``tokens`` column), and the fits are made, or must have been made, on it. With
     ``by="architecture"`` the seeds of one architecture (equal configs up to the name) are
     pooled into one series, as ``massdyn fit --by architecture`` pools them, and the seed
-    band figure draws the spread across them.
+    band figure draws the spread across them. The mechanism tables (``attention.csv``,
+    ``superweights.csv``, ``interventions.csv``) are read from beside the (first)
+    measurements table; the shipped mini-suite's from its member trained with them.
     """
     import pandas as pd
 
@@ -41,6 +52,10 @@ def load_figure_data(
     from massdyn.predictors.design import seed_groups
 
     shipped = shipped_data()
+    beside = shipped / "mechanisms"
+    if measurements is not None:
+        first = measurements if isinstance(measurements, str | Path) else measurements[0]
+        beside = Path(first).parent
     if measurements is None:
         measurements = [shipped / "measurements.csv"]
         configs = configs or [shipped / "configs"]
@@ -78,7 +93,14 @@ def load_figure_data(
         parts = [est.predict_table(a, steps) for a in archs.values()]
         predicted = pd.concat(parts, ignore_index=True) if parts else None
     per_step = known_tokens_per_step() if time == "step" else {}
-    return FigureData(m, p, archs, per_step, predicted, time=time, seeds=seeds, members=members)
+    tables = {
+        name: on_time_axis(read_table(beside / f"{name}.csv"), time)
+        for name in MECHANISM_TABLES
+        if (beside / f"{name}.csv").exists()
+    }
+    return FigureData(
+        m, p, archs, per_step, predicted, time=time, seeds=seeds, members=members, tables=tables
+    )
 
 
 def draw_all(data: FigureData, out: str | Path, log=print) -> dict[str, list[Path]]:
@@ -101,7 +123,12 @@ def draw_all(data: FigureData, out: str | Path, log=print) -> dict[str, list[Pat
         if spec.needs_seeds and not seeded:
             log(f"{name}: skipped (needs --by architecture and an architecture with 2+ seeds)")
             continue
-        written[name] = save(spec(data), out, name)
+        try:
+            figure = spec(data)
+        except MissingFigureDataError as exc:
+            log(f"{name}: skipped ({exc})")
+            continue
+        written[name] = save(figure, out, name)
     return written
 
 
@@ -123,4 +150,9 @@ __all__ = [
     "figure9",
     "figure10",
     "figure11",
+    "figure12",
+    "figure13",
+    "figure14",
+    "figure15",
+    "MissingFigureDataError",
 ]

@@ -44,6 +44,7 @@ class FigureSpec:
             :attr:`FigureData.importance`).
         needs_seeds: Drawn only with seeds pooled per architecture
             (:attr:`FigureData.seeds`) and one architecture of two seeds or more.
+        needs_tables: The mechanism tables (:attr:`FigureData.tables`) it is drawn from.
     """
 
     number: int
@@ -51,6 +52,7 @@ class FigureSpec:
     draw: Callable
     needs_archs: bool = False
     needs_seeds: bool = False
+    needs_tables: tuple[str, ...] = ()
 
     def __call__(self, data: FigureData):
         """Draw the figure."""
@@ -61,15 +63,25 @@ class FigureSpec:
 REGISTRY: dict[str, FigureSpec] = {}
 
 
-def register(number: int, what: str, needs_archs: bool = False, needs_seeds: bool = False):
+def register(
+    number: int,
+    what: str,
+    needs_archs: bool = False,
+    needs_seeds: bool = False,
+    needs_tables: tuple[str, ...] = (),
+):
     """Declare a figure function as figure ``number`` of the set, file ``fig<number>_<what>``."""
 
     def declare(draw):
         name = f"fig{number}_{what}"
-        REGISTRY[name] = FigureSpec(number, name, draw, needs_archs, needs_seeds)
+        REGISTRY[name] = FigureSpec(number, name, draw, needs_archs, needs_seeds, needs_tables)
         return draw
 
     return declare
+
+
+class MissingFigureDataError(ValueError):
+    """The data lack what a figure is drawn from (the message says what, and how to get it)."""
 
 
 @dataclass
@@ -88,6 +100,9 @@ class FigureData:
             first member) -> its member models; ``measurements`` then holds the pooled
             series under that name.
         members: With seeds pooled: the measurements of every member, unpooled.
+        tables: Mechanism tables by name (``attention``, ``superweights``,
+            ``interventions``: what ``massdyn walk --attention ...`` writes), ``step``
+            on the same time axis as ``measurements``.
     """
 
     measurements: pd.DataFrame
@@ -98,6 +113,7 @@ class FigureData:
     time: str = "step"
     seeds: dict[str, list[str]] = field(default_factory=dict)
     members: pd.DataFrame | None = None
+    tables: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     @property
     def importance(self) -> pd.DataFrame:

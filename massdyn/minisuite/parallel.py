@@ -27,6 +27,7 @@ def train_members(
     jobs: int = 1,
     threads: int | None = None,
     device: str = "cpu",
+    mechanisms=None,
 ) -> list[dict]:
     """Train ``members`` into ``work/<name>``, ``jobs`` at a time, each in its own process.
 
@@ -48,6 +49,8 @@ def train_members(
             ``jobs`` is 1, else shares the CPUs out evenly.
         device: ``"cpu"``, or ``"cuda"``: every job shares the one GPU, where the
             mini-suite's small members train several at once.
+        mechanisms: What the live tracker records beside the block statistics
+            (:class:`massdyn.tracker.config.Mechanisms`; None: nothing more).
 
     Returns:
         One :func:`train_member` summary per member, in the order of ``members``, each with
@@ -59,7 +62,16 @@ def train_members(
         threads = max(1, (os.cpu_count() or 1) // jobs)
     tasks = [
         TrainTask(
-            m, recipe, train_tokens, eval_inputs, vocab_size, bos_id, work / m.name, threads, device
+            m,
+            recipe,
+            train_tokens,
+            eval_inputs,
+            vocab_size,
+            bos_id,
+            work / m.name,
+            threads,
+            device,
+            mechanisms,
         )
         for m in members
     ]
@@ -89,6 +101,7 @@ class TrainTask:
     out: Path
     threads: int | None
     device: str = "cpu"
+    mechanisms: object = None
 
     def run(self) -> dict:
         """Train with ``threads`` torch threads; the summary gains wall time and threads."""
@@ -108,6 +121,7 @@ class TrainTask:
                 self.out,
                 log=log,
                 device=self.device,
+                mechanisms=self.mechanisms,
             )
         finally:
             used = torch.get_num_threads()

@@ -130,11 +130,14 @@ def train_member(
     save_checkpoints: bool = False,
     log=print,
     device: str = "cpu",
+    mechanisms=None,
 ) -> dict:
     """Train one member (resuming from ``out/state.pt`` when present), tracked live.
 
     ``device`` is ``"cpu"`` or ``"cuda"``. A run stays on the device it started on: the
-    two round differently, and a member is one run.
+    two round differently, and a member is one run. ``mechanisms`` (a
+    :class:`massdyn.tracker.config.Mechanisms`) are recorded live beside the block
+    statistics; they change no number of the training.
 
     Returns:
         ``{"name", "steps", "seconds", "resumed_from", "final_loss"}``; ``seconds`` is the
@@ -211,6 +214,7 @@ def train_member(
         member.name,
         save_checkpoints,
         tokens_per_step=recipe.seq_len * recipe.batch_size,
+        mechanisms=mechanisms,
     )
     t0 = time.perf_counter()
     model.train()

@@ -52,15 +52,18 @@ def suite():
 
 def test_every_figure_is_written_as_png_and_pdf(suite, tmp_path):
     written = draw_all(suite, tmp_path)
-    # the seed band figure needs seeds pooled per architecture (below)
-    assert set(written) == set(FIGURES) - {"fig11_seed_bands"}
+    # the seed band figure needs seeds pooled per architecture (below), the mechanism
+    # figures their tables (test_mechanism_results), the overlap the top-3 positions that
+    # this synthetic table has not
+    needs_more = {n for n, s in FIGURES.items() if s.needs_seeds or s.needs_tables}
+    assert set(written) == set(FIGURES) - needs_more - {"fig13_outlier_overlap"}
     for paths in written.values():
         assert [p.suffix for p in paths] == [".png", ".pdf"]
         assert all(p.stat().st_size > 1000 for p in paths)
 
 
 def test_the_registry_holds_the_papers_ten_figures_in_order():
-    assert [spec.number for spec in FIGURES.values()] == list(range(1, 12))
+    assert [spec.number for spec in FIGURES.values()] == list(range(1, 16))
     assert [n for n, spec in FIGURES.items() if spec.needs_seeds] == ["fig11_seed_bands"]
     assert all(name.startswith(f"fig{spec.number}_") for name, spec in FIGURES.items())
     assert {n for n, spec in FIGURES.items() if spec.needs_archs} == {
