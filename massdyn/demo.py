@@ -52,7 +52,12 @@ def train_series(
 
 
 def walk_series(run: Path, out: Path) -> pd.DataFrame:
-    """Walk the saved checkpoints with the walker on the run's own evaluation inputs."""
+    """Walk the saved checkpoints with the walker on the run's own evaluation inputs.
+
+    The walk records the mechanisms too: attention sinks, super weights and interventions
+    on every layer (``attention.csv``, ``superweights.csv``, ``interventions.csv`` in
+    ``out``).
+    """
     ids = np.load(run / "live" / "inputs.npy")
     config = WalkConfig(
         out=str(out),
@@ -62,6 +67,9 @@ def walk_series(run: Path, out: Path) -> pd.DataFrame:
         # Where and in the precision the live run measured, so the two must agree exactly.
         device="cpu",
         dtype="float32",
+        attention=True,
+        super_weights=True,
+        interventions="all",
     )
     summary = walk(LocalSource(run / "live" / "checkpoints", name=run.parent.name), config)
     if summary.failed:

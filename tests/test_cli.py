@@ -133,3 +133,14 @@ def test_demo_runs_the_main_job_end_to_end(tmp_path, capsys, monkeypatch):
     assert {"curve_r2", "base_curve_r2"} <= set(scores.columns)
     assert (out / "figures" / "fig6_fits.pdf").exists()
     assert (out / "figures" / "walk_fits.png").exists()
+    # the walk recorded the mechanisms at every checkpoint, and the demo drew them
+    attention = pd.read_csv(out / "walk" / "attention.csv")
+    assert sorted(attention["step"].unique()) == sorted(walked["step"].unique())
+    interventions = pd.read_csv(out / "walk" / "interventions.csv")
+    assert set(interventions["layer"]) == set(range(4)) and set(interventions["mode"]) == {
+        "zero",
+        "mean",
+    }
+    assert len(pd.read_csv(out / "walk" / "superweights.csv")) == 4 * walked["step"].nunique()
+    for name in ("walk_sinks", "walk_outlier_overlap", "walk_interventions", "walk_super_weights"):
+        assert (out / "figures" / f"{name}.png").exists(), name

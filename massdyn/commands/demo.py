@@ -34,6 +34,8 @@ class DemoCommand:
 
     def run(self) -> int:
         """Run every stage, printing where each output went and the headline numbers."""
+        import pandas as pd
+
         from massdyn.commands.figures import draw_figures
         from massdyn.commands.walk import quiet_transformers
         from massdyn.demo import (
@@ -42,7 +44,16 @@ class DemoCommand:
             walk_series,
             walker_matches_live,
         )
-        from massdyn.figures import FigureData, figure6, load_figure_data, save
+        from massdyn.figures import (
+            FigureData,
+            figure6,
+            figure12,
+            figure13,
+            figure14,
+            figure15,
+            load_figure_data,
+            save,
+        )
         from massdyn.fitting import fit_measurements
         from massdyn.fitting.report import emergence_report
         from massdyn.io import write_table
@@ -59,12 +70,21 @@ class DemoCommand:
         )
         print(f"      live measurements: {run / 'live' / 'measurements.csv'}")
 
-        print("[2/5] walking the saved checkpoints with the walker")
+        print("[2/5] walking the saved checkpoints with the walker (and the mechanisms)")
         walked = walk_series(run, out / "walk")
         diff = walker_matches_live(walked, run)
         print(
             f"      {out / 'walk' / 'measurements.csv'}: {walked['step'].nunique()} "
             f"checkpoints; walker vs live tracker, largest relative difference {diff:.1e}"
+        )
+        mechanisms = {
+            name: pd.read_csv(out / "walk" / f"{name}.csv")
+            for name in ("attention", "superweights", "interventions")
+        }
+        print(
+            "      "
+            + ", ".join(str(out / "walk" / f"{name}.csv") for name in mechanisms)
+            + ": attention sinks, super weights, interventions"
         )
 
         print("[3/5] fitting the emergence function to every layer's top1/median ratio")
@@ -92,11 +112,22 @@ class DemoCommand:
         written = draw_figures(data, out / "figures")
         heldout = save(figure6(data, [self.held_out]), out / "figures", "heldout_prediction")
         print(f"heldout_prediction: {heldout[0]}")
-        walk_data = FigureData(walked, params, tokens_per_step=data.tokens_per_step)
+        walk_data = FigureData(
+            walked, params, tokens_per_step=data.tokens_per_step, tables=mechanisms
+        )
         walk_fig = save(figure6(walk_data, [walked["model"].iloc[0]]), out / "figures", "walk_fits")
         print(f"walk_fits: {walk_fig[0]}")
+        drawn = 0
+        for name, figure in (
+            ("walk_sinks", figure12),
+            ("walk_outlier_overlap", figure13),
+            ("walk_interventions", figure14),
+            ("walk_super_weights", figure15),
+        ):
+            print(f"{name}: {save(figure(walk_data), out / 'figures', name)[0]}")
+            drawn += 1
         print(
-            f"\ndone in {time.perf_counter() - t0:.0f} s: {len(written) + 2} figures and the "
-            f"tables above are in {out}/"
+            f"\ndone in {time.perf_counter() - t0:.0f} s: {len(written) + 2 + drawn} figures "
+            f"and the tables above are in {out}/"
         )
         return 0
