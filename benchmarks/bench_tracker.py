@@ -11,6 +11,10 @@
    Pythia-410m-shaped checkpoint (24 layers, 1.6 GB in float32, random weights saved as
    safetensors): peak resident memory and time ratios (targets <= 1/4 and <= 1.3x), each
    walk in its own process, from the checkpoint on disk to the table.
+5. The mechanisms (``walk --attention``, ``--super-weights``, ``--interventions``) against
+   the plain measurement, interleaved on one model: attention sinks (target <= 1.5x), super
+   weights (target <= 1.1x), and interventions on one layer, counted in forward passes of
+   the whole LM (target: about one extra partial pass per intervened layer).
 
 Models have the real Pythia configs (``data/pythia_configs``) and random weights. On a GPU:
 Pythia-160m to 12b with the paper's 10 x 2048 inputs in bfloat16 (the overhead shrinks with
@@ -334,8 +338,48 @@ def streamed_versus_whole(repeats: int = 2) -> None:
     )
 
 
+def mechanisms_cost(shape: str, device: str, batch: int, repeats: int = 3) -> None:
+    """Print each mechanism's time over the plain measurement's, interleaved, medians."""
+    from massdyn.tracker.config import Mechanisms
+    from massdyn.tracker.mechanisms import measure_mechanisms
+
+    model, ids = _setup(shape, device)
+    variants = {
+        "plain": Mechanisms(),
+        "attention": Mechanisms(attention=True),
+        "super weights": Mechanisms(super_weights=True),
+        "interventions": Mechanisms(interventions=(len(model.gpt_neox.layers) // 2,)),
+    }
+
+    def lm_forward(model, ids, batch_size):
+        with torch.inference_mode():
+            for s in range(0, len(ids), batch_size):
+                model(input_ids=ids[s : s + batch_size], use_cache=False)
+
+    runs = {
+        name: (lambda m, i, b, v=v: measure_mechanisms(m, i, b, v)) for name, v in variants.items()
+    }
+    runs["LM forward"] = lm_forward
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for fn in runs.values():
+        _time(fn, model, ids, batch, device, 1)  # warm-up
+    for _ in range(repeats):
+        for name, fn in runs.items():
+            times[name] += _time(fn, model, ids, batch, device, 1)
+    t = {name: statistics.median(v) for name, v in times.items()}
+    plain = t["plain"]
+    passes = (t["interventions"] - plain) / t["LM forward"]
+    print(
+        f"[5] mechanisms, {shape} on {device}, {tuple(ids.shape)} tokens: plain "
+        f"{plain * 1e3:.0f} ms; attention sinks x{t['attention'] / plain:.2f} (target <= 1.5), "
+        f"super weights x{t['super weights'] / plain:.2f} (target <= 1.1), interventions on "
+        f"one layer (zero and mean) +{passes:.1f} LM forward passes (target about 1 partial "
+        "pass per layer and mode)"
+    )
+
+
 def main() -> None:
-    """Run the four walker benchmarks on the best available device."""
+    """Run the five walker benchmarks on the best available device."""
     device = "cuda" if torch.cuda.is_available() else "cpu"
     if device == "cuda":
         for shape in GPU_SHAPES:
@@ -349,6 +393,7 @@ def main() -> None:
         versus_original(shape, device)
     prefetch_walk()
     streamed_versus_whole()
+    mechanisms_cost("pythia-160m", device, 2 if device == "cpu" else 10)
 
 
 if __name__ == "__main__":
