@@ -369,12 +369,15 @@ def mechanisms_cost(shape: str, device: str, batch: int, repeats: int = 3) -> No
     t = {name: statistics.median(v) for name, v in times.items()}
     plain = t["plain"]
     passes = (t["interventions"] - plain) / t["LM forward"]
+    # one unchanged pass of the LM (the base loss), then one pass per mode from the block on
+    partial = (passes - 1) / 2
     print(
         f"[5] mechanisms, {shape} on {device}, {tuple(ids.shape)} tokens: plain "
         f"{plain * 1e3:.0f} ms; attention sinks x{t['attention'] / plain:.2f} (target <= 1.5), "
         f"super weights x{t['super weights'] / plain:.2f} (target <= 1.1), interventions on "
-        f"one layer (zero and mean) +{passes:.1f} LM forward passes (target about 1 partial "
-        "pass per layer and mode)"
+        f"the middle layer (zero and mean) +{passes:.2f} LM forward passes: the unchanged "
+        f"pass and {partial:.2f} of a pass per mode (target: one partial pass per intervened "
+        "layer and mode)"
     )
 
 

@@ -454,29 +454,116 @@ def intervene(
     chosen = check_layers(layers, len(blocks))
     device = next(model.parameters()).device
     ids = torch.as_tensor(np.asarray(input_ids), dtype=torch.long)
-    batches = [(s, ids[s : s + batch_size].to(device)) for s in range(0, len(ids), batch_size)]
-    total = sum(_loss(model, batch)[0] for _, batch in batches)
+    base, totals = 0.0, dict.fromkeys(((layer, mode) for layer in chosen for mode in modes), 0.0)
+    for start in range(0, len(ids), batch_size):
+        batch = ids[start : start + batch_size].to(device)
+        with _BaseOutputs(blocks, chosen) as kept:
+            base += _loss(model, batch)[0]
+        for layer in chosen:
+            positions = _positions(measured, layer, start, len(batch))
+            for mode in modes:
+                output = kept.outputs[layer]
+                if isinstance(output, tuple | list):
+                    changed = (_substitute(output[0], positions, mode), *output[1:])
+                else:
+                    changed = _substitute(output, positions, mode)
+                with _ResumeAfter(blocks, layer, changed, kept.chained):
+                    totals[layer, mode] += _loss(model, batch)[0]
     count = ids[:, 1:].numel()
-    base = total / count
-    rows = []
-    for layer in chosen:
-        for mode in modes:
-            total = 0.0
-            for start, batch in batches:
-                positions = _positions(measured, layer, start, len(batch))
-
-                def change(module, inputs, output, positions=positions, mode=mode):
-                    if isinstance(output, tuple | list):
-                        return (_substitute(output[0], positions, mode), *output[1:])
-                    return _substitute(output, positions, mode)
-
-                handle = blocks[layer].register_forward_hook(change)
-                try:
-                    total += _loss(model, batch)[0]
-                finally:
-                    handle.remove()
-            rows.append({"layer": layer, "mode": mode, "loss_base": base, "loss": total / count})
+    rows = [
+        {"layer": layer, "mode": mode, "loss_base": base / count, "loss": total / count}
+        for (layer, mode), total in totals.items()
+    ]
     return pd.DataFrame(rows, columns=list(INTERVENTION_COLUMNS))
+
+
+def _hidden_input(args: tuple, kwargs: dict):
+    return args[0] if args else kwargs.get("hidden_states")
+
+
+class _BaseOutputs:
+    """The chosen blocks' outputs during the unchanged pass.
+
+    Also whether the family hands each block's output, untouched, to the next block
+    (``chained``): only then can a pass resume after a block.
+    """
+
+    def __init__(self, blocks, chosen):
+        self.blocks, self.chosen = blocks, set(chosen)
+        self.outputs: dict[int, object] = {}
+        self.chained = True
+        self._last = None
+        self._handles: list = []
+
+    def _before(self, index: int):
+        def fn(module, args, kwargs):
+            if index > 0 and _hidden_input(args, kwargs) is not self._last:
+                self.chained = False
+
+        return fn
+
+    def _after(self, index: int):
+        def fn(module, args, output):
+            self._last = output[0] if isinstance(output, tuple | list) else output
+            if index in self.chosen:
+                self.outputs[index] = output
+
+        return fn
+
+    def __enter__(self) -> _BaseOutputs:
+        for i, block in enumerate(self.blocks):
+            self._handles.append(block.register_forward_pre_hook(self._before(i), with_kwargs=True))
+            self._handles.append(block.register_forward_hook(self._after(i)))
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for h in self._handles:
+            h.remove()
+        self._last = None
+
+
+class _ResumeAfter:
+    """The model's forward with block ``layer`` returning ``changed``: the rest runs.
+
+    Where the family chains its blocks (see :class:`_BaseOutputs`), the blocks up to
+    ``layer`` are not run again: each earlier block passes its input through, and block
+    ``layer`` returns ``changed``, so only the blocks after it, the final norm and the LM
+    head compute (a partial pass, the same operations on the same tensors as a whole one).
+    Otherwise every block runs and a hook replaces block ``layer``'s output.
+    """
+
+    def __init__(self, blocks, layer: int, changed, chained: bool):
+        self.blocks, self.layer, self.changed, self.chained = blocks, layer, changed, chained
+        self._handle = None
+
+    def __enter__(self) -> _ResumeAfter:
+        if not self.chained:
+            self._handle = self.blocks[self.layer].register_forward_hook(
+                lambda module, args, output: self.changed
+            )
+            return self
+        like = self.changed
+        for block in self.blocks[: self.layer]:
+            # An instance attribute shadows the class's forward for this pass only.
+            block.forward = lambda *args, _like=like, **kwargs: _passed_through(
+                _hidden_input(args, kwargs), _like
+            )
+        self.blocks[self.layer].forward = lambda *args, **kwargs: self.changed
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._handle is not None:
+            self._handle.remove()
+            return
+        for block in self.blocks[: self.layer + 1]:
+            del block.forward
+
+
+def _passed_through(hidden, like):
+    """``hidden`` in the form the family's blocks return (a tensor, or a tuple)."""
+    if isinstance(like, tuple | list):
+        return (hidden, *(None for _ in like[1:]))
+    return hidden
 
 
 def recorders(model: nn.Module, mechanisms: Mechanisms) -> dict[str, object]:

@@ -261,3 +261,26 @@ def test_a_down_projection_the_data_does_not_name_is_refused():
 
     with pytest.raises(MechanismError, match='add "down_proj"'):
         down_projections(Bare())
+
+
+def test_interventions_run_only_the_blocks_after_the_changed_one():
+    """A partial pass where the family chains its blocks; else whole passes, same numbers."""
+    config = tiny_config(n_layers=3)
+    model = planted_model(config, step=1000).eval()
+    ids = _ids(config.vocab_size, n=4)
+    table = measure(model, ids, batch_size=2)
+    blocks = model.base_model.layers
+    calls = []
+    counting = blocks[0].attention.register_forward_hook(lambda *a: calls.append(1))
+    partial = intervene(model, ids, table, [2], batch_size=2)
+    assert len(calls) == 2  # the two unchanged passes only: block 0 is skipped after
+    # A family that touches the hidden states between blocks cannot resume mid-model.
+    touched = blocks[1].register_forward_pre_hook(lambda module, args: (args[0] * 1.0, *args[1:]))
+    calls.clear()
+    whole = intervene(model, ids, table, [2], batch_size=2)
+    counting.remove()
+    touched.remove()
+    assert len(calls) == 2 * 3  # every pass ran block 0
+    pd.testing.assert_frame_equal(partial, whole)
+    want = _hand_loss(model, ids, 2, table, "zero")
+    assert partial.set_index("mode").loc["zero", "loss"] == pytest.approx(want, rel=1e-6)
