@@ -244,3 +244,24 @@ def test_a_config_that_disagrees_with_the_weights_fails_that_checkpoint(
         reason = summary.failed[10]
         assert found in reason and "num_hidden_layers" in reason, reason
         assert set(pd.read_csv(out / "measurements.csv")["step"]) == {0}
+
+
+def test_a_streamed_walk_records_sinks_and_super_weights_as_the_whole_one(
+    series, text_file, tmp_path
+):
+    """Interventions need the LM head, so a walk asking for them loads the model whole."""
+    both = {"attention": True, "super_weights": True}
+    walk(LocalSource(series), walk_config(tmp_path / "whole", text_file, **both))
+    walk(
+        LocalSource(series), walk_config(tmp_path / "streamed", text_file, max_memory="1KB", **both)
+    )
+    for name in ("attention", "superweights"):
+        a = pd.read_csv(tmp_path / "whole" / f"{name}.csv")
+        b = pd.read_csv(tmp_path / "streamed" / f"{name}.csv")
+        pd.testing.assert_frame_equal(a, b, check_exact=True)
+    assert (pd.read_csv(tmp_path / "streamed" / "checkpoints.csv")["load"] == "streamed").all()
+    config = walk_config(tmp_path / "all", text_file, max_memory="1KB", interventions="all")
+    assert walk(LocalSource(series), config).ok
+    ck = pd.read_csv(tmp_path / "all" / "checkpoints.csv")
+    assert (ck["load"] == "whole (interventions run the whole model with its LM head)").all()
+    assert len(pd.read_csv(tmp_path / "all" / "interventions.csv")) == len(ck) * 2 * 2
