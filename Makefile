@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint format bench demo minisuite clean
+.PHONY: setup test test-fast lint format bench demo minisuite docs docs-figures clean
 
 setup: $(STAMP)
 
@@ -33,6 +33,17 @@ format: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks
 
+# The documentation site, built strictly (a broken link or a missing page fails) into site/.
+docs: $(STAMP)
+	$(BIN)/mkdocs build --strict --site-dir site
+
+# Redraws the figures the Figures page shows, from the shipped data (committed PNGs).
+docs-figures: $(STAMP)
+	$(BIN)/massdyn figures --out build/docs-figures
+	$(BIN)/massdyn figures --by architecture --out build/docs-seed-figures
+	cp build/docs-seed-figures/fig11_seed_bands.png build/docs-figures/
+	mkdir -p docs/figures && cp build/docs-figures/*.png docs/figures/
+
 demo: $(STAMP)
 	$(BIN)/massdyn demo --out demo-output
 
@@ -42,4 +53,4 @@ minisuite: $(STAMP)
 	$(BIN)/massdyn minisuite --out data/minisuite --work minisuite-work --jobs 2 --threads 1
 
 clean:
-	rm -rf $(VENV) demo-output .pytest_cache
+	rm -rf $(VENV) demo-output .pytest_cache site build

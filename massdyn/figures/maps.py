@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.colors import LogNorm
 from matplotlib.ticker import MaxNLocator
 
-from massdyn.figures.common import COLUMN_WIDTH, FigureData, register
+from massdyn.figures.common import COLUMN_WIDTH, FigureData, MissingFigureDataError, register
 from massdyn.figures.trajectories import _draw_fit
 from massdyn.fitting.function import EmergenceParams, peak
 
@@ -87,6 +87,8 @@ def figure5(data: FigureData):
 def figure7(data: FigureData):
     """R^2 of the fits: the best and worst fitted layer, and the (model x layer) map."""
     p = data.params[data.params["status"] != "failed"].dropna(subset=["r2"])
+    if p.empty:
+        raise MissingFigureDataError("no series was fitted (too few steps?)")
     best, worst = p.loc[p["r2"].idxmax()], p.loc[p["r2"].idxmin()]
     fig, axes = plt.subplots(1, 3, figsize=(2 * COLUMN_WIDTH, 2.3))
     for ax, row, tag in ((axes[0], best, "best"), (axes[1], worst, "worst")):
@@ -107,6 +109,8 @@ def figure8(data: FigureData, t0: float | None = None):
     that window (degenerate fits of curves that never turn) are counted in the title.
     """
     p = data.params[data.params["status"] != "failed"]
+    if p.empty and t0 is None:
+        raise MissingFigureDataError("no series was fitted (too few steps?)")
     t0 = float(np.nanmedian(p["t0"])) if t0 is None else t0
     lam, gam = np.geomspace(1e-3, 1e2, 150), np.geomspace(1e-7, 1.0, 150)
     # t_peak scales as 1/gamma, so one peak per lambda (at gamma = 1) fills the grid.
