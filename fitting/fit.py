@@ -1,10 +1,27 @@
 """Robust multi-start fitting of one series.
 
-The recipe: normalise steps to [0, 1] and values by min/max; screen many seeded,
-space-filling starts of the nonlinear parameters by variable projection (the linear
-parameters solved exactly by SVD for each start); polish the best distinct starts with
-bounded TRF on all parameters and an analytic Jacobian; keep the lowest loss; map back to
-raw units; derive errors from the covariance only when it is well conditioned.
+The emergence function is fitted in its reparametrised form
+``exp(-beta t) * A1 * (log(t + tau0) + g) + K`` (``g = log gamma``), the same family of
+curves, linear in ``A1`` and ``K``. Steps are scaled to [0, 1] and values by min/max.
+Seeded scrambled-Sobol starts over ``(beta, tau0)`` (plus the paper's initial guess) are
+screened by variable projection, the linear parameters solved exactly (by SVD) for each;
+the best distinct starts are polished on all parameters, and a bounded TRF step with the
+analytic Jacobian lands on active bounds (``lambda >= 0``, ``x > 0``); the lowest loss is
+kept and mapped back to raw units. The result reports how many polished starts reached the
+best loss. Standard errors come from the covariance of the original parameters and are
+withheld (NaN, status ``flagged``) when the column-scaled ``J^T J`` is ill-conditioned:
+``gamma`` and ``t0`` trade off, and the original parameters are often not individually
+identifiable even when the curve is.
+
+The rival models (:mod:`massdyn.fitting.models`): pure logarithm (``lambda = 0``),
+first-order step response, second-order step response (under-, critically and
+over-damped) and logistic. AIC, AICc and BIC use ``n log(RSS/n) + penalty`` with the
+model's parameter count.
+
+Bad input (too few points, NaN/inf, a constant series, negative or duplicate steps,
+mismatched lengths) raises :class:`~massdyn.fitting.validate.SeriesError` naming the
+problem; in a batch the series becomes a ``failed`` row and the batch goes on. Unsorted
+steps are sorted.
 """
 
 from __future__ import annotations
