@@ -9,8 +9,12 @@ mkdocs.yml gives mkdocstrings.
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
+
+try:
+    import tomllib
+except ImportError:  # Python 3.10: the same parser, as a package (pytest brings it there)
+    import tomli as tomllib
 
 ROOT = Path(__file__).parent
 TREE = ROOT / "build" / "api-src" / "massdyn"
