@@ -17,6 +17,31 @@ from massdyn.tracker.sources import looks_like_path
 
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
 MECHANISM_TABLES = ("attention", "superweights", "interventions")
+
+
+UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
+UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
+
+
+def parse_size(text: str) -> int:
+    """``8GB``, ``512MiB``, ``1.5e9`` -> bytes.
+
+    Raises:
+        ValueError: naming the text and the accepted form.
+    """
+    m = re.fullmatch(r"\s*([0-9.]+(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*", str(text))
+    unit = m.group(2).upper() if m else None
+    if m is None or unit not in UNITS:
+        raise ValueError(
+            f"--max-memory {text!r}: give a size such as 8GB, 512MB or 16GiB "
+            "(units B, KB, MB, GB, TB or KiB, MiB, GiB, TiB)"
+        )
+    try:
+        return int(float(m.group(1)) * UNITS[unit])
+    except ValueError:
+        raise ValueError(f"--max-memory {text!r}: {m.group(1)!r} is not a number") from None
+
+
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 
 
@@ -222,6 +247,12 @@ class WalkConfig:
         metavar="LAYERS",
     )
 
+    def __post_init__(self):
+        # Settings are valid from birth: the command line (before torch loads), a config
+        # file, a suite's shards and the library get the same refusals. What the files on
+        # disk say is checked when a walk starts (check_files).
+        self.check()
+
     @property
     def mechanisms(self) -> Mechanisms:
         """What is measured beside the block statistics."""
@@ -230,7 +261,7 @@ class WalkConfig:
         )
 
     def check(self) -> None:
-        """Refuse settings that cannot work, before anything is loaded or written.
+        """Refuse settings that cannot work (run on construction).
 
         Raises:
             ValueError: naming the setting and the fix.
@@ -249,8 +280,6 @@ class WalkConfig:
                 f"unknown dtype {self.dtype!r}; use auto or one of {', '.join(DTYPE_NAMES)}"
             )
         if self.max_memory is not None:
-            from massdyn.tracker.streamed import parse_size
-
             parse_size(self.max_memory)
         if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(
@@ -268,6 +297,16 @@ class WalkConfig:
                 "--parquet needs pyarrow, which is not installed: pip install 'massdyn[parquet]'"
                 " (or leave out --parquet; measurements.csv is always written)"
             )
+
+    def check_files(self) -> None:
+        """Refuse input files, tokenizer folder or results folder that are not there or wrong.
+
+        Run when a walk starts, before anything is loaded or written (files may be made
+        between writing a config and running it).
+
+        Raises:
+            ValueError: naming the path and the fix.
+        """
         for option, name in (("--text", self.inputs.text), ("--token-ids", self.inputs.token_ids)):
             if name and Path(name).is_dir():
                 raise ValueError(f"{option} {name} is a folder; give one file")

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,29 +43,8 @@ from torch import nn
 
 from massdyn.data import read_json
 from massdyn.tracker.blocks import BLOCK_INDEX, base_model, decoder_blocks
+from massdyn.tracker.config import parse_size
 from massdyn.tracker.measure import ActivationRecorder, check_finite
-
-UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}
-UNITS.update({"KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40})
-
-
-def parse_size(text: str) -> int:
-    """``8GB``, ``512MiB``, ``1.5e9`` -> bytes.
-
-    Raises:
-        ValueError: naming the text and the accepted form.
-    """
-    m = re.fullmatch(r"\s*([0-9.]+(?:[eE][0-9]+)?)\s*([A-Za-z]*)\s*", str(text))
-    unit = m.group(2).upper() if m else None
-    if m is None or unit not in UNITS:
-        raise ValueError(
-            f"--max-memory {text!r}: give a size such as 8GB, 512MB or 16GiB "
-            "(units B, KB, MB, GB, TB or KiB, MiB, GiB, TiB)"
-        )
-    try:
-        return int(float(m.group(1)) * UNITS[unit])
-    except ValueError:
-        raise ValueError(f"--max-memory {text!r}: {m.group(1)!r} is not a number") from None
 
 
 @contextlib.contextmanager

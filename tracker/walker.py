@@ -365,7 +365,7 @@ def walk(source, config: WalkConfig) -> WalkSummary:
         WalkInterrupted: on Ctrl-C, after recording everything measured.
     """
     t_start = time.perf_counter()
-    config.check()
+    config.check_files()
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.dtype, device)
     available = source.list_steps()

@@ -47,7 +47,6 @@ class WalkCommand:
 
     def run(self) -> int:
         """Walk and print a summary."""
-        self.walk.check()  # before torch and transformers load: bad options answer at once
         from massdyn.tracker.suite import parse_shard
 
         if not self.source.source:
@@ -64,6 +63,9 @@ class WalkCommand:
             return 1 if summary.failed else 0
         if self.source.name:
             raise ValueError("--name names one series; the models of a suite keep their own names")
+        # Shards and array tasks check again when each walk starts; refuse here before
+        # anything is planned or submitted.
+        self.walk.check_files()
         if self.source.revision_pattern:
             raise ValueError(
                 "--revision-pattern applies to one SOURCE; walk the suite's series one by one"
