@@ -48,6 +48,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+# The one serialiser of settings; the command line resolves through it too.
+from massdyn.tracker.config import settings as resolved  # noqa: F401
+
 MISSING = dataclasses.MISSING
 
 
@@ -299,28 +302,6 @@ def _instantiate(cls, values: dict, path: tuple[str, ...]):
         elif here in values:
             kwargs[f.name] = values[here]
     return cls(**kwargs)
-
-
-def resolved(obj) -> dict:
-    """The settings of a config dataclass as a config file holds them (flattened levels merged).
-
-    Args:
-        obj: An instance of a dataclass declared with option metadata.
-    """
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(obj):
-        if not f.init or f.metadata.get("cli", True) is False:
-            continue
-        value = getattr(obj, f.name)
-        if dataclasses.is_dataclass(value):
-            inner = resolved(value)
-            if f.metadata.get("flatten"):
-                out.update(inner)
-            else:
-                out[f.name] = inner
-        else:
-            out[f.name] = list(value) if isinstance(value, tuple) else value
-    return out
 
 
 def dump(data: dict) -> str:

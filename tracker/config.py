@@ -320,12 +320,28 @@ class WalkConfig:
 
 
 def settings(obj) -> dict:
-    """A config dataclass as the ``--config`` file of ``massdyn walk`` holds it."""
-    out = {}
+    """A config dataclass as a ``--config`` file holds it: the one serialiser of settings.
+
+    Fields marked ``cli: False`` are left out; a nested config is a mapping under its
+    field's name, or, marked ``flatten``, merged into its parent's (as the command line
+    shows its options); tuples become lists.
+
+    Args:
+        obj: An instance of a config dataclass (``WalkConfig``, a command, ...).
+    """
+    out: dict = {}
     for f in fields(obj):
-        if f.init and f.metadata.get("cli", True) is not False:
-            value = getattr(obj, f.name)
-            out[f.name] = settings(value) if is_dataclass(value) else value
+        if not f.init or f.metadata.get("cli", True) is False:
+            continue
+        value = getattr(obj, f.name)
+        if is_dataclass(value):
+            inner = settings(value)
+            if f.metadata.get("flatten"):
+                out.update(inner)
+            else:
+                out[f.name] = inner
+        else:
+            out[f.name] = list(value) if isinstance(value, tuple) else value
     return out
 
 
