@@ -3,8 +3,10 @@
 An option is a dataclass field with its help text in the field's metadata; the parser, the
 defaults shown in ``--help``, the config file (``--config``) and the resolved config
 (``--print-config``, and the copy a walk writes beside its results) all come from the fields.
-The libraries declare their settings this way without importing anything of ours: metadata
-is a plain dict. Keys a field's metadata may carry:
+The libraries (``tracker``, ``fitting``) declare their settings as plain
+``dataclasses.field(default=..., metadata={"help": ...})`` without importing anything of
+ours; the commands use :func:`opt`, the same field in fewer words. Keys a field's metadata
+may carry:
 
 ``help``
     The help text (required for every field the command line shows).

@@ -45,11 +45,6 @@ def parse_size(text: str) -> int:
 DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|cuda:\d+|mps)$")
 
 
-def _opt(default, help: str, **meta):
-    """A field with its command-line help beside it (see ``massdyn.options``)."""
-    return field(default=default, metadata={"help": help, **meta})
-
-
 @dataclass
 class SourceSpec:
     """Which checkpoint series to walk.
@@ -70,12 +65,16 @@ class SourceSpec:
             "positional": True,
         }
     )
-    name: str | None = _opt(None, "series name in the results (default: repo or folder)")
-    revision_pattern: str | None = _opt(
-        None,
-        "regex naming the checkpoints of a series the shipped grammar does not know, with a "
-        "(?P<step>...) group and optionally (?P<tokens>...), (?P<stage>...)",
-        metavar="REGEX",
+    name: str | None = field(
+        default=None, metadata={"help": "series name in the results (default: repo or folder)"}
+    )
+    revision_pattern: str | None = field(
+        default=None,
+        metadata={
+            "help": "regex naming the checkpoints of a series the shipped grammar does not know, "
+            "with a (?P<step>...) group and optionally (?P<tokens>...), (?P<stage>...)",
+            "metavar": "REGEX",
+        },
     )
 
     def __post_init__(self):
@@ -195,56 +194,86 @@ class WalkConfig:
             (None: not).
     """
 
-    out: str = _opt("massdyn-walk", "results folder")
+    out: str = field(default="massdyn-walk", metadata={"help": "results folder"})
     steps: StepSelection = field(default_factory=StepSelection)
     inputs: InputSpec = field(default_factory=InputSpec)
-    device: str = _opt("auto", "auto | cpu | cuda | cuda:N")
-    dtype: str = _opt("auto", "weights and activations", choices=("auto", *DTYPE_NAMES))
-    batch_size: int | None = _opt(
-        None, "sequences per pass (default: as many as fit in 32k tokens)"
+    device: str = field(default="auto", metadata={"help": "auto | cpu | cuda | cuda:N"})
+    dtype: str = field(
+        default="auto",
+        metadata={"help": "weights and activations", "choices": ("auto", *DTYPE_NAMES)},
     )
-    keep_cache: bool = _opt(False, "keep the revisions this walk downloads in the Hub cache")
-    disk_budget_gb: float | None = _opt(
-        None, "most GB of checkpoints held at once", flag="--disk-budget", metavar="GB"
+    batch_size: int | None = field(
+        default=None,
+        metadata={"help": "sequences per pass (default: as many as fit in 32k tokens)"},
     )
-    prefetch: bool = _opt(True, "download and measure in turn", flag="--no-prefetch")
-    max_attempts: int = _opt(
-        3, "stop retrying a checkpoint after it failed this many walks in a row"
+    keep_cache: bool = field(
+        default=False, metadata={"help": "keep the revisions this walk downloads in the Hub cache"}
     )
-    duplicates: str = _opt(
-        "skip",
-        "revisions whose weights the Hub lists as identical to an earlier one: skip "
-        "(recorded with duplicate_of, not downloaded) or measure",
-        choices=("skip", "measure"),
+    disk_budget_gb: float | None = field(
+        default=None,
+        metadata={
+            "help": "most GB of checkpoints held at once",
+            "flag": "--disk-budget",
+            "metavar": "GB",
+        },
     )
-    tokenizer: str | None = _opt(None, "tokenizer path or repo (default: the series' own)")
-    trust_remote_code: bool = _opt(False, "run model code from the checkpoint")
+    prefetch: bool = field(
+        default=True, metadata={"help": "download and measure in turn", "flag": "--no-prefetch"}
+    )
+    max_attempts: int = field(
+        default=3,
+        metadata={"help": "stop retrying a checkpoint after it failed this many walks in a row"},
+    )
+    duplicates: str = field(
+        default="skip",
+        metadata={
+            "help": "revisions whose weights the Hub lists as identical to an earlier one: skip "
+            "(recorded with duplicate_of, not downloaded) or measure",
+            "choices": ("skip", "measure"),
+        },
+    )
+    tokenizer: str | None = field(
+        default=None, metadata={"help": "tokenizer path or repo (default: the series' own)"}
+    )
+    trust_remote_code: bool = field(
+        default=False, metadata={"help": "run model code from the checkpoint"}
+    )
     progress: bool = field(default=True, metadata={"cli": False})
-    parquet: bool = _opt(False, "also write measurements.parquet")
-    max_memory: str | None = _opt(
-        None,
-        "stream models whose weights exceed SIZE one block at a time (e.g. 8GB)",
-        metavar="SIZE",
+    parquet: bool = field(default=False, metadata={"help": "also write measurements.parquet"})
+    max_memory: str | None = field(
+        default=None,
+        metadata={
+            "help": "stream models whose weights exceed SIZE one block at a time (e.g. 8GB)",
+            "metavar": "SIZE",
+        },
     )
-    tokens_per_step: int | None = _opt(
-        None,
-        "tokens per optimizer step (global batch x sequence length), for the tokens column "
-        "where revision names do not give tokens (Pythia's is known)",
-        metavar="N",
+    tokens_per_step: int | None = field(
+        default=None,
+        metadata={
+            "help": "tokens per optimizer step (global batch x sequence length), for the tokens "
+            "column where revision names do not give tokens (Pythia's is known)",
+            "metavar": "N",
+        },
     )
-    attention: bool = _opt(
-        False, "also record each head's attention sink share and position 0's norm"
+    attention: bool = field(
+        default=False,
+        metadata={"help": "also record each head's attention sink share and position 0's norm"},
     )
-    super_weights: bool = _opt(
-        False, "also record each layer's MLP down-projection spike and the weight behind it"
+    super_weights: bool = field(
+        default=False,
+        metadata={
+            "help": "also record each layer's MLP down-projection spike and the weight behind it"
+        },
     )
-    interventions: str | None = _opt(
-        None,
-        "also record the loss with these layers' top-3 entries zeroed and mean-substituted "
-        "(comma list; every layer when no value is given)",
-        nargs="?",
-        const="all",
-        metavar="LAYERS",
+    interventions: str | None = field(
+        default=None,
+        metadata={
+            "help": "also record the loss with these layers' top-3 entries zeroed and "
+            "mean-substituted (comma list; every layer when no value is given)",
+            "nargs": "?",
+            "const": "all",
+            "metavar": "LAYERS",
+        },
     )
 
     def __post_init__(self):

@@ -16,10 +16,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 
-def _opt(default, help: str, **meta):
-    return field(default=default, metadata={"help": help, **meta})
-
-
 @dataclass
 class SlurmConfig:
     """Where and how the array runs.
@@ -33,12 +29,22 @@ class SlurmConfig:
         slurm_extra: Further ``#SBATCH`` settings as ``KEY=VALUE`` (e.g. ``account=lab``).
     """
 
-    slurm: bool = _opt(False, "submit the suite as a Slurm job array (submitit)")
-    partition: str | None = _opt(None, "Slurm partition (default: the cluster's)")
-    gpus_per_task: int = _opt(0, "GPUs per array task")
-    time: str = _opt("2:00:00", "time limit per task ([D-]HH:MM:SS or minutes)")
-    max_parallel: int = _opt(16, "most array tasks running at once (bounds Hub downloads)")
-    slurm_extra: tuple[str, ...] = _opt((), "more #SBATCH settings, KEY=VALUE", metavar="KEY=VALUE")
+    slurm: bool = field(
+        default=False, metadata={"help": "submit the suite as a Slurm job array (submitit)"}
+    )
+    partition: str | None = field(
+        default=None, metadata={"help": "Slurm partition (default: the cluster's)"}
+    )
+    gpus_per_task: int = field(default=0, metadata={"help": "GPUs per array task"})
+    time: str = field(
+        default="2:00:00", metadata={"help": "time limit per task ([D-]HH:MM:SS or minutes)"}
+    )
+    max_parallel: int = field(
+        default=16, metadata={"help": "most array tasks running at once (bounds Hub downloads)"}
+    )
+    slurm_extra: tuple[str, ...] = field(
+        default=(), metadata={"help": "more #SBATCH settings, KEY=VALUE", "metavar": "KEY=VALUE"}
+    )
 
     def minutes(self) -> int:
         """``time`` in minutes.
