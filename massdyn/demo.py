@@ -15,7 +15,7 @@ import pandas as pd
 from massdyn.fitting.series import aggregate
 from massdyn.minisuite.dataset import default_cache, prepare_data
 from massdyn.minisuite.spec import Suite
-from massdyn.minisuite.train import for_this_cpu, train_member
+from massdyn.minisuite.train import TrainingData, for_this_cpu, train_member
 from massdyn.tracker.inputs import InputSpec
 from massdyn.tracker.sources import LocalSource
 from massdyn.tracker.walker import WalkConfig, walk
@@ -40,10 +40,7 @@ def train_series(
     train_member(
         suite.member(member),
         recipe,
-        tokens,
-        inputs,
-        len(tokenizer),
-        tokenizer.bos_token_id,
+        TrainingData(tokens, inputs, len(tokenizer), tokenizer.bos_token_id),
         run,
         save_checkpoints=True,
         log=log,

@@ -55,7 +55,7 @@ class MinisuiteCommand:
         from massdyn.minisuite.dataset import default_cache, prepare_data
         from massdyn.minisuite.parallel import train_members
         from massdyn.minisuite.spec import Recipe, as_recorded_now
-        from massdyn.minisuite.train import cpu_has_bf16, precision_note
+        from massdyn.minisuite.train import TrainingData, cpu_has_bf16, precision_note
         from massdyn.tracker.config import Mechanisms
         from massdyn.tracker.store import atomic_csv, atomic_write
 
@@ -88,13 +88,11 @@ class MinisuiteCommand:
             )
         tokenizer, train_tokens, eval_inputs = prepare_data(suite, default_cache(), self.text)
         t0 = time.perf_counter()
+        data = TrainingData(train_tokens, eval_inputs, len(tokenizer), tokenizer.bos_token_id)
         runs = train_members(
             members,
             suite.recipe,
-            train_tokens,
-            eval_inputs,
-            len(tokenizer),
-            tokenizer.bos_token_id,
+            data,
             work,
             self.jobs,
             self.threads,

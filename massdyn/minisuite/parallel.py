@@ -8,21 +8,16 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from massdyn.minisuite.spec import Member, Recipe
-from massdyn.minisuite.train import train_member
-from massdyn.tracker.inputs import TokenInputs
+from massdyn.minisuite.train import TrainingData, train_member
 
 
 def train_members(
     members: list[Member],
     recipe: Recipe,
-    train_tokens: np.ndarray,
-    eval_inputs: TokenInputs,
-    vocab_size: int,
-    bos_id: int,
+    data: TrainingData,
     work: Path,
     jobs: int = 1,
     threads: int | None = None,
@@ -39,10 +34,7 @@ def train_members(
     Args:
         members: the members to train, handed to free workers in this order.
         recipe: the shared recipe.
-        train_tokens: the training token stream.
-        eval_inputs: the fixed inputs the live tracker measures.
-        vocab_size: the tokenizer's vocabulary size.
-        bos_id: the BOS token id.
+        data: the training tokens and evaluation inputs every member shares.
         work: folder of the members' training folders (resumable).
         jobs: members trained at once; 1 trains in this process.
         threads: torch intra-op threads per member; ``None`` keeps torch's default when
@@ -61,19 +53,7 @@ def train_members(
     if threads is None and jobs > 1:
         threads = max(1, (os.cpu_count() or 1) // jobs)
     tasks = [
-        TrainTask(
-            m,
-            recipe,
-            train_tokens,
-            eval_inputs,
-            vocab_size,
-            bos_id,
-            work / m.name,
-            threads,
-            device,
-            mechanisms,
-        )
-        for m in members
+        TrainTask(m, recipe, data, work / m.name, threads, device, mechanisms) for m in members
     ]
     if jobs == 1:
         return [t.run() for t in tasks]
@@ -94,10 +74,7 @@ class TrainTask:
 
     member: Member
     recipe: Recipe
-    tokens: np.ndarray
-    eval_inputs: TokenInputs
-    vocab_size: int
-    bos_id: int
+    data: TrainingData
     out: Path
     threads: int | None
     device: str = "cpu"
@@ -114,10 +91,7 @@ class TrainTask:
             info = train_member(
                 self.member,
                 self.recipe,
-                self.tokens,
-                self.eval_inputs,
-                self.vocab_size,
-                self.bos_id,
+                self.data,
                 self.out,
                 log=log,
                 device=self.device,

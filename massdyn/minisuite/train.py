@@ -12,7 +12,7 @@ import json
 import math
 import os
 import time
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -119,13 +119,27 @@ def _save_state(
     os.replace(tmp, path)
 
 
+@dataclass(frozen=True)
+class TrainingData:
+    """What every member of a suite trains on and is measured on.
+
+    Attributes:
+        tokens: The training token stream.
+        eval_inputs: The fixed inputs the live tracker measures.
+        vocab_size: The tokenizer's vocabulary size.
+        bos_id: The BOS token id.
+    """
+
+    tokens: np.ndarray
+    eval_inputs: TokenInputs
+    vocab_size: int
+    bos_id: int
+
+
 def train_member(
     member: Member,
     recipe: Recipe,
-    train_tokens: np.ndarray,
-    eval_inputs: TokenInputs,
-    vocab_size: int,
-    bos_id: int,
+    data: TrainingData,
     out: Path,
     save_checkpoints: bool = False,
     log=print,
@@ -152,7 +166,9 @@ def train_member(
 
     out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(member.seed)
-    model = GPTNeoXForCausalLM(member.config(vocab_size, max(recipe.seq_len, recipe.eval_seq_len)))
+    model = GPTNeoXForCausalLM(
+        member.config(data.vocab_size, max(recipe.seq_len, recipe.eval_seq_len))
+    )
     model.to(device)
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.ndim < 2]
@@ -166,7 +182,7 @@ def train_member(
         fused=True,
     )
     state_file = out / "state.pt"
-    identity = _identity(member, recipe, vocab_size)
+    identity = _identity(member, recipe, data.vocab_size)
     start, before, loss_value = 0, 0.0, math.nan
     if state_file.exists():
         state = torch.load(state_file, weights_only=True, map_location=device)
@@ -208,7 +224,7 @@ def train_member(
     )
     tracker = LiveTracker(
         model,
-        eval_inputs,
+        data.eval_inputs,
         out / "live",
         schedule,
         member.name,
@@ -222,7 +238,7 @@ def train_member(
         tracker.step(step)
         for group in optimizer.param_groups:
             group["lr"] = lr_at(step, recipe)
-        x = batch_at(train_tokens, step, member.seed, recipe, bos_id).to(device)
+        x = batch_at(data.tokens, step, member.seed, recipe, data.bos_id).to(device)
         with torch.autocast(device, torch.bfloat16, enabled=recipe.precision == "bf16-mixed"):
             loss = model(input_ids=x, labels=x).loss
         optimizer.zero_grad(set_to_none=True)

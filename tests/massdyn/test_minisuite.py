@@ -14,7 +14,7 @@ from massdyn.fitting.report import emergence_report
 from massdyn.minisuite import Member, Recipe, Suite
 from massdyn.minisuite.dataset import prepare_data
 from massdyn.minisuite.parallel import train_members
-from massdyn.minisuite.train import batch_at, lr_at, train_member
+from massdyn.minisuite.train import TrainingData, batch_at, lr_at, train_member
 from massdyn.testing.synthetic import SAMPLE_TEXT
 from massdyn.tracker.inputs import TokenInputs
 
@@ -75,7 +75,9 @@ def _data():
 
 def _train(tmp_path, name):
     tokens, inputs = _data()
-    return train_member(MEMBER, TINY, tokens, inputs, 300, 0, tmp_path / name, log=lambda *_: None)
+    return train_member(
+        MEMBER, TINY, TrainingData(tokens, inputs, 300, 0), tmp_path / name, log=lambda *_: None
+    )
 
 
 def test_interrupted_training_resumes_to_the_same_model(tmp_path, monkeypatch):
@@ -177,7 +179,13 @@ def test_resuming_with_another_recipe_is_refused_and_keeps_the_state(tmp_path):
     tokens, inputs = _data()
     other = replace(TINY, lr=1e-3, max_steps=20)
     with pytest.raises(ValueError, match=r"recipe\.lr: 0\.003 != 0\.001.*delete .*run or train"):
-        train_member(MEMBER, other, tokens, inputs, 300, 0, tmp_path / "run", log=lambda *_: None)
+        train_member(
+            MEMBER,
+            other,
+            TrainingData(tokens, inputs, 300, 0),
+            tmp_path / "run",
+            log=lambda *_: None,
+        )
     assert (tmp_path / "run" / "state.pt").read_bytes() == state
 
 
@@ -186,7 +194,9 @@ def test_resuming_with_another_thread_count_is_refused_and_keeps_the_state(tmp_p
     flat = replace(TINY, min_lr_ratio=1.0, max_steps=6)
 
     def train(recipe, threads):
-        return train_members([MEMBER], recipe, tokens, inputs, 300, 0, tmp_path, 1, threads)
+        return train_members(
+            [MEMBER], recipe, TrainingData(tokens, inputs, 300, 0), tmp_path, 1, threads
+        )
 
     train(flat, 1)
     state = (tmp_path / "t" / "state.pt").read_bytes()
@@ -200,7 +210,7 @@ def test_resuming_with_another_thread_count_is_refused_and_keeps_the_state(tmp_p
 def test_a_run_resumes_only_on_the_device_it_started_on(tmp_path):
     tokens, inputs = _data()
     flat = replace(TINY, min_lr_ratio=1.0, max_steps=6)
-    train_members([MEMBER], flat, tokens, inputs, 300, 0, tmp_path, 1, 1)
+    train_members([MEMBER], flat, TrainingData(tokens, inputs, 300, 0), tmp_path, 1, 1)
     path = tmp_path / "t" / "state.pt"
     state = torch.load(path, weights_only=True)
     assert state["device"] == "cpu"
@@ -209,12 +219,14 @@ def test_a_run_resumes_only_on_the_device_it_started_on(tmp_path):
     saved = path.read_bytes()
     longer = replace(flat, max_steps=10)
     with pytest.raises(ValueError, match="trained on cuda, this run asks for cpu.*--device cuda"):
-        train_members([MEMBER], longer, tokens, inputs, 300, 0, tmp_path, 1, 1)
+        train_members([MEMBER], longer, TrainingData(tokens, inputs, 300, 0), tmp_path, 1, 1)
     assert path.read_bytes() == saved
     del state["device"]  # a state from before devices were recorded was trained on CPU
     torch.save(state, path)
     assert (
-        train_members([MEMBER], longer, tokens, inputs, 300, 0, tmp_path, 1, 1)[0]["resumed_from"]
+        train_members([MEMBER], longer, TrainingData(tokens, inputs, 300, 0), tmp_path, 1, 1)[0][
+            "resumed_from"
+        ]
         == 6
     )
 
@@ -231,7 +243,9 @@ def test_minisuite_on_cuda_without_a_gpu_is_refused_in_one_line(tmp_path, capsys
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_a_member_trains_on_the_gpu_and_records_it(tmp_path):
     tokens, inputs = _data()
-    run = train_members([MEMBER], TINY, tokens, inputs, 300, 0, tmp_path, 1, 1, "cuda")[0]
+    run = train_members(
+        [MEMBER], TINY, TrainingData(tokens, inputs, 300, 0), tmp_path, 1, 1, "cuda"
+    )[0]
     assert run["device"].startswith("cuda: ")
     assert torch.load(tmp_path / "t" / "state.pt", weights_only=True)["device"] == "cuda"
     measured = pd.read_csv(tmp_path / "t" / "live" / "measurements.csv")
@@ -253,7 +267,9 @@ def test_a_constant_rate_run_extends_to_more_steps_like_a_longer_run(tmp_path):
     tokens, inputs = _data()
 
     def train(recipe, name):
-        return train_member(MEMBER, recipe, tokens, inputs, 300, 0, tmp_path / name, log=print)
+        return train_member(
+            MEMBER, recipe, TrainingData(tokens, inputs, 300, 0), tmp_path / name, log=print
+        )
 
     train(replace(flat, max_steps=6), "extended")
     assert train(replace(flat, max_steps=10), "extended")["resumed_from"] == 6
@@ -276,7 +292,9 @@ def test_a_state_saved_before_a_recipe_field_existed_resumes(tmp_path):
     tokens, inputs = _data()
 
     def train(recipe):
-        return train_member(MEMBER, recipe, tokens, inputs, 300, 0, tmp_path, log=lambda *_: None)
+        return train_member(
+            MEMBER, recipe, TrainingData(tokens, inputs, 300, 0), tmp_path, log=lambda *_: None
+        )
 
     train(flat)
     path = tmp_path / "state.pt"
@@ -293,7 +311,9 @@ def test_a_state_saved_before_a_recipe_field_existed_resumes(tmp_path):
 def test_a_log_spaced_schedule_is_what_the_live_tracker_measures(tmp_path):
     tokens, inputs = _data()
     recipe = replace(TINY, max_steps=40, schedule_points=6)
-    train_member(MEMBER, recipe, tokens, inputs, 300, 0, tmp_path, log=lambda *_: None)
+    train_member(
+        MEMBER, recipe, TrainingData(tokens, inputs, 300, 0), tmp_path, log=lambda *_: None
+    )
     steps = sorted(pd.read_csv(tmp_path / "live" / "measurements.csv")["step"].unique())
     # 1, 40^(1/5), ..., 40 rounded: 1, 2.09, 4.37, 9.15, 19.1, 40
     assert steps == [0, 1, 2, 4, 9, 19, 40]
@@ -350,7 +370,7 @@ def test_mixed_precision_trains_in_bfloat16_and_resumes_exactly(tmp_path):
 
     def train(recipe, name):
         out = tmp_path / name
-        train_member(MEMBER, recipe, tokens, inputs, 300, 0, out, log=lambda *_: None)
+        train_member(MEMBER, recipe, TrainingData(tokens, inputs, 300, 0), out, log=lambda *_: None)
         return torch.load(out / "state.pt", weights_only=True)["model"]
 
     fp32, bf16 = train(flat, "fp32"), train(mixed, "bf16")
@@ -370,7 +390,9 @@ def test_members_trained_in_parallel_equal_members_trained_one_by_one(tmp_path):
     threads = torch.get_num_threads()
 
     def train(work, jobs):
-        return train_members(members, TINY, tokens, inputs, 300, 0, work, jobs, threads=1)
+        return train_members(
+            members, TINY, TrainingData(tokens, inputs, 300, 0), work, jobs, threads=1
+        )
 
     alone, together = train(tmp_path / "alone", 1), train(tmp_path / "together", 2)
     assert torch.get_num_threads() == threads  # the in-process run gave its threads back
@@ -393,11 +415,11 @@ def test_a_refused_member_in_parallel_names_its_folder_and_the_others_finish(tmp
     other = replace(MEMBER, name="u", n_layers=3)
     _train(tmp_path, "u")  # folder u holds member t's state
     with pytest.raises(ValueError, match=r"member\.n_layers: 2 != 3.*delete .*u or train"):
-        train_members([MEMBER, other], TINY, tokens, inputs, 300, 0, tmp_path, 2, 1)
+        train_members([MEMBER, other], TINY, TrainingData(tokens, inputs, 300, 0), tmp_path, 2, 1)
     done = torch.load(tmp_path / "t" / "state.pt", weights_only=True)
     assert done["step"] == TINY.max_steps
     with pytest.raises(ValueError, match="jobs must be at least 1, got 0"):
-        train_members([MEMBER], TINY, tokens, inputs, 300, 0, tmp_path, 0)
+        train_members([MEMBER], TINY, TrainingData(tokens, inputs, 300, 0), tmp_path, 0)
 
 
 def test_without_bfloat16_units_the_demo_trains_in_float32_and_says_so(tmp_path, monkeypatch):
