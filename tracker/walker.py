@@ -14,7 +14,7 @@ import gc
 import threading
 import time
 from concurrent.futures import Future
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -438,9 +438,8 @@ def _walk_into(source, config, available, selected, device, dtype, t_start) -> W
             skipped, saved = _skip_duplicates(source, store, available, twins)
         queue = [s for s in queue if s not in skipped]
         todo = [s for s in todo if s not in skipped]
-        ok, failed, stopped = _walk_queue(
-            source, config, store, inputs, available, todo, queue, device, dtype, twins
-        )
+        plan = _Plan(available, todo, queue, twins)
+        ok, failed, stopped = _walk_queue(source, config, store, inputs, plan, device, dtype)
         table = store.assemble(parquet=config.parquet)
         duplicates = {
             int(r.step): int(r.duplicate_of)
@@ -529,7 +528,22 @@ def _skip_duplicates(source, store, available, twins):
     return skipped, saved
 
 
-def _walk_queue(source, config, store, inputs, available, todo, queue, device, dtype, twins):
+@dataclass(frozen=True)
+class _Plan:
+    """What a walk measures.
+
+    The series' steps and revisions, the selected steps still to do, those of them to
+    fetch in order, and the audit's twins (step: its twin, bytes).
+    """
+
+    available: dict[int, str]
+    todo: list[int]
+    queue: list[int]
+    twins: dict[int, tuple[int, int]]
+
+
+def _walk_queue(source, config, store, inputs, plan: _Plan, device, dtype):
+    """Measure ``plan.queue`` in turn, recording each checkpoint; ``(ok, failed, stopped)``."""
     ids = torch.as_tensor(inputs.ids)
     # Few large passes keep the GPU busy; per-pass launch overheads dominate small ones.
     batch_size = config.batch_size or max(1, TOKENS_PER_BATCH // ids.shape[1])
@@ -546,19 +560,20 @@ def _walk_queue(source, config, store, inputs, available, todo, queue, device, d
         return {"tokens": "" if tokens is None else int(tokens), "stage": rev.stage if rev else ""}
 
     ok, failed, unreachable, stopped = [], {}, 0, ""
-    for s in todo:
-        if s not in available:
+    for s in plan.todo:
+        if s not in plan.available:
             failed[s] = f"step {s} is not in the series"
             store.record_failed(s, failed[s], revision="", seconds=0.0, **where)
-    bar = _progress(len(queue), config.progress)
+    bar = _progress(len(plan.queue), config.progress)
     t0 = time.perf_counter()
     try:
-        with contextlib.closing(_Fetcher(source, config).stream(queue, available)) as fetches:
+        fetching = _Fetcher(source, config).stream(plan.queue, plan.available)
+        with contextlib.closing(fetching) as fetches:
             for step, fetched, error in fetches:
-                row = {"revision": available[step], **where, **time_of(step)}
+                row = {"revision": plan.available[step], **where, **time_of(step)}
                 extras: dict = {}
-                if step in twins:  # measured anyway: the audit says whose weights these are
-                    row["duplicate_of"] = twins[step][0]
+                if step in plan.twins:  # measured anyway: the audit says whose weights these are
+                    row["duplicate_of"] = plan.twins[step][0]
                 if fetched is not None:
                     row.update(weights_sha256=fetched.weights_sha256, verified=fetched.verified)
                     row["commit"] = getattr(fetched, "commit", None) or ""
@@ -580,7 +595,7 @@ def _walk_queue(source, config, store, inputs, available, todo, queue, device, d
                 t0 = time.perf_counter()
                 unreachable = unreachable + 1 if error is not None and _unreachable(error) else 0
                 if unreachable >= MAX_UNREACHABLE:
-                    left = sum(1 for s in queue if s not in failed and s not in ok)
+                    left = sum(1 for s in plan.queue if s not in failed and s not in ok)
                     stopped = (
                         f"stopped: {unreachable} checkpoints in a row could not reach the server "
                         "or were refused by it "
