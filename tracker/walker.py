@@ -24,7 +24,7 @@ from massdyn.tracker.config import DTYPE_NAMES, WalkConfig, WalkSummary, human_b
 from massdyn.tracker.inputs import InputError, TokenInputs, build_inputs
 from massdyn.tracker.measure import measure
 from massdyn.tracker.schedule import known_tokens_per_step
-from massdyn.tracker.sources import CheckpointError, Fetched
+from massdyn.tracker.sources import CheckpointError, Fetched, first_line
 from massdyn.tracker.sources.etiquette import HubRefusedError
 from massdyn.tracker.store import ResultStore, describe_os_error, folder_identity
 
@@ -675,9 +675,15 @@ def _measure_checkpoint(fetched, ids, batch_size, device, dtype, config):
 
 
 def _reason(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    first = text[0] if text else ""
-    return first if isinstance(exc, CheckpointError) else f"{type(exc).__name__}: {first}"
+    """A failed checkpoint's reason: the message's first line.
+
+    With the exception's type in front, except for our own checkpoint errors, which are
+    written to be read as they are.
+    """
+    first = first_line(exc)
+    if isinstance(exc, CheckpointError) or first == type(exc).__name__:
+        return first
+    return f"{type(exc).__name__}: {first}"
 
 
 def _free(device: torch.device) -> None:
