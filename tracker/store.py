@@ -37,6 +37,8 @@ from pathlib import Path
 
 import pandas as pd
 
+# What massdyn.fitting reads (fitting.series.MEASUREMENT_COLUMNS; the layering keeps the
+# two libraries apart, a test keeps the two declarations equal).
 MEASUREMENT_COLUMNS = ("model", "step", "layer", "seq", "top1", "top2", "top3", "median")
 # Added to the measurements only when some measured checkpoint repeats an earlier one's weights.
 DUPLICATE_COLUMN = "duplicate_of"

@@ -143,3 +143,11 @@ def test_ctrl_c_while_a_checkpoint_is_recorded_lands_after_the_tables(tmp_path, 
     measured = sorted(pd.read_csv(tmp_path / "measurements.csv")["step"].unique())
     assert len(parts) == 2 and measured == [10, 20]
     assert list(pd.read_csv(tmp_path / "checkpoints.csv")["step"]) == [10, 20]
+
+
+def test_the_walker_writes_the_columns_the_fitting_library_reads():
+    """The schema is declared by its writer and its reader (neither imports the other)."""
+    from massdyn.fitting.series import MEASUREMENT_COLUMNS as READ
+    from massdyn.tracker.store import MEASUREMENT_COLUMNS as WRITTEN
+
+    assert tuple(WRITTEN) == tuple(READ)
