@@ -132,3 +132,26 @@ def test_figures_without_the_tables_say_which_flag_records_them(tables, tmp_path
     ):
         assert name in FIGURES and name not in written
         assert any(s.startswith(f"{name}: skipped") and flag in s for s in said), said
+
+
+def test_the_shipped_member_with_mechanisms_draws_them_offline(tmp_path, capsys):
+    """The member retrained with the mechanisms on: same measurements, figures from it."""
+    from massdyn.figures import load_figure_data
+    from massdyn.minisuite import shipped_data
+
+    shipped = shipped_data()
+    suite = pd.read_csv(shipped / "measurements.csv")
+    member = pd.read_csv(shipped / "mechanisms" / "measurements.csv")
+    name = member["model"].iloc[0]
+    mine = suite[suite["model"] == name].reset_index(drop=True)
+    # recording the mechanisms live changed nothing in the training run
+    pd.testing.assert_frame_equal(member[mine.columns], mine, check_exact=True)
+    data = load_figure_data()
+    assert set(data.tables) == {"attention", "superweights", "interventions"}
+    steps = sorted(member["step"].unique())
+    for table in data.tables.values():
+        assert sorted(table["step"].unique()) == steps and set(table["model"]) == {name}
+    assert main(["figures", "--out", str(tmp_path)]) == 0
+    assert "skipped" not in capsys.readouterr().out.replace("fig11_seed_bands: skipped", "")
+    for n in (12, 13, 14, 15):
+        assert list(tmp_path.glob(f"fig{n}_*.png")), n
