@@ -131,19 +131,24 @@ def _time(fn, model, ids, batch_size, device, repeats):
     return times
 
 
-def overhead(shape: str, device: str, batch: int, repeats: int = 5) -> None:
-    """Print measure / bare forward, interleaved runs, medians."""
-    model, ids = _setup(shape, device)
-    methods = {"bare": bare_forward, "measured": ours}
-    if device == "cuda":  # what overlapping the reductions with the forward pass buys
-        methods["in-stream"] = ours_in_stream
+def _interleaved(methods, model, ids, batch, device, repeats) -> dict[str, float]:
+    """Median seconds of each method, after a warm-up, the methods taking turns."""
     times: dict[str, list[float]] = {name: [] for name in methods}
     for fn in methods.values():
         _time(fn, model, ids, batch, device, 1)  # warm-up
     for _ in range(repeats):
         for name, fn in methods.items():
             times[name] += _time(fn, model, ids, batch, device, 1)
-    t = {name: statistics.median(v) for name, v in times.items()}
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def overhead(shape: str, device: str, batch: int, repeats: int = 5) -> None:
+    """Print measure / bare forward, interleaved runs, medians."""
+    model, ids = _setup(shape, device)
+    methods = {"bare": bare_forward, "measured": ours}
+    if device == "cuda":  # what overlapping the reductions with the forward pass buys
+        methods["in-stream"] = ours_in_stream
+    t = _interleaved(methods, model, ids, batch, device, repeats)
     line = (
         f"[1] {shape} on {device}, {tuple(ids.shape)} tokens, batch {batch}: bare forward "
         f"{t['bare'] * 1e3:.1f} ms, measured {t['measured'] * 1e3:.1f} ms -> ratio "
@@ -360,13 +365,7 @@ def mechanisms_cost(shape: str, device: str, batch: int, repeats: int = 3) -> No
         name: (lambda m, i, b, v=v: measure_mechanisms(m, i, b, v)) for name, v in variants.items()
     }
     runs["LM forward"] = lm_forward
-    times: dict[str, list[float]] = {name: [] for name in runs}
-    for fn in runs.values():
-        _time(fn, model, ids, batch, device, 1)  # warm-up
-    for _ in range(repeats):
-        for name, fn in runs.items():
-            times[name] += _time(fn, model, ids, batch, device, 1)
-    t = {name: statistics.median(v) for name, v in times.items()}
+    t = _interleaved(runs, model, ids, batch, device, repeats)
     plain = t["plain"]
     passes = (t["interventions"] - plain) / t["LM forward"]
     # one unchanged pass of the LM (the base loss), then one pass per mode from the block on

@@ -157,7 +157,29 @@ def reduce_packed(h: torch.Tensor, k: int = TOP_K) -> torch.Tensor:
     return pack(top.float(), token, idx % d, median, mean, n_massive)
 
 
-class ActivationRecorder:
+class Hooks:
+    """Hooks that live exactly as long as a ``with`` block.
+
+    A subclass returns the handles of the hooks it registers from :meth:`_attach`;
+    leaving the block removes them, however it is left.
+    """
+
+    _handles: list
+
+    def _attach(self) -> list:
+        raise NotImplementedError
+
+    def __enter__(self):
+        self._handles = list(self._attach())
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for handle in getattr(self, "_handles", ()):
+            handle.remove()
+        self._handles = []
+
+
+class ActivationRecorder(Hooks):
     """Forward hooks on every decoder block that reduce outputs on the fly.
 
     Use as a context manager around forward passes of the base model; then
@@ -200,14 +222,8 @@ class ActivationRecorder:
 
         return fn
 
-    def __enter__(self) -> ActivationRecorder:
-        self._handles = [b.register_forward_hook(self._hook(i)) for i, b in enumerate(self._blocks)]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+    def _attach(self) -> list:
+        return [b.register_forward_hook(self._hook(i)) for i, b in enumerate(self._blocks)]
 
     def table(self) -> pd.DataFrame:
         """Rows ``layer, seq, top1..k, top{i}_token, top{i}_dim, median, mean, n_massive``."""

@@ -40,7 +40,7 @@ from torch import nn
 from massdyn.data import read_json
 from massdyn.tracker.blocks import base_model, decoder_blocks
 from massdyn.tracker.config import Mechanisms
-from massdyn.tracker.measure import ActivationRecorder, check_finite
+from massdyn.tracker.measure import ActivationRecorder, Hooks, check_finite
 
 SINK_EPSILON = 0.3  # Gu et al.'s threshold on a head's sink share
 SPIKE_FACTOR = 10.0  # a layer's down-projection spike "stands out" above this x the median
@@ -139,7 +139,7 @@ def _register(implementation: str) -> str:
     return name
 
 
-class SinkRecorder:
+class SinkRecorder(Hooks):
     """Records the sink share of every head and the norm of position 0, during forwards.
 
     Use as a context manager around forward passes; then :meth:`table` has one row per
@@ -213,15 +213,13 @@ class SinkRecorder:
         self.inner = self._resolve_inner(self._previous)
         _RECORDING.append(self)
         self.model.set_attn_implementation(_register(self._previous))
-        self._handles = [
-            b.register_forward_hook(self._norm_hook(i)) for i, b in enumerate(self._blocks)
-        ]
-        return self
+        return super().__enter__()
+
+    def _attach(self) -> list:
+        return [b.register_forward_hook(self._norm_hook(i)) for i, b in enumerate(self._blocks)]
 
     def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+        super().__exit__(*exc)
         self.model.set_attn_implementation(self._previous)
         _RECORDING.remove(self)
 
@@ -278,7 +276,7 @@ def down_projections(model: nn.Module) -> list[nn.Module]:
     return found
 
 
-class SuperWeightRecorder:
+class SuperWeightRecorder(Hooks):
     """Forward hooks on each down-projection that keep its largest output spike.
 
     Per batch and layer one small tensor stays on the device (value, sequence, token,
@@ -321,16 +319,8 @@ class SuperWeightRecorder:
 
         return fn
 
-    def __enter__(self) -> SuperWeightRecorder:
-        self._handles = [
-            m.register_forward_hook(self._hook(i)) for i, m in enumerate(self._modules)
-        ]
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
-        self._handles = []
+    def _attach(self) -> list:
+        return [m.register_forward_hook(self._hook(i)) for i, m in enumerate(self._modules)]
 
     def table(self) -> pd.DataFrame:
         """Rows of :data:`SUPERWEIGHT_COLUMNS`, one per layer."""
@@ -481,7 +471,7 @@ def _hidden_input(args: tuple, kwargs: dict):
     return args[0] if args else kwargs.get("hidden_states")
 
 
-class _BaseOutputs:
+class _BaseOutputs(Hooks):
     """The chosen blocks' outputs during the unchanged pass.
 
     Also whether the family hands each block's output, untouched, to the next block
@@ -510,15 +500,15 @@ class _BaseOutputs:
 
         return fn
 
-    def __enter__(self) -> _BaseOutputs:
+    def _attach(self) -> list:
+        handles = []
         for i, block in enumerate(self.blocks):
-            self._handles.append(block.register_forward_pre_hook(self._before(i), with_kwargs=True))
-            self._handles.append(block.register_forward_hook(self._after(i)))
-        return self
+            handles.append(block.register_forward_pre_hook(self._before(i), with_kwargs=True))
+            handles.append(block.register_forward_hook(self._after(i)))
+        return handles
 
     def __exit__(self, *exc) -> None:
-        for h in self._handles:
-            h.remove()
+        super().__exit__(*exc)
         self._last = None
 
 
