@@ -284,3 +284,32 @@ def test_interventions_run_only_the_blocks_after_the_changed_one():
     pd.testing.assert_frame_equal(partial, whole)
     want = _hand_loss(model, ids, 2, table, "zero")
     assert partial.set_index("mode").loc["zero", "loss"] == pytest.approx(want, rel=1e-6)
+
+
+def test_sink_share_of_eager_attention_with_softcapping():
+    """Gemma 2 runs eager attention by default, with logit soft-capping and local layers."""
+    from transformers import AutoModelForCausalLM, Gemma2Config
+
+    config = Gemma2Config(
+        vocab_size=300,
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=8,
+        intermediate_size=64,
+        sliding_window=6,
+        attn_logit_softcapping=5.0,
+    )
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config).eval()
+    assert model.config._attn_implementation == "eager"
+    ids = _ids(config.vocab_size)
+    _, tables = measure_mechanisms(model, ids, 2, Mechanisms(attention=True))
+    got = tables["attention"].pivot(index="layer", columns="head", values="sink_share")
+    model.set_attn_implementation("eager")
+    with torch.no_grad():
+        attentions = model(input_ids=ids, output_attentions=True).attentions
+    want = np.stack([a[:, :, 1:, 0].double().mean(-1).mean(0).numpy() for a in attentions])
+    np.testing.assert_allclose(got.to_numpy(), want, rtol=1e-5, atol=1e-7)
+    assert model.config._attn_implementation == "eager"
