@@ -299,10 +299,14 @@ def test_sink_share_of_eager_attention_with_softcapping():
         head_dim=8,
         intermediate_size=64,
         sliding_window=6,
-        attn_logit_softcapping=5.0,
+        attn_logit_softcapping=1.0,
     )
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config).eval()
+    with torch.no_grad():  # logits of a few units, where the capping changes them
+        for block in model.model.layers:
+            block.self_attn.q_proj.weight.mul_(30.0)
+            block.self_attn.k_proj.weight.mul_(30.0)
     assert model.config._attn_implementation == "eager"
     ids = _ids(config.vocab_size)
     _, tables = measure_mechanisms(model, ids, 2, Mechanisms(attention=True))
