@@ -17,6 +17,12 @@ from massdyn.tracker.sources import looks_like_path
 
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
 MECHANISM_TABLES = ("attention", "superweights", "interventions")
+# What identifies a row of each mechanism table within a checkpoint.
+MECHANISM_KEYS = {
+    "attention": ("layer", "head"),
+    "superweights": ("layer",),
+    "interventions": ("layer", "mode"),
+}
 
 
 UNITS = {"": 1, "B": 1, "KB": 1e3, "MB": 1e6, "GB": 1e9, "TB": 1e12}

@@ -349,12 +349,12 @@ class ResultStore:
                 if row.get("tokens") not in ("", None):  # for --time tokens on these too
                     part.insert(2, "tokens", int(row["tokens"]))
                 atomic_csv(part, self.extra_path(name, step))
-            for name in self.extras:
-                self._write_extra(name)
             table = self._stamped(table, step)
             self._record(
                 table, {"model": self.model, "step": step, "status": "ok", "reason": "", **row}
             )
+            for name in self.extras:
+                self._write_extra(name)
 
     def _stamped(self, table: pd.DataFrame, step: int) -> pd.DataFrame:
         """``table`` with the ``model`` and ``step`` columns in front."""
@@ -368,9 +368,12 @@ class ResultStore:
         return self.parts / name / f"step{step:09d}.csv"
 
     def _write_extra(self, name: str) -> None:
-        """``DIR/<name>.csv`` from every checkpoint's part, by step."""
-        parts = sorted((self.parts / name).glob("step*.csv"))
-        frames = [pd.read_csv(p) for p in parts]
+        """``DIR/<name>.csv`` from the part of every checkpoint done, by step.
+
+        A part of a checkpoint whose measurements a killed walk did not record yet is left
+        out until a walk records them.
+        """
+        frames = [pd.read_csv(self.extra_path(name, s)) for s in sorted(self.done_steps())]
         if frames:
             atomic_csv(pd.concat(frames, ignore_index=True), self.folder / f"{name}.csv")
 

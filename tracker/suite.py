@@ -36,6 +36,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from massdyn.tracker.config import MECHANISM_KEYS, MECHANISM_TABLES
 from massdyn.tracker.schedule import Schedule, StepSelection, is_pythia, shipped_suites
 from massdyn.tracker.store import atomic_csv, atomic_write
 
@@ -389,7 +390,8 @@ def merge(root: str | Path) -> pd.DataFrame:
     """Merge every model's shard folders in the suite folder ``root``.
 
     Writes ``<model>/measurements.csv`` and ``<model>/checkpoints.csv`` per model and
-    ``measurements.csv`` for the suite. For a step walked by several shards an ``ok`` row
+    ``measurements.csv`` for the suite, and likewise each mechanism table the shards
+    recorded (``attention.csv``, ...). For a step walked by several shards an ``ok`` row
     wins over a failed one.
 
     Returns:
@@ -445,20 +447,41 @@ def merge(root: str | Path) -> pd.DataFrame:
                 for s in checkpoints.loc[hit, "step"]
             ]
         table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+        ok_steps = set(checkpoints.loc[checkpoints["status"] == "ok", "step"].astype(int))
         if len(table):
-            ok_steps = set(checkpoints.loc[checkpoints["status"] == "ok", "step"].astype(int))
             table = table[table["step"].isin(ok_steps)]
             table = table.drop_duplicates(["step", "layer", "seq"]).sort_values(
                 ["step", "layer", "seq"], kind="stable"
             )
-        merged[model_folder] = (table, checkpoints)
+        extras = _merged_mechanisms(folders, ok_steps)
+        merged[model_folder] = (table, checkpoints, extras)
         suite_rows.append(table)
-    for model_folder, (table, checkpoints) in merged.items():
+    suite_extras: dict[str, list[pd.DataFrame]] = {}
+    for model_folder, (table, checkpoints, extras) in merged.items():
         atomic_csv(table, model_folder / "measurements.csv")
         atomic_csv(checkpoints, model_folder / "checkpoints.csv")
+        for name, rows in extras.items():
+            atomic_csv(rows, model_folder / f"{name}.csv")
+            suite_extras.setdefault(name, []).append(rows)
     if suite_rows:
         atomic_csv(pd.concat(suite_rows, ignore_index=True), root / "measurements.csv")
+    for name, parts in suite_extras.items():
+        atomic_csv(pd.concat(parts, ignore_index=True), root / f"{name}.csv")
     return status(root)
+
+
+def _merged_mechanisms(folders: list[Path], ok_steps: set[int]) -> dict[str, pd.DataFrame]:
+    """Each mechanism table the shards of one model recorded, rows of ``ok`` steps only."""
+    out = {}
+    for name in MECHANISM_TABLES:
+        parts = [pd.read_csv(f / f"{name}.csv") for f in folders if (f / f"{name}.csv").exists()]
+        if not parts:
+            continue
+        rows = pd.concat(parts, ignore_index=True)
+        keys = ["step", *MECHANISM_KEYS[name]]
+        rows = rows[rows["step"].isin(ok_steps)].drop_duplicates(keys)
+        out[name] = rows.sort_values(keys, kind="stable").reset_index(drop=True)
+    return out
 
 
 def _read_shard_table(path: Path) -> tuple[pd.DataFrame, set[int]]:

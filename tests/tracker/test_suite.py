@@ -83,9 +83,9 @@ def test_a_revision_serving_anothers_weights_goes_with_its_twin():
         assert sum(len(s) for s in shards) == 7
 
 
-def config(out, text_file, **kw):
-    inputs = InputSpec(n_seqs=2, seq_len=16, text=str(text_file), prepend_bos=True, **kw)
-    return WalkConfig(out=str(out), inputs=inputs, progress=False, device="cpu")
+def config(out, text_file, seed=1, **kw):
+    inputs = InputSpec(n_seqs=2, seq_len=16, text=str(text_file), prepend_bos=True, seed=seed)
+    return WalkConfig(out=str(out), inputs=inputs, progress=False, device="cpu", **kw)
 
 
 def tables(root):
@@ -251,3 +251,24 @@ def test_every_shipped_suite_names_grammar_patterns_that_exist():
         assert len(facts) == 1, name
         (f,) = facts
         assert f.suite == name and f.revisions and set(f.revisions) <= patterns, name
+
+
+def test_shards_merge_the_mechanism_tables_too(suite_sources, text_file, tmp_path):
+    everything = {"attention": True, "super_weights": True, "interventions": "0"}
+    one = tmp_path / "one"
+    walk_suite(suite_sources, config(one, text_file, **everything))
+    sharded = tmp_path / "sharded"
+    for k in range(3):
+        walk_suite(suite_sources, config(sharded, text_file, **everything), shard=(k, 3))
+    merge(sharded)
+    for name in ("attention", "superweights", "interventions"):
+        for model in ("neox", "llama"):
+            a = pd.read_csv(one / model / f"{name}.csv")
+            b = pd.read_csv(sharded / model / f"{name}.csv")
+            pd.testing.assert_frame_equal(a, b)
+            assert sorted(a["step"].unique()) == sorted(
+                pd.read_csv(one / model / "measurements.csv")["step"].unique()
+            )
+        pd.testing.assert_frame_equal(
+            pd.read_csv(one / f"{name}.csv"), pd.read_csv(sharded / f"{name}.csv")
+        )
