@@ -34,6 +34,11 @@ def check_measurements(df: pd.DataFrame) -> None:
     and counts.
     """
     missing = [c for c in MEASUREMENT_COLUMNS if c not in df.columns]
+    if missing and "sink_share" in df.columns:
+        raise ValueError(
+            "this is an attention table (sink_share per head), not a measurements table: "
+            "fit or forecast it with --metric sink"
+        )
     if missing:
         raise ValueError(
             f"measurements table lacks column(s) {missing}; expected {list(MEASUREMENT_COLUMNS)}"

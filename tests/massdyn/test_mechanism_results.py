@@ -79,6 +79,9 @@ def test_metric_sink_is_the_mean_share_over_heads(tables, tmp_path, capsys):
     bad = ["fit", str(tmp_path / "m.csv"), "--metric", "sink", "--out", str(tmp_path / "q.csv")]
     assert main(bad) == 2
     assert "--metric sink reads an attention table" in capsys.readouterr().err
+    wrong = ["fit", str(tmp_path / "attention.csv"), "--out", str(tmp_path / "r.csv")]
+    assert main(wrong) == 2
+    assert "an attention table (sink_share per head)" in capsys.readouterr().err
 
 
 def test_locate_adds_position_0_and_where_super_weights_stay(tables, tmp_path, capsys):
