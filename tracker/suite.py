@@ -38,7 +38,7 @@ import pandas as pd
 
 from massdyn.tracker.config import MECHANISM_KEYS, MECHANISM_TABLES
 from massdyn.tracker.schedule import Schedule, StepSelection, is_pythia, shipped_suites
-from massdyn.tracker.store import atomic_csv, atomic_write
+from massdyn.tracker.store import ResultStore, atomic_csv, atomic_write
 
 SHARDS = "shards"
 PLANS = "plans"
@@ -247,13 +247,28 @@ def open_sources(specs: list[str]) -> list:
 
 
 def pending_units(specs: list[str], config) -> list[Unit]:
-    """The suite's selected units that no shard in ``config.out`` has measured yet."""
+    """The suite's selected units that no shard in ``config.out`` has measured yet.
+
+    With mechanisms asked for (``--attention``, ...), a unit measured without one of their
+    tables is pending too: the walk that takes it measures it again with them.
+    """
     units = plan_units(open_sources(specs), config.steps)
     root = Path(config.out)
     record_suite_plan(root, units, None)
     done = status(root)
     done = {(r.model, int(r.step)) for r in done.itertuples() if r.state.startswith("done")}
+    tables = config.mechanisms.tables()
+    if tables:
+        done = {key for key in done if _has_tables(root, *key, tables)}
     return [u for u in units if (u.model, u.step) not in done]
+
+
+def _has_tables(root: Path, model: str, step: int, tables: tuple[str, ...]) -> bool:
+    """Whether a shard of ``model`` holds ``step``'s part of every table in ``tables``."""
+    return any(
+        all(ResultStore(f, {}).extra_path(name, step).exists() for name in tables)
+        for f in _shard_folders(root / model_dir(model))
+    )
 
 
 SUITE_PLAN = "suite.json"

@@ -272,3 +272,19 @@ def test_shards_merge_the_mechanism_tables_too(suite_sources, text_file, tmp_pat
         pd.testing.assert_frame_equal(
             pd.read_csv(one / f"{name}.csv"), pd.read_csv(sharded / f"{name}.csv")
         )
+
+
+def test_units_measured_without_a_mechanism_asked_for_are_pending(
+    suite_sources, text_file, tmp_path
+):
+    """What a Slurm submission sends: a walk asked for --attention does not skip them."""
+    from massdyn.tracker.suite import pending_units
+
+    out = tmp_path / "suite"
+    walk_suite(suite_sources, config(out, text_file))
+    assert pending_units(suite_sources, config(out, text_file)) == []
+    wanted = config(out, text_file, attention=True)
+    assert len(pending_units(suite_sources, wanted)) == 7
+    walk_suite(suite_sources, wanted)
+    assert pending_units(suite_sources, wanted) == []
+    assert len(pd.read_csv(out / "attention.csv")["step"].unique()) > 1
