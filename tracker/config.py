@@ -128,11 +128,6 @@ class Mechanisms:
     super_weights: bool = False
     interventions: tuple[int, ...] | None = ()
 
-    @property
-    def any(self) -> bool:
-        """Whether anything beyond the block statistics is measured."""
-        return self.attention or self.super_weights or self.interventions != ()
-
     def tables(self) -> tuple[str, ...]:
         """The names of the tables these mechanisms add (``attention``, ...)."""
         on = (self.attention, self.super_weights, self.interventions != ())

@@ -10,6 +10,8 @@ the classic massive-activation rule ``|a| > 100`` and ``|a| > 1000 * median`` (a
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import torch
@@ -262,6 +264,7 @@ def measure(
     input_ids: torch.Tensor | np.ndarray,
     batch_size: int = 1,
     overlap: bool = True,
+    recorders=(),
 ) -> pd.DataFrame:
     """Measure every decoder block of ``model`` on fixed inputs.
 
@@ -272,6 +275,8 @@ def measure(
         input_ids: ``(n_seqs, seq_len)`` token ids.
         batch_size: Sequences per forward pass.
         overlap: On CUDA, reduce each block output on a side stream (same numbers).
+        recorders: Further context managers (:class:`Hooks`) that record in the same
+            forward passes (the mechanisms of :mod:`massdyn.tracker.mechanisms`).
 
     Returns:
         One row per (layer, seq); see :meth:`ActivationRecorder.table`.
@@ -282,7 +287,10 @@ def measure(
     device = next(model.parameters()).device
     ids = torch.as_tensor(np.asarray(input_ids), dtype=torch.long)
     body = base_model(model)
-    with ActivationRecorder(model, overlap=overlap) as rec:
+    with contextlib.ExitStack() as stack:
+        rec = stack.enter_context(ActivationRecorder(model, overlap=overlap))
+        for recorder in recorders:
+            stack.enter_context(recorder)
         for start in range(0, ids.shape[0], batch_size):
             body(input_ids=ids[start : start + batch_size].to(device), use_cache=False)
     return check_finite(rec.table())

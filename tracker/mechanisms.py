@@ -40,7 +40,7 @@ from torch import nn
 from massdyn.data import read_json
 from massdyn.tracker.blocks import base_model, decoder_blocks
 from massdyn.tracker.config import Mechanisms
-from massdyn.tracker.measure import ActivationRecorder, Hooks, check_finite
+from massdyn.tracker.measure import Hooks, measure
 
 SINK_EPSILON = 0.3  # Gu et al.'s threshold on a head's sink share
 SPIKE_FACTOR = 10.0  # a layer's down-projection spike "stands out" above this x the median
@@ -592,24 +592,15 @@ def measure_mechanisms(
             layer past the model (before any forward pass).
         NonFiniteActivationsError: naming the layers whose outputs held NaN or inf.
     """
-    import contextlib
-
     if mechanisms.interventions != ():
         check_layers(mechanisms.interventions, len(decoder_blocks(model)))
-    device = next(model.parameters()).device
-    ids = torch.as_tensor(np.asarray(input_ids), dtype=torch.long)
-    body = base_model(model)
     extra = recorders(model, mechanisms)
-    with contextlib.ExitStack() as stack:
-        rec = stack.enter_context(ActivationRecorder(model, overlap=overlap))
-        for recorder in extra.values():
-            stack.enter_context(recorder)
-        for start in range(0, ids.shape[0], batch_size):
-            body(input_ids=ids[start : start + batch_size].to(device), use_cache=False)
-    table = check_finite(rec.table())
+    table = measure(model, input_ids, batch_size, overlap, recorders=extra.values())
     tables = {name: recorder.table() for name, recorder in extra.items()}
     if mechanisms.interventions != ():
-        tables["interventions"] = intervene(model, ids, table, mechanisms.interventions, batch_size)
+        tables["interventions"] = intervene(
+            model, input_ids, table, mechanisms.interventions, batch_size
+        )
     return table, tables
 
 

@@ -22,7 +22,6 @@ import torch
 from massdyn.tracker.blocks import BLOCK_INDEX
 from massdyn.tracker.config import DTYPE_NAMES, WalkConfig, WalkSummary, human_bytes, walk_settings
 from massdyn.tracker.inputs import InputError, TokenInputs, build_inputs
-from massdyn.tracker.measure import measure
 from massdyn.tracker.schedule import known_tokens_per_step
 from massdyn.tracker.sources import CheckpointError, Fetched, first_line
 from massdyn.tracker.sources.etiquette import HubRefusedError
@@ -666,9 +665,7 @@ def _measure_checkpoint(fetched, ids, batch_size, device, dtype, config):
             how = f"whole ({why_not})"
     model = load_model(fetched.path, device, dtype, config.trust_remote_code)
     try:
-        if mechanisms.any:
-            return *measure_mechanisms(model, ids, batch_size, mechanisms), how
-        return measure(model, ids, batch_size), {}, how
+        return *measure_mechanisms(model, ids, batch_size, mechanisms), how
     finally:
         del model
         _free(device)
