@@ -241,6 +241,7 @@ class ResultStore:
         self.model = identity.get("model", "")
         self._checkpoints: dict[int, dict] = {}
         self._frames: dict[int, pd.DataFrame] = {}
+        self._extra_frames: dict[str, dict[int, pd.DataFrame]] = {n: {} for n in self.extras}
         self._open = False
 
     def open(self) -> ResultStore:
@@ -349,6 +350,7 @@ class ResultStore:
                 if row.get("tokens") not in ("", None):  # for --time tokens on these too
                     part.insert(2, "tokens", int(row["tokens"]))
                 atomic_csv(part, self.extra_path(name, step))
+                self._extra_frames[name][step] = part
             table = self._stamped(table, step)
             self._record(
                 table, {"model": self.model, "step": step, "status": "ok", "reason": "", **row}
@@ -373,7 +375,12 @@ class ResultStore:
         A part of a checkpoint whose measurements a killed walk did not record yet is left
         out until a walk records them.
         """
-        frames = [pd.read_csv(self.extra_path(name, s)) for s in sorted(self.done_steps())]
+        kept = self._extra_frames[name]  # parts read once, then kept, as the measurements'
+        done = sorted(self.done_steps())
+        for s in done:
+            if s not in kept:
+                kept[s] = pd.read_csv(self.extra_path(name, s))
+        frames = [kept[s] for s in done]
         if frames:
             atomic_csv(pd.concat(frames, ignore_index=True), self.folder / f"{name}.csv")
 
