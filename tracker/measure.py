@@ -201,7 +201,6 @@ class ActivationRecorder(Hooks):
         self.overlap = overlap
         self._blocks = decoder_blocks(model)
         self._parts: list[list[torch.Tensor]] = [[] for _ in self._blocks]
-        self._handles: list = []
         self._side: torch.cuda.Stream | None = None
 
     @property

@@ -159,7 +159,6 @@ class SinkRecorder(Hooks):
         self._sums: dict[int, torch.Tensor] = {}
         self._count: dict[int, int] = {}
         self._norms: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(self._blocks))}
-        self._handles: list = []
         self._previous: str | None = None
         self.inner = None
 
@@ -289,7 +288,6 @@ class SuperWeightRecorder(Hooks):
         self._modules = down_projections(model)
         self._parts: list[list[torch.Tensor]] = [[] for _ in self._modules]
         self._seen: list[int] = [0 for _ in self._modules]
-        self._handles: list = []
 
     def _hook(self, layer: int):
         def fn(module, inputs, output):
@@ -483,7 +481,6 @@ class _BaseOutputs(Hooks):
         self.outputs: dict[int, object] = {}
         self.chained = True
         self._last = None
-        self._handles: list = []
 
     def _before(self, index: int):
         def fn(module, args, kwargs):

@@ -58,6 +58,7 @@ class DemoCommand:
         from massdyn.fitting.report import emergence_report
         from massdyn.io import write_table
         from massdyn.minisuite import shipped_data
+        from massdyn.tracker.config import MECHANISM_TABLES
 
         quiet_transformers()
         out = Path(self.out)
@@ -77,10 +78,7 @@ class DemoCommand:
             f"      {out / 'walk' / 'measurements.csv'}: {walked['step'].nunique()} "
             f"checkpoints; walker vs live tracker, largest relative difference {diff:.1e}"
         )
-        mechanisms = {
-            name: pd.read_csv(out / "walk" / f"{name}.csv")
-            for name in ("attention", "superweights", "interventions")
-        }
+        mechanisms = {name: pd.read_csv(out / "walk" / f"{name}.csv") for name in MECHANISM_TABLES}
         print(
             "      "
             + ", ".join(str(out / "walk" / f"{name}.csv") for name in mechanisms)
