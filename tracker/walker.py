@@ -5,12 +5,20 @@ options, the series' listing, the inputs against the first checkpoint's config),
 command fails at once, with one message, and leaves no trace in the results folder. Ctrl-C
 ends the walk between two writes: every checkpoint measured so far is in the tables, and
 :class:`WalkInterrupted` says how many.
+
+Python raises Ctrl-C's ``KeyboardInterrupt`` wherever the main thread is, and one that lands
+in a weakref or finalizer callback is printed as "Exception ignored" and then dropped: the
+walk would go on as if never asked to stop (seen with the shards of ``--jobs``, which all get
+the terminal's Ctrl-C). :func:`_interrupt_latch` remembers every Ctrl-C, so a dropped one
+still stops the walk after the checkpoint in hand, and keeps the dropped one off the terminal.
 """
 
 from __future__ import annotations
 
 import contextlib
 import gc
+import signal
+import sys
 import threading
 import time
 from concurrent.futures import Future
@@ -567,7 +575,7 @@ def _walk_queue(source, config, store, inputs, plan: _Plan, device, dtype):
     t0 = time.perf_counter()
     try:
         fetching = _Fetcher(source, config).stream(plan.queue, plan.available)
-        with contextlib.closing(fetching) as fetches:
+        with _interrupt_latch() as interrupted, contextlib.closing(fetching) as fetches:
             for step, fetched, error in fetches:
                 row = {"revision": plan.available[step], **where, **time_of(step)}
                 extras: dict = {}
@@ -592,6 +600,8 @@ def _walk_queue(source, config, store, inputs, plan: _Plan, device, dtype):
                 bar.set_postfix_str(f"step {step} {'ok' if error is None else 'FAILED'}")
                 bar.update(1)
                 t0 = time.perf_counter()
+                if interrupted:  # a Ctrl-C that Python dropped in a callback
+                    raise KeyboardInterrupt
                 unreachable = unreachable + 1 if error is not None and _unreachable(error) else 0
                 if unreachable >= MAX_UNREACHABLE:
                     left = sum(1 for s in plan.queue if s not in failed and s not in ok)
@@ -612,6 +622,40 @@ def _walk_queue(source, config, store, inputs, plan: _Plan, device, dtype):
     finally:
         bar.close()  # whatever ends the loop, the next line printed starts a line of its own
     return ok, failed, stopped
+
+
+@contextlib.contextmanager
+def _interrupt_latch():
+    """Remember each Ctrl-C while the block runs; yields a list that is true once one came.
+
+    The interrupt is still raised at once; the list is for one Python dropped (see the module
+    docstring). Only the main thread can own a signal handler, and a handler someone else set
+    stays theirs: in either case this does nothing.
+    """
+    seen: list[int] = []
+    previous = signal.getsignal(signal.SIGINT)
+    main = threading.current_thread() is threading.main_thread()
+    if not main or previous is not signal.default_int_handler:
+        yield seen
+        return
+
+    def handler(signum, frame):
+        seen.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    shown = sys.unraisablehook
+
+    def quiet(unraisable):  # a dropped Ctrl-C is latched: not a traceback for the user
+        if not (seen and isinstance(unraisable.exc_value, KeyboardInterrupt)):
+            shown(unraisable)
+
+    signal.signal(signal.SIGINT, handler)
+    sys.unraisablehook = quiet
+    try:
+        yield seen
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        sys.unraisablehook = shown
 
 
 # Consecutive checkpoints that could not reach the server before the walk stops: each costs

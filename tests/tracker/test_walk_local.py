@@ -446,3 +446,45 @@ def test_a_disk_that_fills_mid_walk_exits_1_with_one_line_and_keeps_what_was_rec
     monkeypatch.setattr(store, "atomic_csv", real)
     assert main([*args, "--out", str(out)]) == 0  # resumes: the two others are measured now
     assert sorted(pd.read_csv(out / "measurements.csv")["step"].unique()) == [0, 10, 100, 1000]
+
+
+def test_a_ctrl_c_that_python_drops_in_a_callback_still_stops_the_walk(
+    series, text_file, tmp_path, monkeypatch, capsys
+):
+    """A KeyboardInterrupt raised inside a weakref callback is printed and dropped by Python."""
+    import os
+    import weakref
+
+    import massdyn.tracker.walker as walker
+    from massdyn.cli import main
+
+    real, calls = walker._measure_checkpoint, []
+
+    class Dying:
+        pass
+
+    def in_a_callback(_):
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100_000):  # the handler runs here, inside the callback
+            pass
+
+    def measure(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            obj = Dying()
+            ref = weakref.ref(obj, in_a_callback)
+            del obj
+            assert ref() is None
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(walker, "_measure_checkpoint", measure)
+    out = tmp_path / "o"
+    args = ["walk", str(series), "--text", str(text_file), "--seqs", "2", "--seq-len", "16"]
+    assert main([*args, "--out", str(out)]) == 130
+    err = capsys.readouterr().err.replace("\r", "\n")
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("massdyn walk: interrupted: 2 checkpoint(s) measured"), last
+    # The checkpoint in hand when the Ctrl-C came is kept; the walk went no further.
+    assert sorted(pd.read_csv(out / "measurements.csv")["step"].unique()) == [0, 10]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
