@@ -166,14 +166,17 @@ def test_kill_9_at_random_points_then_resume_gives_the_uninterrupted_table(
     out = tmp_path / "killed"
     cmd = [sys.executable, "-m", "massdyn.cli", "walk", *map(str, args), "--out", str(out)]
     kills = 0
-    for _ in range(3):
+    # Killed once a random number of parts is written, a random fraction of a checkpoint
+    # later: at any point of the measure-write-rename cycle, however fast the machine.
+    for target in sorted(rng.sample(range(1, 14), 3)):
         proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(rng.uniform(3.0, 7.0))
+        wait_for_parts(out, target, proc)
+        time.sleep(rng.uniform(0.0, 0.3))
         if proc.poll() is None:
             proc.send_signal(signal.SIGKILL)
             kills += 1
         proc.wait()
-    assert kills >= 1
+    assert kills >= 2
     run_cli("walk", *args, "--out", out, check=True)
     assert (out / "measurements.csv").read_bytes() == reference
     ck = pd.read_csv(out / "checkpoints.csv")
