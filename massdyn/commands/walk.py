@@ -86,13 +86,13 @@ class WalkCommand:
         summaries = walk_suite(self.source.source, self.walk, shard)
         for s in summaries:
             print(s.describe())
-        if shard is not None and not os.environ.get("MASSDYN_JOBS_PARENT"):
+        if shard is None:
+            print(f"merged: {self.walk.out}/measurements.csv")
+        elif not os.environ.get("MASSDYN_JOBS_PARENT"):  # under --jobs the parent merges
             print(
                 f"shard {shard[0]}/{shard[1]} done; when every shard is, run: massdyn merge "
                 f"{self.walk.out}"
             )
-        else:
-            print(f"merged: {self.walk.out}/measurements.csv")
         return 1 if any(s.failed for s in summaries) else 0
 
     def _submit(self) -> int:
@@ -146,8 +146,8 @@ class WalkCommand:
         try:
             codes = [p.wait() for p in procs]
         except KeyboardInterrupt:  # the shards got it too: let them record what they have
-            for p in procs:
-                p.wait()
+            codes = [p.wait() for p in procs] + [130]
+        if 130 in codes:  # a shard interrupted (its parent's own Ctrl-C may have been dropped)
             raise KeyboardInterrupt(
                 "every shard stopped after recording what it had measured; rerun the same "
                 "command to resume"

@@ -1,9 +1,11 @@
+import os
 import random
 import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -396,8 +398,6 @@ def test_tokens_per_step_fills_the_tokens_of_plain_step_names(series, text_file,
 @pytest.mark.slow
 def test_ctrl_c_during_jobs_prints_one_line(long_series, text_file, tmp_path):
     """The shards of --jobs get the terminal's Ctrl-C too; only the parent speaks."""
-    import os
-
     twin = tmp_path / "twin"
     shutil.copytree(long_series, twin)
     out = tmp_path / "o"
@@ -455,7 +455,6 @@ def test_a_ctrl_c_that_python_drops_in_a_callback_still_stops_the_walk(
     series, text_file, tmp_path, monkeypatch, capsys
 ):
     """A KeyboardInterrupt raised inside a weakref callback is printed and dropped by Python."""
-    import os
     import weakref
 
     import massdyn.tracker.walker as walker
@@ -491,3 +490,28 @@ def test_a_ctrl_c_that_python_drops_in_a_callback_still_stops_the_walk(
     # The checkpoint in hand when the Ctrl-C came is kept; the walk went no further.
     assert sorted(pd.read_csv(out / "measurements.csv")["step"].unique()) == [0, 10]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.slow
+def test_a_ctrl_c_to_one_shard_of_jobs_is_an_interrupted_walk(long_series, text_file, tmp_path):
+    """The parent does not merge as if done when a shard was interrupted alone."""
+    out = tmp_path / "o"
+    twin = tmp_path / "twin"
+    shutil.copytree(long_series, twin)
+    args = [long_series, twin, "--text", text_file, "--seqs", 3, "--seq-len", 24, "--bos"]
+    cmd = [sys.executable, "-m", "massdyn.cli", "walk", *map(str, args), "--jobs", "2"]
+    cmd += ["--device", "cpu", "--out", str(out)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.monotonic()
+    while len(list(out.glob("*/shards/*/parts/step*.csv"))) < 2:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() - t0 < 180
+        time.sleep(0.05)
+    children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+    assert len(children) == 2
+    os.kill(int(children[0]), signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stderr
+    lines = [line for line in stderr.splitlines() if "interrupted" in line]
+    assert len(lines) == 1 and "rerun the same command to resume" in lines[0], stderr
+    assert "merged:" not in stdout and "Traceback" not in stderr
