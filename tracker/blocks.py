@@ -25,6 +25,19 @@ def block_paths() -> dict[str, str]:
     return {k: v["blocks"] for k, v in spec["families"].items()}
 
 
+def submodule(root: nn.Module, dotted: str):
+    """``root.a.b`` for ``"a.b"`` (a path from ``data/architectures.json``); None if absent."""
+    obj = root
+    for part in dotted.split("."):
+        obj = getattr(obj, part, None)
+    return obj
+
+
+def block_hidden(output):
+    """The hidden state in what a decoder block returns: a tensor, or a tuple led by it."""
+    return output[0] if isinstance(output, tuple | list) else output
+
+
 def base_model(model: nn.Module) -> nn.Module:
     """The model without its LM head (``model.base_model`` for transformers models)."""
     return getattr(model, "base_model", model)
@@ -44,9 +57,7 @@ def decoder_blocks(model: nn.Module) -> nn.ModuleList:
     base = base_model(model)
     path = block_paths().get(model_type)
     if path is not None:
-        obj = base
-        for part in path.split("."):
-            obj = getattr(obj, part, None)
+        obj = submodule(base, path)
         if isinstance(obj, nn.ModuleList) and len(obj) > 0:
             return obj
     n_layers = getattr(config, "num_hidden_layers", None)

@@ -17,7 +17,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from massdyn.tracker.blocks import base_model, decoder_blocks
+from massdyn.tracker.blocks import base_model, block_hidden, decoder_blocks
 from massdyn.tracker.packing import pack, unpack
 
 TOP_K = 3
@@ -210,7 +210,7 @@ class ActivationRecorder(Hooks):
 
     def _hook(self, layer: int):
         def fn(module, inputs, output):
-            h = output[0] if isinstance(output, tuple | list) else output
+            h = block_hidden(output)
             if not (self.overlap and h.is_cuda):
                 self._parts[layer].append(reduce_packed(h, self.k))
                 return

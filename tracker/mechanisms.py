@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from massdyn.data import read_json
-from massdyn.tracker.blocks import base_model, decoder_blocks
+from massdyn.tracker.blocks import base_model, block_hidden, decoder_blocks, submodule
 from massdyn.tracker.config import Mechanisms
 from massdyn.tracker.measure import Hooks, measure
 
@@ -195,7 +195,7 @@ class SinkRecorder(Hooks):
 
     def _norm_hook(self, layer: int):
         def fn(module, inputs, output):
-            h = output[0] if isinstance(output, tuple | list) else output
+            h = block_hidden(output)
             self._norms[layer].append(h[:, 0].float().norm(dim=-1))
 
         return fn
@@ -263,9 +263,7 @@ def down_projections(model: nn.Module) -> list[nn.Module]:
         )
     found = []
     for block in decoder_blocks(model):
-        module = block
-        for part in path.split("."):
-            module = getattr(module, part, None)
+        module = submodule(block, path)
         if not isinstance(module, nn.Module) or not hasattr(module, "weight"):
             raise MechanismError(
                 f"--super-weights: {model_type} blocks have no module {path!r} with a weight; "
@@ -398,13 +396,13 @@ def _substitute(h: torch.Tensor, positions: list[list[tuple]], mode: str) -> tor
     return h
 
 
-def _loss(model: nn.Module, ids: torch.Tensor) -> tuple[float, int]:
-    """Sum of next-token cross-entropies over every position of ``ids``, and their count."""
+def _loss(model: nn.Module, ids: torch.Tensor) -> float:
+    """Sum of next-token cross-entropies over every position of ``ids``."""
     logits = model(input_ids=ids, use_cache=False).logits
     loss = nn.functional.cross_entropy(
         logits[:, :-1].flatten(0, 1).float(), ids[:, 1:].flatten(), reduction="sum"
     )
-    return float(loss), ids[:, 1:].numel()
+    return float(loss)
 
 
 @torch.inference_mode()
@@ -446,7 +444,7 @@ def intervene(
     for start in range(0, len(ids), batch_size):
         batch = ids[start : start + batch_size].to(device)
         with _BaseOutputs(blocks, chosen) as kept:
-            base += _loss(model, batch)[0]
+            base += _loss(model, batch)
         for layer in chosen:
             positions = _positions(measured, layer, start, len(batch))
             for mode in modes:
@@ -456,7 +454,7 @@ def intervene(
                 else:
                     changed = _substitute(output, positions, mode)
                 with _ResumeAfter(blocks, layer, changed, kept.chained):
-                    totals[layer, mode] += _loss(model, batch)[0]
+                    totals[layer, mode] += _loss(model, batch)
     count = ids[:, 1:].numel()
     rows = [
         {"layer": layer, "mode": mode, "loss_base": base / count, "loss": total / count}
@@ -491,7 +489,7 @@ class _BaseOutputs(Hooks):
 
     def _after(self, index: int):
         def fn(module, args, output):
-            self._last = output[0] if isinstance(output, tuple | list) else output
+            self._last = block_hidden(output)
             if index in self.chosen:
                 self.outputs[index] = output
 

@@ -42,7 +42,7 @@ import torch
 from torch import nn
 
 from massdyn.data import read_json
-from massdyn.tracker.blocks import BLOCK_INDEX, base_model, decoder_blocks
+from massdyn.tracker.blocks import BLOCK_INDEX, base_model, block_hidden, decoder_blocks
 from massdyn.tracker.config import parse_size
 from massdyn.tracker.measure import ActivationRecorder, check_finite
 
@@ -462,8 +462,7 @@ def measure_streamed(
             stats.peak_param_bytes = max(stats.peak_param_bytes, _resident(sm.model))
             for i, (args, kwargs) in enumerate(captured[layer]):
                 args, kwargs = _with_hidden(args, kwargs, hidden[i])
-                out = block(*args, **kwargs)
-                hidden[i] = out[0] if isinstance(out, tuple | list) else out
+                hidden[i] = block_hidden(block(*args, **kwargs))
             captured[layer] = []  # this block's masks and rotary tables are done with
             sm._unload(block)
     if device.type == "cuda":
