@@ -97,8 +97,8 @@ def locations(measurements):
                     "top_dim": top_dim,
                     "top_dim_share": share,
                     "dims": " ".join(map(str, sorted(int(d) for d in dims))),
-                    "overlap_prev": np.nan if previous is None else _jaccard(dims, previous),
-                    "overlap_last": _jaccard(dims, last_dims),
+                    "overlap_prev": np.nan if previous is None else jaccard(dims, previous),
+                    "overlap_last": jaccard(dims, last_dims),
                 }
             )
             previous = dims
@@ -158,5 +158,6 @@ def super_weight_persistence(superweights):
     return table.sort_values(["model", "checkpoints"], ascending=[True, False], kind="stable")
 
 
-def _jaccard(a: set, b: set) -> float:
+def jaccard(a: set, b: set) -> float:
+    """The overlap ``|a & b| / |a | b|`` of two sets of outlier dimensions (NaN if both empty)."""
     return len(a & b) / len(a | b) if a | b else float("nan")

@@ -17,6 +17,7 @@ from massdyn.tracker.sources import looks_like_path
 
 DTYPE_NAMES = ("float32", "float16", "bfloat16")
 MECHANISM_TABLES = ("attention", "superweights", "interventions")
+SINK_EPSILON = 0.3  # Gu et al.'s threshold on a head's sink share (attention table)
 # What identifies a row of each mechanism table within a checkpoint.
 MECHANISM_KEYS = {
     "attention": ("layer", "head"),

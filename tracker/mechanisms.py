@@ -39,10 +39,9 @@ from torch import nn
 
 from massdyn.data import read_json
 from massdyn.tracker.blocks import base_model, block_hidden, decoder_blocks, submodule
-from massdyn.tracker.config import Mechanisms
+from massdyn.tracker.config import SINK_EPSILON, Mechanisms
 from massdyn.tracker.measure import Hooks, measure
 
-SINK_EPSILON = 0.3  # Gu et al.'s threshold on a head's sink share
 SPIKE_FACTOR = 10.0  # a layer's down-projection spike "stands out" above this x the median
 QUERY_CHUNK = 256  # query rows of scores held at once by the sink recorder
 MODES = ("zero", "mean")

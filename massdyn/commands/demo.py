@@ -115,17 +115,17 @@ class DemoCommand:
         )
         walk_fig = save(figure6(walk_data, [walked["model"].iloc[0]]), out / "figures", "walk_fits")
         print(f"walk_fits: {walk_fig[0]}")
-        drawn = 0
-        for name, figure in (
-            ("walk_sinks", figure12),
-            ("walk_outlier_overlap", figure13),
-            ("walk_interventions", figure14),
-            ("walk_super_weights", figure15),
-        ):
+        walk_figures = {
+            "walk_sinks": figure12,
+            "walk_outlier_overlap": figure13,
+            "walk_interventions": figure14,
+            "walk_super_weights": figure15,
+        }
+        for name, figure in walk_figures.items():
             print(f"{name}: {save(figure(walk_data), out / 'figures', name)[0]}")
-            drawn += 1
+        figures = len(written) + 2 + len(walk_figures)
         print(
-            f"\ndone in {time.perf_counter() - t0:.0f} s: {len(written) + 2 + drawn} figures "
-            f"and the tables above are in {out}/"
+            f"\ndone in {time.perf_counter() - t0:.0f} s: {figures} figures and the tables "
+            f"above are in {out}/"
         )
         return 0

@@ -19,6 +19,8 @@ from massdyn.figures.common import (
     register,
     step_axis,
 )
+from massdyn.fitting.report import jaccard
+from massdyn.tracker.config import SINK_EPSILON
 
 
 def _table(data: FigureData, name: str, flag: str):
@@ -43,13 +45,13 @@ def figure12(data: FigureData, model: str | None = None):
 
     One time axis for the three, to see whether they emerge together (reported for Pythia
     near step 1k). The sink share is the mean over heads; the dashed line is Gu et al.'s
-    Sink metric (the share of heads above 0.3).
+    Sink metric (the share of heads above :data:`~massdyn.tracker.config.SINK_EPSILON`).
     """
     attention = _table(data, "attention", "--attention")
     model = model or _model(data, attention)
     a = attention[attention["model"] == model]
     per = (
-        a.assign(sink=a["sink_share"] > 0.3)
+        a.assign(sink=a["sink_share"] > SINK_EPSILON)
         .groupby(["layer", "step"], as_index=False)
         .agg(share=("sink_share", "mean"), metric=("sink", "mean"), norm=("pos0_norm", "first"))
     )
@@ -66,7 +68,7 @@ def figure12(data: FigureData, model: str | None = None):
     axes[0].set_ylabel("top-1 / median")
     axes[0].set_title(f"(a) {model}: ratio, attention sinks, position 0")
     axes[0].legend(ncol=2)
-    axes[1].set_ylabel("sink share (mean over heads)\ndashed: share of heads > 0.3")
+    axes[1].set_ylabel(f"sink share (mean over heads)\ndashed: share of heads > {SINK_EPSILON}")
     axes[1].set_ylim(0, 1)
     axes[2].set_ylabel("||h at position 0||")
     axes[2].set_yscale("log")
@@ -94,7 +96,7 @@ def figure13(data: FigureData, model: str | None = None):
     cols = ["top1_dim", "top2_dim", "top3_dim"]
     steps = sorted(rows["step"].unique())
     dims = [set(rows.loc[rows["step"] == s, cols].to_numpy().ravel().tolist()) for s in steps]
-    grid = np.array([[len(a & b) / len(a | b) for b in dims] for a in dims])
+    grid = np.array([[jaccard(a, b) for b in dims] for a in dims])
     fig, ax = plt.subplots(figsize=(COLUMN_WIDTH, 3.0))
     im = ax.imshow(grid, vmin=0, vmax=1, cmap="viridis", origin="lower")
     ticks = np.unique(np.linspace(0, len(steps) - 1, min(8, len(steps))).astype(int))
