@@ -464,10 +464,7 @@ def merge(root: str | Path) -> pd.DataFrame:
         table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
         ok_steps = set(checkpoints.loc[checkpoints["status"] == "ok", "step"].astype(int))
         if len(table):
-            table = table[table["step"].isin(ok_steps)]
-            table = table.drop_duplicates(["step", "layer", "seq"]).sort_values(
-                ["step", "layer", "seq"], kind="stable"
-            )
+            table = _ok_rows(table, ok_steps, ("layer", "seq"))
         extras = _merged_mechanisms(folders, ok_steps)
         merged[model_folder] = (table, checkpoints, extras)
         suite_rows.append(table)
@@ -492,11 +489,15 @@ def _merged_mechanisms(folders: list[Path], ok_steps: set[int]) -> dict[str, pd.
         parts = [pd.read_csv(f / f"{name}.csv") for f in folders if (f / f"{name}.csv").exists()]
         if not parts:
             continue
-        rows = pd.concat(parts, ignore_index=True)
-        keys = ["step", *MECHANISM_KEYS[name]]
-        rows = rows[rows["step"].isin(ok_steps)].drop_duplicates(keys)
-        out[name] = rows.sort_values(keys, kind="stable").reset_index(drop=True)
+        out[name] = _ok_rows(pd.concat(parts, ignore_index=True), ok_steps, MECHANISM_KEYS[name])
     return out
+
+
+def _ok_rows(rows: pd.DataFrame, ok_steps: set[int], keys: tuple[str, ...]) -> pd.DataFrame:
+    """The rows of ``ok`` steps, each (step, *keys) once (shards may overlap), in that order."""
+    keys = ["step", *keys]
+    rows = rows[rows["step"].isin(ok_steps)].drop_duplicates(keys)
+    return rows.sort_values(keys, kind="stable").reset_index(drop=True)
 
 
 def _read_shard_table(path: Path) -> tuple[pd.DataFrame, set[int]]:

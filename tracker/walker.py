@@ -28,7 +28,14 @@ from pathlib import Path
 import torch
 
 from massdyn.tracker.blocks import BLOCK_INDEX
-from massdyn.tracker.config import DTYPE_NAMES, WalkConfig, WalkSummary, human_bytes, walk_settings
+from massdyn.tracker.config import (
+    DTYPE_NAMES,
+    WalkConfig,
+    WalkSummary,
+    human_bytes,
+    parse_size,
+    walk_settings,
+)
 from massdyn.tracker.inputs import InputError, TokenInputs, build_inputs
 from massdyn.tracker.schedule import known_tokens_per_step
 from massdyn.tracker.sources import CheckpointError, Fetched, first_line
@@ -691,7 +698,7 @@ def _measure_checkpoint(fetched, ids, batch_size, device, dtype, config):
         why_not = streamed.streamable(fetched.path)
         if why_not is None:
             need = streamed.weights_nbytes(fetched.path, dtype)
-            if need > streamed.parse_size(config.max_memory):
+            if need > parse_size(config.max_memory):
                 try:
                     table, _, extras = streamed.measure_streamed(
                         fetched.path,

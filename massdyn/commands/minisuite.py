@@ -119,20 +119,14 @@ class MinisuiteCommand:
         for m in members:
             tables.append(pd.read_csv(work / m.name / "live" / "measurements.csv"))
             shutil.copy(work / m.name / "config.json", out / "configs" / f"{m.name}.json")
-        # Members already in OUT that this sitting did not train stay: a data set grows
-        # sitting by sitting, and no sitting drops another's data.
-        if old["measurements"] is not None:
-            tables.insert(0, old["measurements"][~old["measurements"]["model"].isin(names)])
-        measurements = pd.concat(tables, ignore_index=True)
+        measurements = _grown(tables, out / "measurements.csv", names)
         atomic_csv(measurements, out / "measurements.csv")
         for name in MECHANISM_TABLES:
-            found = [work / m.name / "live" / f"{name}.csv" for m in members]
-            found = [pd.read_csv(p) for p in found if p.exists()]
-            if (out / f"{name}.csv").exists():
-                earlier = pd.read_csv(out / f"{name}.csv")
-                found.insert(0, earlier[~earlier["model"].isin(names)])
-            if found:
-                atomic_csv(pd.concat(found, ignore_index=True), out / f"{name}.csv")
+            live = [work / m.name / "live" / f"{name}.csv" for m in members]
+            fresh = [pd.read_csv(p) for p in live if p.exists()]
+            grown = _grown(fresh, out / f"{name}.csv", names)
+            if grown is not None:
+                atomic_csv(grown, out / f"{name}.csv")
         params = fit_measurements(measurements, "ratio")
         atomic_csv(params, out / "params.csv")
         kept = lambda items: [x for x in items if x["name"] not in names]  # noqa: E731
@@ -159,13 +153,24 @@ class MinisuiteCommand:
         return 0
 
 
-def _read_existing(out: Path) -> dict:
-    """What an earlier sitting left in ``out`` (nothing when it is new)."""
+def _grown(fresh: list, table: Path, names: list[str]):
+    """The table ``table`` in OUT grown by this sitting's rows ``fresh`` (None: no rows).
+
+    Members already in OUT that this sitting did not train stay: a data set grows sitting
+    by sitting, and no sitting drops another's data.
+    """
     import pandas as pd
 
-    found = {"measurements": None, "members": [], "runs": [], "sittings": [], "recipe": None}
-    if (out / "measurements.csv").exists():
-        found["measurements"] = pd.read_csv(out / "measurements.csv")
+    frames = list(fresh)
+    if table.exists():
+        earlier = pd.read_csv(table)
+        frames.insert(0, earlier[~earlier["model"].isin(names)])
+    return pd.concat(frames, ignore_index=True) if frames else None
+
+
+def _read_existing(out: Path) -> dict:
+    """What an earlier sitting's provenance left in ``out`` (nothing when it is new)."""
+    found = {"members": [], "runs": [], "sittings": [], "recipe": None}
     prov = out / "provenance.json"
     if prov.exists():
         data = json.loads(prov.read_text())
